@@ -1,0 +1,26 @@
+# The way in: `make demo` (the stack with simulated visitors), `make stack`,
+# `make test`. Each target sets up what it needs on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo stack test bench-policies bench-load clean
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m scripts.stack --simulate
+
+stack: $(STAMP)
+	$(PY) -m scripts.stack
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-policies: $(STAMP)
+	$(PY) -m bench.policies
+
+clean:
+	rm -rf $(VENV) run .pytest_cache

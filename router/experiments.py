@@ -1,0 +1,210 @@
+"""Experiments and variants: the registry's records, validated.
+
+Pure: parsing and validation only. Every error is an ``InvalidExperiment`` whose
+message starts with the field it is about, so the admin API can answer 422 with
+something a marketer can act on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from router.policies import PolicyError, make_policy
+from router.token import is_valid_id
+
+EXPERIMENT_STATUSES = ("running", "paused", "ended")
+VARIANT_STATUSES = ("active", "paused")
+# host:port or a DNS name with port; NGINX only proxies to names it allowlists,
+# but refusing junk here keeps the registry clean.
+_UPSTREAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}")
+_HOST = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?")
+_PATH_PREFIX = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}")
+_GOAL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+MAX_VARIANTS = 32
+MAX_PARAMS_BYTES = 8192
+
+
+class InvalidExperiment(ValueError):
+    """Bad input for an experiment or variant; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    upstream: str
+    status: str = "active"
+    name: str = ""
+    prior_alpha: float = 1.0
+    prior_beta: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    variants: tuple[Variant, ...]
+    control: str
+    name: str = ""
+    host: str = ""  # empty: any host
+    path_prefix: str = "/"
+    goal: str = "signup"
+    status: str = "running"
+    winner: str = ""
+    policy: str = "thompson"
+    policy_params: dict[str, Any] = field(default_factory=dict)
+    min_share: float = 0.01
+    burn_in: int = 0
+    holdout: float = 0.0
+
+    def variant(self, variant_id: str) -> Variant | None:
+        return next((v for v in self.variants if v.id == variant_id), None)
+
+    @property
+    def control_variant(self) -> Variant:
+        found = self.variant(self.control)
+        assert found is not None  # guaranteed by validation
+        return found
+
+    @property
+    def active_variants(self) -> tuple[Variant, ...]:
+        return tuple(v for v in self.variants if v.active)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["variants"] = [asdict(v) for v in self.variants]
+        return data
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise InvalidExperiment(message)
+
+
+def _number(data: dict, name: str, default: float, lo: float, hi: float, *, label: str) -> float:
+    value = data.get(name, default)
+    _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+           f"{label}: must be a number")
+    _check(lo <= value <= hi, f"{label}: must be between {lo} and {hi}")
+    return float(value)
+
+
+def _string(data: dict, name: str, default: str, pattern: re.Pattern | None, *, label: str,
+            allow_empty: bool = False, max_len: int = 200) -> str:
+    value = data.get(name, default)
+    _check(isinstance(value, str), f"{label}: must be a string")
+    if value == "" and allow_empty:
+        return value
+    _check(len(value) <= max_len, f"{label}: must be at most {max_len} characters")
+    _check(pattern is None or pattern.fullmatch(value) is not None, f"{label}: {value!r} is not valid")
+    return value
+
+
+def _known_keys(data: Any, allowed: set[str], label: str) -> None:
+    _check(isinstance(data, dict), f"{label}: must be a JSON object")
+    unknown = sorted(set(data) - allowed)
+    _check(not unknown, f"{label}{'.' if label else ''}{unknown[0] if unknown else ''}: unknown field")
+
+
+VARIANT_FIELDS = {"id", "upstream", "status", "name", "prior_alpha", "prior_beta", "params"}
+EXPERIMENT_FIELDS = {"id", "variants", "control", "name", "host", "path_prefix", "goal", "status",
+                     "winner", "policy", "policy_params", "min_share", "burn_in", "holdout"}
+
+
+def parse_variant(data: Any, label: str = "variant") -> Variant:
+    _known_keys(data, VARIANT_FIELDS, label)
+    _check("id" in data, f"{label}.id: is required")
+    _check(isinstance(data["id"], str) and is_valid_id(data["id"]),
+           f"{label}.id: must be 1-40 lowercase letters, digits, '_' or '-', starting with a letter or digit")
+    _check("upstream" in data, f"{label}.upstream: is required")
+    params = data.get("params", {})
+    _check(isinstance(params, dict), f"{label}.params: must be a JSON object")
+    _check(len(repr(params)) <= MAX_PARAMS_BYTES, f"{label}.params: larger than {MAX_PARAMS_BYTES} bytes")
+    status = data.get("status", "active")
+    _check(status in VARIANT_STATUSES, f"{label}.status: must be one of {', '.join(VARIANT_STATUSES)}")
+    return Variant(
+        id=data["id"],
+        upstream=_string(data, "upstream", "", _UPSTREAM, label=f"{label}.upstream"),
+        status=status,
+        name=_string(data, "name", "", None, label=f"{label}.name", allow_empty=True),
+        prior_alpha=_number(data, "prior_alpha", 1.0, 1e-3, 1e6, label=f"{label}.prior_alpha"),
+        prior_beta=_number(data, "prior_beta", 1.0, 1e-3, 1e6, label=f"{label}.prior_beta"),
+        params=params,
+    )
+
+
+def parse_experiment(data: Any) -> Experiment:
+    _known_keys(data, EXPERIMENT_FIELDS, "")
+    _check("id" in data, "id: is required")
+    _check(isinstance(data["id"], str) and is_valid_id(data["id"]),
+           "id: must be 1-40 lowercase letters, digits, '_' or '-', starting with a letter or digit")
+    raw_variants = data.get("variants")
+    _check(isinstance(raw_variants, list) and raw_variants, "variants: must be a non-empty list")
+    _check(len(raw_variants) <= MAX_VARIANTS, f"variants: at most {MAX_VARIANTS}")
+    variants = tuple(parse_variant(v, f"variants[{i}]") for i, v in enumerate(raw_variants))
+    ids = [v.id for v in variants]
+    _check(len(set(ids)) == len(ids), "variants: ids must be unique")
+    control = data.get("control", ids[0])
+    _check(control in ids, f"control: {control!r} is not one of the variants")
+    status = data.get("status", "running")
+    _check(status in EXPERIMENT_STATUSES, f"status: must be one of {', '.join(EXPERIMENT_STATUSES)}")
+    winner = data.get("winner", "")
+    _check(winner == "" or winner in ids, f"winner: {winner!r} is not one of the variants")
+    _check(status != "ended" or winner != "", "winner: an ended experiment needs a winner")
+    burn_in = data.get("burn_in", 0)
+    _check(isinstance(burn_in, int) and not isinstance(burn_in, bool) and 0 <= burn_in <= 10_000_000,
+           "burn_in: must be an integer between 0 and 10000000")
+    policy = data.get("policy", "thompson")
+    policy_params = data.get("policy_params", {})
+    _check(isinstance(policy, str), "policy: must be a string")
+    _check(isinstance(policy_params, dict), "policy_params: must be a JSON object")
+    try:
+        make_policy(policy, policy_params)
+    except PolicyError as exc:
+        message = str(exc)
+        raise InvalidExperiment(message if message.startswith("policy") else f"policy_params.{message}") from None
+    min_share = _number(data, "min_share", 0.01, 0.0, 1.0, label="min_share")
+    _check(min_share * len(variants) <= 1.0, "min_share: times the number of variants must not exceed 1")
+    return Experiment(
+        id=data["id"],
+        variants=variants,
+        control=control,
+        name=_string(data, "name", "", None, label="name", allow_empty=True),
+        host=_string(data, "host", "", _HOST, label="host", allow_empty=True).lower(),
+        path_prefix=_string(data, "path_prefix", "/", _PATH_PREFIX, label="path_prefix"),
+        goal=_string(data, "goal", "signup", _GOAL, label="goal"),
+        status=status,
+        winner=winner,
+        policy=policy,
+        policy_params=policy_params,
+        min_share=min_share,
+        burn_in=burn_in,
+        holdout=_number(data, "holdout", 0.0, 0.0, 0.5, label="holdout"),
+    )
+
+
+def merge(experiment: Experiment, changes: Any) -> Experiment:
+    """The experiment with ``changes`` (a partial JSON object) applied, re-validated."""
+    _known_keys(changes, EXPERIMENT_FIELDS - {"id"}, "")
+    return parse_experiment({**experiment.to_dict(), **changes})
+
+
+def with_variant(experiment: Experiment, variant: Variant) -> Experiment:
+    """Add or replace one variant."""
+    kept = [v for v in experiment.variants if v.id != variant.id]
+    position = next((i for i, v in enumerate(experiment.variants) if v.id == variant.id), len(kept))
+    kept.insert(position, variant)
+    return parse_experiment({**experiment.to_dict(), "variants": [asdict(v) for v in kept]})
+
+
+def without_variant(experiment: Experiment, variant_id: str) -> Experiment:
+    _check(variant_id != experiment.control, "variant: the control variant cannot be removed; "
+                                            "make another variant the control first")
+    _check(variant_id != experiment.winner, "variant: the winner cannot be removed")
+    return replace(experiment, variants=tuple(v for v in experiment.variants if v.id != variant_id))
