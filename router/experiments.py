@@ -20,7 +20,7 @@ VARIANT_STATUSES = ("active", "paused")
 # host:port or a DNS name with port; NGINX only proxies to names it allowlists,
 # but refusing junk here keeps the registry clean.
 _UPSTREAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}")
-_HOST = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?")
+_HOST = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")  # no port: hosts match without it
 _PATH_PREFIX = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}")
 _GOAL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 MAX_VARIANTS = 32

@@ -1,0 +1,160 @@
+"""Render Croupier's NGINX configuration from the experiment registry.
+
+The registry decides two things NGINX must know without asking the router:
+which upstreams may ever be proxied to (the allowlist) and, per host and path
+prefix, which variant is control (the fail-open target). Targets differ only in
+paths, listen address and name resolution.
+
+    python -m nginx.render --admin-url http://127.0.0.1:8000 --token T --out run/nginx.conf
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+TEMPLATE = "croupier.conf.j2"
+TARGETS = ("local", "compose", "k8s")
+_ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}")
+
+
+class RenderError(ValueError):
+    pass
+
+
+@dataclass
+class Options:
+    """What differs between the local stack, compose and Kubernetes."""
+
+    target: str = "local"
+    listen: str = "127.0.0.1:8080"
+    listen_v6: str = ""
+    routers: list[str] = field(default_factory=lambda: ["127.0.0.1:8000"])
+    default_upstream: str = ""  # for paths no experiment owns; empty: the first experiment's control
+    upstream_pattern: str = ""  # extra allowlist regex, e.g. for Kubernetes service names
+    prefix: str = ""  # local: directory for pid, logs and temp files
+    resolver: str = ""
+    worker_processes: str = "1"
+    access_log: str = "off"
+    decide_connect_timeout: str = "100ms"
+    decide_timeout: str = "250ms"
+    variant_connect_timeout: str = "1s"
+    variant_timeout: str = "30s"
+    beacon_max_bytes: int = 4096
+    reuseport: bool = False
+
+
+def group_name(address: str) -> str:
+    """An NGINX upstream name for a variant address (``127.0.0.1:9101`` → ``variant_127_0_0_1_9101``)."""
+    return "variant_" + re.sub(r"[^A-Za-z0-9]", "_", address)
+
+
+def control_pattern(host: str, prefix: str) -> str:
+    """Regex over NGINX's ``$host$uri`` matching an experiment's host (or any) and path prefix."""
+    host_re = re.escape(host) if host else "[^/]*"
+    return f"^{host_re}{re.escape(prefix)}".replace('"', r"\"")
+
+
+def render(experiments: list[dict], options: Options) -> str:
+    if options.target not in TARGETS:
+        raise RenderError(f"target: must be one of {', '.join(TARGETS)}")
+    if not options.routers:
+        raise RenderError("routers: at least one router address is needed")
+    addresses: dict[str, None] = {}
+    for exp in experiments:
+        for variant in exp["variants"]:
+            addresses[variant["upstream"]] = None
+    if options.default_upstream:
+        addresses[options.default_upstream] = None
+    for address in [*addresses, *options.routers]:
+        if not _ADDRESS.fullmatch(address):
+            raise RenderError(f"upstream {address!r} is not host:port")
+    if options.upstream_pattern:
+        re.compile(options.upstream_pattern)
+    # longest prefix first, host-specific before any-host: NGINX takes the first regex that matches
+    ordered = sorted(experiments, key=lambda e: (-len(e.get("path_prefix", "/")), e.get("host", "") == ""))
+    controls = []
+    for exp in ordered:
+        control = next(v for v in exp["variants"] if v["id"] == exp["control"])
+        controls.append({"pattern": control_pattern(exp.get("host", ""), exp.get("path_prefix", "/")),
+                         "group": group_name(control["upstream"]), "variant": control["id"],
+                         "experiment": exp["id"]})
+    if options.default_upstream:
+        default_group = group_name(options.default_upstream)
+    elif controls:
+        default_group = controls[-1]["group"]
+    else:
+        raise RenderError("no experiment and no default upstream: NGINX would have nowhere to send visitors")
+    prefix = options.prefix
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined,
+                      keep_trailing_newline=True, autoescape=False)
+    return env.get_template(TEMPLATE).render(
+        **{k: getattr(options, k) for k in Options.__dataclass_fields__ if k not in ("prefix", "default_upstream")},
+        upstreams=[{"address": a, "group": group_name(a)} for a in addresses],
+        controls=controls,
+        default_group=default_group,
+        pid=f"{prefix}/nginx.pid" if prefix else "",
+        error_log=f"{prefix}/error.log" if prefix else "/dev/stderr",
+        temp_dir=f"{prefix}/tmp" if prefix else "",
+    )
+
+
+def fetch_experiments(admin_url: str, token: str) -> list[dict]:
+    response = httpx.get(f"{admin_url.rstrip('/')}/api/v1/experiments",
+                         headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    response.raise_for_status()
+    return response.json()["experiments"]
+
+
+def write_config(text: str, path: Path) -> None:
+    """Write atomically, so a reloading NGINX never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--admin-url", help="router to read the registry from")
+    source.add_argument("--experiments", type=Path, help="JSON file: a list of experiments")
+    parser.add_argument("--token", default=os.environ.get("CROUPIER_ADMIN_TOKEN", ""))
+    parser.add_argument("--target", choices=TARGETS, default="local")
+    parser.add_argument("--listen", default="127.0.0.1:8080")
+    parser.add_argument("--router", action="append", dest="routers", help="router address (repeatable)")
+    parser.add_argument("--default-upstream", default="")
+    parser.add_argument("--upstream-pattern", default="")
+    parser.add_argument("--resolver", default="")
+    parser.add_argument("--prefix", default="")
+    parser.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    args = parser.parse_args(argv)
+    try:
+        if args.admin_url:
+            experiments = fetch_experiments(args.admin_url, args.token)
+        else:
+            experiments = json.loads(args.experiments.read_text())
+        text = render(experiments, Options(
+            target=args.target, listen=args.listen, routers=args.routers or ["127.0.0.1:8000"],
+            default_upstream=args.default_upstream, upstream_pattern=args.upstream_pattern,
+            resolver=args.resolver, prefix=args.prefix))
+    except (RenderError, httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+        print(f"nginx.render: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        write_config(text, args.out)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

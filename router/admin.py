@@ -1,0 +1,218 @@
+"""The admin API under /api/v1: experiments, variants and their statistics.
+
+Behind a bearer token (``CROUPIER_ADMIN_TOKEN``). Writes go through the store
+under optimistic locking; every router picks the change up on its next
+snapshot refresh. Errors are JSON ``{"error": ...}`` naming the field.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from functools import wraps
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from router.experiments import (InvalidExperiment, merge, parse_experiment, parse_variant, with_variant,
+                                without_variant)
+from router.openapi import OPENAPI
+from router.settings import Settings
+from router.snapshot import SnapshotKeeper, arm_stats
+from router.statistics import posterior_summary
+from router.store import ExperimentExists, ExperimentNotFound, Store, StoreUnavailable
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def json_body(request: Request) -> object:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise InvalidExperiment("body: is not valid JSON") from None
+
+
+class AdminAPI:
+    def __init__(self, settings: Settings, store: Store, snapshots: SnapshotKeeper) -> None:
+        self.settings = settings
+        self.store = store
+        self.snapshots = snapshots
+        self.token = settings.admin_token.encode()
+
+    def authorized(self, request: Request) -> bool:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return bool(self.token) and scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), self.token)
+
+    def guarded(self, handler: Handler) -> Handler:
+        """Token check and the mapping of domain errors to HTTP answers, for every admin route."""
+        @wraps(handler)
+        async def wrapper(request: Request) -> Response:
+            if not self.authorized(request):
+                why = "missing or wrong bearer token" if self.token else \
+                    "the admin API is disabled: set CROUPIER_ADMIN_TOKEN"
+                return JSONResponse({"error": why}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            try:
+                return await handler(request)
+            except InvalidExperiment as exc:
+                return error(422, str(exc))
+            except ExperimentNotFound as exc:
+                return error(404, f"experiment {exc.args[0]!r} not found")
+            except ExperimentExists as exc:
+                return error(409, f"experiment {exc.args[0]!r} already exists")
+            except StoreUnavailable:
+                return error(503, "Redis is unavailable, try again")
+        return wrapper
+
+    def routes(self) -> list[Route]:
+        g = self.guarded
+        return [
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/experiments", g(self.list_experiments), methods=["GET"]),
+            Route("/experiments", g(self.create_experiment), methods=["POST"]),
+            Route("/experiments/{id}", g(self.get_experiment), methods=["GET"]),
+            Route("/experiments/{id}", g(self.update_experiment), methods=["PATCH"]),
+            Route("/experiments/{id}", g(self.delete_experiment), methods=["DELETE"]),
+            Route("/experiments/{id}/promote", g(self.promote), methods=["POST"]),
+            Route("/experiments/{id}/stats", g(self.stats), methods=["GET"]),
+            Route("/experiments/{id}/variants", g(self.add_variant), methods=["POST"]),
+            Route("/experiments/{id}/variants/{vid}", g(self.update_variant), methods=["PATCH"]),
+            Route("/experiments/{id}/variants/{vid}", g(self.remove_variant), methods=["DELETE"]),
+        ]
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def list_experiments(self, request: Request) -> Response:
+        return JSONResponse({"experiments": [e.to_dict() for e in await self.store.list_experiments()]})
+
+    async def create_experiment(self, request: Request) -> Response:
+        experiment = parse_experiment(await json_body(request))
+        await self.store.create_experiment(experiment)
+        return JSONResponse(experiment.to_dict(), status_code=201)
+
+    async def get_experiment(self, request: Request) -> Response:
+        exp_id = request.path_params["id"]
+        experiment = await self.store.get_experiment(exp_id)
+        if experiment is None:
+            raise ExperimentNotFound(exp_id)
+        return JSONResponse(experiment.to_dict())
+
+    async def update_experiment(self, request: Request) -> Response:
+        changes = await json_body(request)
+        updated = await self.store.update_experiment(request.path_params["id"], lambda e: merge(e, changes))
+        return JSONResponse(updated.to_dict())
+
+    async def delete_experiment(self, request: Request) -> Response:
+        await self.store.delete_experiment(request.path_params["id"])
+        return Response(status_code=204)
+
+    async def promote(self, request: Request) -> Response:
+        """All traffic to one variant from now on; the experiment ends."""
+        body = await json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("variant"), str):
+            raise InvalidExperiment("variant: the id of the variant to promote is required")
+        winner = body["variant"]
+        updated = await self.store.update_experiment(
+            request.path_params["id"], lambda e: merge(e, {"status": "ended", "winner": winner}))
+        return JSONResponse(updated.to_dict())
+
+    async def add_variant(self, request: Request) -> Response:
+        variant = parse_variant(await json_body(request))
+
+        def add(experiment):
+            if experiment.variant(variant.id) is not None:
+                raise InvalidExperiment(f"variant.id: {variant.id!r} already exists in this experiment")
+            return with_variant(experiment, variant)
+
+        updated = await self.store.update_experiment(request.path_params["id"], add)
+        return JSONResponse(updated.to_dict(), status_code=201)
+
+    async def update_variant(self, request: Request) -> Response:
+        changes = await json_body(request)
+        vid = request.path_params["vid"]
+        if not isinstance(changes, dict):
+            raise InvalidExperiment("body: must be a JSON object")
+        if "id" in changes and changes["id"] != vid:
+            raise InvalidExperiment("variant.id: cannot be changed")
+
+        def update(experiment):
+            current = experiment.variant(vid)
+            if current is None:
+                raise VariantNotFound(vid)
+            return with_variant(experiment, parse_variant({**asdict(current), **changes}))
+
+        try:
+            updated = await self.store.update_experiment(request.path_params["id"], update)
+        except VariantNotFound:
+            return error(404, f"variant {vid!r} not found")
+        return JSONResponse(updated.to_dict())
+
+    async def remove_variant(self, request: Request) -> Response:
+        vid = request.path_params["vid"]
+
+        def remove(experiment):
+            if experiment.variant(vid) is None:
+                raise VariantNotFound(vid)
+            return without_variant(experiment, vid)
+
+        try:
+            await self.store.update_experiment(request.path_params["id"], remove)
+        except VariantNotFound:
+            return error(404, f"variant {vid!r} not found")
+        return Response(status_code=204)
+
+    async def stats(self, request: Request) -> Response:
+        exp_id = request.path_params["id"]
+        experiment = await self.store.get_experiment(exp_id)
+        if experiment is None:
+            raise ExperimentNotFound(exp_id)
+        counters = (await self.store.counters([exp_id]))[exp_id]
+        arms = arm_stats(experiment, experiment.variants, counters)
+        summary = posterior_summary(arms, np.random.default_rng(), draws=20_000)
+        live = self.snapshots.current.arms.get(exp_id)
+        shares = dict(live.labelled()) if live and experiment.status == "running" else {}
+        if experiment.status == "ended":
+            shares = {experiment.winner: 1.0}
+        elif experiment.status == "paused":
+            shares = {experiment.control: 1.0}
+        rows = []
+        for i, v in enumerate(experiment.variants):
+            c = counters.get(v.id, {})
+            trials, conversions = c.get("trials", 0.0), c.get(f"conv:{experiment.goal}", 0.0)
+            rows.append({
+                "id": v.id, "name": v.name, "status": v.status, "control": v.id == experiment.control,
+                "trials": int(trials), "conversions": int(conversions),
+                "rate": conversions / trials if trials else 0.0,
+                "posterior_mean": float(summary["mean"][i]),
+                "ci95": [float(summary["ci_low"][i]), float(summary["ci_high"][i])],
+                "p_best": float(summary["p_best"][i]),
+                "expected_loss": float(summary["expected_loss"][i]),
+                "share": shares.get(v.id, 0.0),
+                "views": int(c.get("view", 0)), "clicks": int(c.get("click", 0)),
+                "value": c.get(f"value:{experiment.goal}", 0.0),
+            })
+        return JSONResponse({
+            "experiment": exp_id, "status": experiment.status, "goal": experiment.goal,
+            "policy": experiment.policy, "policy_params": experiment.policy_params,
+            "winner": experiment.winner or None,
+            "snapshot_age_seconds": _age(self.snapshots),
+            "variants": rows,
+        })
+
+
+class VariantNotFound(Exception):
+    pass
+
+
+def _age(snapshots: SnapshotKeeper) -> float | None:
+    loaded = snapshots.current.loaded_at
+    return round(time.time() - loaded, 3) if loaded else None

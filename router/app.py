@@ -1,0 +1,92 @@
+"""The router application: wires settings, store, snapshot, recorder and the endpoints.
+
+Lifecycle: on start-up the first snapshot is loaded (if Redis answers) and the
+refresh and flush tasks start; on shutdown queued assignments are written
+before the Redis connection closes, so a graceful stop loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from router.admin import AdminAPI
+from router.beacon import Beacon
+from router.decide import Decider
+from router.metrics import Metrics
+from router.recorder import AssignmentRecorder
+from router.settings import Settings
+from router.snapshot import SnapshotKeeper
+from router.store import Store, StoreUnavailable
+
+log = logging.getLogger("croupier")
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+    store = store or Store(settings)
+    metrics = Metrics()
+    snapshots = SnapshotKeeper(store, settings.refresh_interval, np.random.default_rng())
+    recorder = AssignmentRecorder(store, metrics, settings.flush_interval, settings.max_pending)
+    decider = Decider(settings, snapshots, recorder, metrics)
+    beacon = Beacon(settings, store, snapshots, metrics)
+    admin = AdminAPI(settings, store, snapshots)
+
+    async def livez(request: Request) -> Response:
+        return PlainTextResponse("ok")  # never touches Redis: a Redis outage must not restart routers
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await store.ping()
+        except StoreUnavailable as exc:
+            return JSONResponse({"status": "unavailable", "redis": str(exc) or type(exc).__name__},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "redis": "ok", "experiments": len(snapshots.current.experiments),
+                             "pending_assignments": len(recorder.pending)})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        try:
+            await snapshots.refresh()
+        except StoreUnavailable as exc:
+            log.warning("Redis is not reachable at start-up (%s); deciding control until it is", exc)
+        snapshots.start()
+        recorder.start()
+        try:
+            yield
+        finally:
+            await snapshots.stop()
+            await recorder.stop()
+            await store.close()
+
+    app = Starlette(
+        routes=[
+            Route("/_croupier/decide", decider.endpoint, methods=["GET", "HEAD"]),
+            Route("/_croupier/beacon", beacon.event, methods=["POST"]),
+            Route("/_croupier/beacon.js", beacon.script_endpoint, methods=["GET"]),
+            Route("/livez", livez, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Mount("/api/v1", routes=admin.routes()),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.snapshots = snapshots
+    app.state.recorder = recorder
+    app.state.metrics = metrics
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for uvicorn (``--factory``), used when running several workers."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,121 @@
+"""The admin API's OpenAPI document, served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,39}$"}
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_EXP_OUT = {"description": "the experiment",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Experiment"}}}}
+
+
+def _json_body(ref: str) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(c): _ERROR for c in (401, 503, *codes)}
+
+
+_EXP_PARAM = {"name": "id", "in": "path", "required": True, "schema": _ID}
+_VAR_PARAM = {"name": "vid", "in": "path", "required": True, "schema": _ID}
+
+VARIANT = {
+    "type": "object", "additionalProperties": False, "required": ["id", "upstream"],
+    "properties": {
+        "id": _ID,
+        "upstream": {"type": "string", "description": "host:port NGINX proxies to (must be allowlisted)",
+                     "pattern": "^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}$"},
+        "status": {"type": "string", "enum": ["active", "paused"]},
+        "name": {"type": "string", "maxLength": 200},
+        "prior_alpha": {"type": "number", "minimum": 0.001, "maximum": 1e6},
+        "prior_beta": {"type": "number", "minimum": 0.001, "maximum": 1e6},
+        "params": {"type": "object", "description": "the page's content parameters"},
+    },
+}
+VARIANT_PATCH = {**VARIANT, "required": []}
+EXPERIMENT = {
+    "type": "object", "additionalProperties": False, "required": ["id", "variants"],
+    "properties": {
+        "id": _ID,
+        "name": {"type": "string", "maxLength": 200},
+        "host": {"type": "string", "description": "host it owns; empty for any host"},
+        "path_prefix": {"type": "string", "pattern": "^/", "maxLength": 201},
+        "goal": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"},
+        "status": {"type": "string", "enum": ["running", "paused", "ended"]},
+        "winner": {"type": "string"},
+        "control": _ID,
+        "policy": {"type": "string"},
+        "policy_params": {"type": "object"},
+        "min_share": {"type": "number", "minimum": 0, "maximum": 1},
+        "burn_in": {"type": "integer", "minimum": 0, "maximum": 10000000},
+        "holdout": {"type": "number", "minimum": 0, "maximum": 0.5},
+        "variants": {"type": "array", "minItems": 1, "maxItems": 32, "items": {"$ref": "#/components/schemas/Variant"}},
+    },
+}
+EXPERIMENT_PATCH = {**EXPERIMENT, "required": [],
+                    "properties": {k: v for k, v in EXPERIMENT["properties"].items() if k != "id"}}
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "Croupier admin API", "version": "1",
+             "description": "Experiments, variants and live statistics. Bearer token: CROUPIER_ADMIN_TOKEN."},
+    "servers": [{"url": "/api/v1"}],
+    "security": [{"bearer": []}],
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+            "Variant": VARIANT,
+            "VariantPatch": VARIANT_PATCH,
+            "Experiment": EXPERIMENT,
+            "ExperimentPatch": EXPERIMENT_PATCH,
+            "Promote": {"type": "object", "required": ["variant"], "properties": {"variant": _ID}},
+            "Stats": {"type": "object", "properties": {
+                "experiment": {"type": "string"}, "status": {"type": "string"}, "policy": {"type": "string"},
+                "variants": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "trials": {"type": "integer"}, "conversions": {"type": "integer"},
+                    "rate": {"type": "number"}, "ci95": {"type": "array", "items": {"type": "number"}},
+                    "p_best": {"type": "number"}, "expected_loss": {"type": "number"},
+                    "share": {"type": "number"}}}}}},
+        },
+    },
+    "paths": {
+        "/experiments": {
+            "get": {"summary": "List experiments", "responses": {"200": {"description": "experiments"},
+                                                                  **_errors()}},
+            "post": {"summary": "Create an experiment", "requestBody": _json_body("Experiment"),
+                     "responses": {"201": _EXP_OUT, **_errors(409, 422)}},
+        },
+        "/experiments/{id}": {
+            "parameters": [_EXP_PARAM],
+            "get": {"summary": "Get an experiment", "responses": {"200": _EXP_OUT, **_errors(404)}},
+            "patch": {"summary": "Change an experiment", "requestBody": _json_body("ExperimentPatch"),
+                      "responses": {"200": _EXP_OUT, **_errors(404, 422)}},
+            "delete": {"summary": "Remove an experiment (its statistics stay)",
+                       "responses": {"204": {"description": "removed"}, **_errors(404)}},
+        },
+        "/experiments/{id}/promote": {
+            "parameters": [_EXP_PARAM],
+            "post": {"summary": "Send all traffic to one variant and end the experiment",
+                     "requestBody": _json_body("Promote"), "responses": {"200": _EXP_OUT, **_errors(404, 422)}},
+        },
+        "/experiments/{id}/stats": {
+            "parameters": [_EXP_PARAM],
+            "get": {"summary": "Per-variant results and current traffic shares", "responses": {
+                "200": {"description": "stats", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Stats"}}}}, **_errors(404)}},
+        },
+        "/experiments/{id}/variants": {
+            "parameters": [_EXP_PARAM],
+            "post": {"summary": "Add a variant", "requestBody": _json_body("Variant"),
+                     "responses": {"201": _EXP_OUT, **_errors(404, 422)}},
+        },
+        "/experiments/{id}/variants/{vid}": {
+            "parameters": [_EXP_PARAM, _VAR_PARAM],
+            "patch": {"summary": "Change a variant (for example pause it)", "requestBody": _json_body("VariantPatch"),
+                      "responses": {"200": _EXP_OUT, **_errors(404, 422)}},
+            "delete": {"summary": "Remove a variant", "responses": {"204": {"description": "removed"},
+                                                                    **_errors(404, 422)}},
+        },
+    },
+}
