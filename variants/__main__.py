@@ -1,0 +1,3 @@
+from variants.cli import main
+
+main()
