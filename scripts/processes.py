@@ -1,0 +1,180 @@
+"""Start and stop the stack's processes: redis-server, routers, variants and NGINX.
+
+Shared by the local stack runner and the test fixtures, so both run the real
+servers the same way. Every process is stopped by its process id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+INSTALL_HINTS = {
+    "redis-server": "apt-get install -y redis-server",
+    "nginx": "apt-get install -y nginx-light",
+    "wrk": "apt-get install -y wrk",
+    "chromium": "apt-get install -y chromium",
+}
+
+
+class MissingBinary(RuntimeError):
+    pass
+
+
+class StartError(RuntimeError):
+    pass
+
+
+def require_binary(name: str) -> str:
+    found = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}")
+                                        if os.access(p, os.X_OK)), None)
+    if not found:
+        raise MissingBinary(f"{name} is not installed; install it with: {INSTALL_HINTS.get(name, name)}"
+                            " (or run scripts/setup.sh)")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = ROOT
+    popen: subprocess.Popen | None = None
+
+    def start(self) -> Process:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env={**os.environ, **self.env}, cwd=self.cwd, start_new_session=True)
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+        if not self.alive():
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_until(self, ready, timeout: float = 20.0, what: str = "ready") -> Process:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise StartError(f"{self.name} exited with {self.popen.returncode} before it was {what}:\n"
+                                 f"{self.log_tail()}")
+            if ready():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise StartError(f"{self.name} was not {what} within {timeout:.0f} s:\n{self.log_tail()}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_redis(run_dir: Path, port: int, *, appendonly: bool = False, name: str = "redis",
+                extra: list[str] | None = None) -> Process:
+    data = run_dir / name
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+            "--save", "", "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
+            "--protected-mode", "yes", *(extra or [])]
+    return Process(name, argv, run_dir / f"{name}.log").start().wait_until(
+        lambda: port_open("127.0.0.1", port), what="accepting connections")
+
+
+def start_router(run_dir: Path, port: int, env: dict[str, str], *, name: str = "router") -> Process:
+    env = {**env, "CROUPIER_HOST": "127.0.0.1", "CROUPIER_PORT": str(port)}
+    return Process(name, [sys.executable, "-m", "router"], run_dir / f"{name}.log", env=env).start().wait_until(
+        lambda: http_ok(f"http://127.0.0.1:{port}/livez"), what="answering /livez")
+
+
+def start_variant(run_dir: Path, params: Path, port: int, *, name: str) -> Process:
+    argv = [sys.executable, "-m", "variants", "--params", str(params), "--host", "127.0.0.1", "--port", str(port)]
+    return Process(name, argv, run_dir / f"{name}.log").start().wait_until(
+        lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), what="answering /healthz")
+
+
+def check_nginx_config(conf: Path, prefix: Path) -> None:
+    result = subprocess.run([require_binary("nginx"), "-t", "-p", str(prefix), "-c", str(conf),
+                             "-e", str(prefix / "error.log")],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StartError(f"nginx -t rejected {conf}:\n{result.stderr}")
+
+
+def start_nginx(conf: Path, prefix: Path, port: int, *, name: str = "nginx") -> Process:
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    check_nginx_config(conf, prefix)
+    argv = [require_binary("nginx"), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
+            "-g", "daemon off;"]
+    return Process(name, argv, prefix / f"{name}.log").start().wait_until(
+        lambda: port_open("127.0.0.1", port), what="listening")
+
+
+def reload_nginx(nginx: Process, conf: Path, prefix: Path) -> None:
+    """Check the new configuration first, so a bad one never replaces a working one."""
+    check_nginx_config(conf, prefix)
+    nginx.signal(signal.SIGHUP)
+
+
+def stop_all(processes: list[Process]) -> None:
+    for process in reversed(processes):
+        process.stop()

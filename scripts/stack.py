@@ -1,0 +1,240 @@
+"""The whole stack on one machine, no Docker: redis-server, router(s), the demo's
+three variants and NGINX, all on loopback.
+
+    python -m scripts.stack [--simulate] [--http-port 8080] ...
+
+Creates the demo experiment (id ``demo``, served at ``/``, variants ``a`` (control),
+``b``, ``c``), renders NGINX's configuration from the registry, prints the URLs and
+a line starting ``ready: http://``, and stops every process it started on Ctrl-C.
+With ``--simulate`` it also sends simulated visitors through NGINX and shows the
+traffic shares converging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from nginx.render import Options, render, write_config
+from scripts.processes import (ROOT, MissingBinary, Process, StartError, reload_nginx, start_nginx, start_redis,
+                               start_router, start_variant, stop_all)
+
+DEMO_DIR = ROOT / "variants" / "examples" / "demo"
+DEMO_VARIANTS = ("a", "b", "c")
+
+
+@dataclass
+class StackConfig:
+    run_dir: Path = ROOT / "run"
+    http_port: int = 8080
+    router_port: int = 8000
+    routers: int = 1
+    redis_port: int = 6390
+    variant_base_port: int = 9101
+    admin_token: str = ""
+    secret: str = ""
+    appendonly: bool = True
+    router_env: dict[str, str] = field(default_factory=dict)
+    decide_timeout: str = "250ms"
+
+    @property
+    def router_ports(self) -> list[int]:
+        return [self.router_port + i for i in range(self.routers)]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.router_port}"
+
+
+def demo_experiment(config: StackConfig) -> dict:
+    variants = []
+    for i, vid in enumerate(DEMO_VARIANTS):
+        params = json.loads((DEMO_DIR / f"{vid}.json").read_text())
+        variants.append({"id": vid, "name": params.get("name", vid),
+                         "upstream": f"127.0.0.1:{config.variant_base_port + i}", "params": params})
+    return {"id": "demo", "name": "Brightside spring offer", "path_prefix": "/", "goal": "signup",
+            "control": "a", "variants": variants}
+
+
+class LocalStack:
+    """Starts the processes in dependency order and keeps them for ``stop``."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.config.admin_token = config.admin_token or secrets.token_urlsafe(18)
+        self.config.secret = config.secret or secrets.token_urlsafe(32)
+        self.processes: list[Process] = []
+        self.redis: Process | None = None
+        self.routers: list[Process] = []
+        self.variants: dict[str, Process] = {}
+        self.nginx: Process | None = None
+
+    @property
+    def nginx_conf(self) -> Path:
+        return self.config.run_dir / "nginx" / "nginx.conf"
+
+    def router_env(self) -> dict[str, str]:
+        c = self.config
+        return {"CROUPIER_REDIS_URL": f"redis://127.0.0.1:{c.redis_port}/0", "CROUPIER_SECRET": c.secret,
+                "CROUPIER_ADMIN_TOKEN": c.admin_token, **c.router_env}
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.config.admin_url}/api/v1", timeout=5,
+                            headers={"Authorization": f"Bearer {self.config.admin_token}"})
+
+    def start(self, *, variants: bool = True, demo: bool = True) -> LocalStack:
+        c = self.config
+        c.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.redis = self._keep(start_redis(c.run_dir, c.redis_port, appendonly=c.appendonly))
+            for i, port in enumerate(c.router_ports):
+                self.start_router(i, port)
+            if variants:
+                for i, vid in enumerate(DEMO_VARIANTS):
+                    self.variants[vid] = self._keep(start_variant(
+                        c.run_dir, DEMO_DIR / f"{vid}.json", c.variant_base_port + i, name=f"variant-{vid}"))
+            if demo:
+                self.ensure_demo()
+            self.write_nginx_conf()
+            self.nginx = self._keep(start_nginx(self.nginx_conf, self.nginx_conf.parent, c.http_port))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_router(self, index: int, port: int) -> Process:
+        router = self._keep(start_router(self.config.run_dir, port, self.router_env(), name=f"router-{index}"))
+        if index < len(self.routers):
+            self.routers[index] = router
+        else:
+            self.routers.append(router)
+        return router
+
+    def _keep(self, process: Process) -> Process:
+        self.processes.append(process)
+        return process
+
+    def ensure_demo(self) -> None:
+        """Create the demo experiment, or point its variants at this stack's ports."""
+        wanted = demo_experiment(self.config)
+        with self.admin() as admin:
+            response = admin.post("/experiments", json=wanted)
+            if response.status_code == 409:
+                current = admin.get("/experiments/demo").json()
+                for variant in wanted["variants"]:
+                    known = {v["id"]: v for v in current["variants"]}
+                    if variant["id"] in known:
+                        admin.patch(f"/experiments/demo/variants/{variant['id']}",
+                                    json={"upstream": variant["upstream"]}).raise_for_status()
+                    else:
+                        admin.post("/experiments/demo/variants", json=variant).raise_for_status()
+            else:
+                response.raise_for_status()
+
+    def write_nginx_conf(self) -> None:
+        with self.admin() as admin:
+            experiments = admin.get("/experiments").raise_for_status().json()["experiments"]
+        c = self.config
+        text = render(experiments, Options(
+            target="local", listen=f"127.0.0.1:{c.http_port}",
+            routers=[f"127.0.0.1:{p}" for p in c.router_ports],
+            prefix=str(self.nginx_conf.parent), decide_timeout=c.decide_timeout))
+        write_config(text, self.nginx_conf)
+
+    def reload_nginx(self) -> None:
+        """Re-render from the registry (new variants join the allowlist) and reload."""
+        self.write_nginx_conf()
+        if self.nginx:
+            reload_nginx(self.nginx, self.nginx_conf, self.nginx_conf.parent)
+
+    def stop(self) -> None:
+        stop_all(self.processes)
+        self.processes.clear()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(description="Run Croupier's whole stack locally (no Docker).")
+    parser.add_argument("--http-port", type=int, default=int(env.get("CROUPIER_HTTP_PORT", 8080)),
+                        help="NGINX's port (CROUPIER_HTTP_PORT, default 8080)")
+    parser.add_argument("--router-port", type=int, default=int(env.get("CROUPIER_ROUTER_PORT", 8000)),
+                        help="first router's port (default 8000)")
+    parser.add_argument("--routers", type=int, default=int(env.get("CROUPIER_ROUTERS", 1)),
+                        help="router processes behind NGINX (default 1)")
+    parser.add_argument("--redis-port", type=int, default=int(env.get("CROUPIER_REDIS_PORT", 6390)))
+    parser.add_argument("--variant-base-port", type=int, default=int(env.get("CROUPIER_VARIANT_PORT", 9101)))
+    parser.add_argument("--run-dir", type=Path, default=ROOT / "run", help="logs, Redis data, NGINX config")
+    parser.add_argument("--simulate", action="store_true", help="send simulated visitors through NGINX")
+    parser.add_argument("--visitors", type=int, default=20000, help="simulated visitors (with --simulate)")
+    parser.add_argument("--rates", default="a=0.04,b=0.09,c=0.05",
+                        help="true conversion rates of the simulated visitors")
+    args = parser.parse_args(argv)
+    if args.routers < 1:
+        parser.error("--routers must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = StackConfig(run_dir=args.run_dir, http_port=args.http_port, router_port=args.router_port,
+                         routers=args.routers, redis_port=args.redis_port,
+                         variant_base_port=args.variant_base_port,
+                         admin_token=os.environ.get("CROUPIER_ADMIN_TOKEN", ""),
+                         secret=os.environ.get("CROUPIER_SECRET", ""))
+    generated = not config.admin_token
+    stack = LocalStack(config)
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"starting redis, {config.routers} router(s), {len(DEMO_VARIANTS)} variants and nginx "
+              f"(logs in {config.run_dir}) ...", flush=True)
+        stack.start()
+    except (MissingBinary, StartError, httpx.HTTPError) as exc:
+        print(f"croupier: could not start the stack: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"  landing page   {config.base_url}/")
+        print(f"  admin API      {config.admin_url}/api/v1/experiments  (Authorization: Bearer ...)")
+        print(f"  stats          {config.admin_url}/api/v1/experiments/demo/stats")
+        print(f"  metrics        {config.admin_url}/metrics")
+        print(f"  admin token    {config.admin_token}" + ("  (generated; set CROUPIER_ADMIN_TOKEN to choose)"
+                                                         if generated else ""))
+        print(f"ready: {config.base_url}/", flush=True)
+        if args.simulate:
+            from scripts.simulate import parse_rates, run_simulation
+            run_simulation(config.base_url, parse_rates(args.rates), visitors=args.visitors,
+                           stats_url=f"{config.admin_url}/api/v1/experiments/demo/stats",
+                           admin_token=config.admin_token, stop=stopping, live=True)
+            print("simulation finished; the stack keeps running. Ctrl-C stops it.", flush=True)
+        while not stopping.wait(0.5):
+            dead = [p.name for p in stack.processes if not p.alive()]
+            if dead:
+                print(f"croupier: {', '.join(dead)} stopped unexpectedly; see {config.run_dir}", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        print("stopping ...", flush=True)
+        stack.stop()
+        print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
