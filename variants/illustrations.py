@@ -16,7 +16,7 @@ _PIGGY_BANK = """\
   <circle class="ill-accent" cx="206" cy="46" r="24"/>
   <circle class="ill-accent-dark" cx="206" cy="46" r="15"/>
   <circle class="ill-accent" cx="206" cy="46" r="11"/>
-  <path class="ill-primary-dark" d="M86 178c-26-4-30 22-14 26 12 3 16-14 4-16"
+  <path class="ill-primary-dark-line" d="M86 178c-26-4-30 22-14 26 12 3 16-14 4-16"
         fill="none" stroke-width="7" stroke-linecap="round"/>
   <rect class="ill-primary-dark" x="130" y="232" width="34" height="56" rx="12"/>
   <rect class="ill-primary-dark" x="236" y="232" width="34" height="56" rx="12"/>
@@ -98,7 +98,7 @@ _SPRING = """\
   <circle class="ill-bg" cx="200" cy="160" r="150"/>
   <circle class="ill-accent" cx="292" cy="92" r="40"/>
   <ellipse class="ill-shadow" cx="200" cy="292" rx="120" ry="12"/>
-  <path class="ill-primary-dark" d="M196 284V150" fill="none" stroke-width="8" stroke-linecap="round"/>
+  <path class="ill-primary-dark-line" d="M196 284V150" fill="none" stroke-width="8" stroke-linecap="round"/>
   <path class="ill-primary" d="M198 200c-10-44-54-58-92-46 8 40 48 60 92 46z"/>
   <path class="ill-primary" d="M196 170c6-48 48-70 90-62-4 44-44 70-90 62z"/>
   <circle class="ill-accent" cx="196" cy="130" r="22"/>
