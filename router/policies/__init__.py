@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
-from router.policies.base import ArmStats, Policy, PolicyError
-from router.policies.thompson import ThompsonSampling
+from router.policies.base import ArmStats, Policy, PolicyError, sample_arms
+from router.policies.epsilon import DecayingEpsilonGreedy, EpsilonGreedy
+from router.policies.gaussian import GaussianThompson
+from router.policies.nonstationary import DiscountedThompson, SlidingWindowThompson, stats_from_buckets
+from router.policies.thompson import ThompsonSampling, TopTwoThompson
+from router.policies.ucb import KLUCB, UCB1, bernoulli_kl
 
-POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (ThompsonSampling,)}
+POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
+    ThompsonSampling, TopTwoThompson, UCB1, KLUCB, EpsilonGreedy, DecayingEpsilonGreedy,
+    DiscountedThompson, SlidingWindowThompson, GaussianThompson,
+)}
 
 
 def make_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
+    """The policy ``name`` with hyperparameters ``params``; ``PolicyError`` names the bad field."""
     cls = POLICIES.get(name)
     if cls is None:
         raise PolicyError(f"policy: unknown policy {name!r}; choose one of {', '.join(sorted(POLICIES))}")
-    try:
-        return cls(**(params or {}))
-    except TypeError as exc:
-        raise PolicyError(f"policy_params: {exc}") from None
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise PolicyError("policy_params: must be a JSON object")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(params) - known)
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "none"
+        raise PolicyError(f"{unknown[0]}: unknown parameter for policy {name!r} (accepted: {accepted})")
+    return cls(**params)
 
 
-__all__ = ["ArmStats", "Policy", "PolicyError", "POLICIES", "make_policy"]
+__all__ = [
+    "ArmStats", "Policy", "PolicyError", "POLICIES", "make_policy", "sample_arms", "stats_from_buckets",
+    "bernoulli_kl", "ThompsonSampling", "TopTwoThompson", "UCB1", "KLUCB", "EpsilonGreedy",
+    "DecayingEpsilonGreedy", "DiscountedThompson", "SlidingWindowThompson", "GaussianThompson",
+]
