@@ -10,25 +10,67 @@ from __future__ import annotations
 import numpy as np
 
 from router.policies import ArmStats, Policy
+from router.policies.base import check_int, check_number
 
 
 def apply_floor(probs: np.ndarray, min_share: float) -> np.ndarray:
-    """Mix with uniform so every arm gets at least ``min_share`` (when K * min_share <= 1)."""
+    """Raise every arm to at least ``min_share`` (capped at 1/K), taking the difference proportionally from the rest.
+
+    The result is ``max(min_share, c * p_k)`` with ``c`` chosen so it sums to 1
+    (water-filling), so a policy sure of its winner loses only what the floor
+    needs, rather than mixing all traffic with a uniform split.
+    """
     k = probs.shape[-1]
-    floor = min(min_share, 1.0 / k)
-    return (1.0 - k * floor) * probs + floor
+    floor = min(float(min_share), 1.0 / k)
+    if floor <= 0.0:
+        return probs
+    ordered = -np.sort(-probs, axis=-1)
+    head = np.cumsum(ordered, axis=-1)
+    scaled = np.arange(1, k + 1)
+    # the m largest arms stay above the floor iff the m-th is still above it after rescaling
+    above = ordered * (1.0 - (k - scaled) * floor) >= floor * head * (1.0 - 1e-12)
+    m = np.max(np.where(above, scaled, 1), axis=-1, keepdims=True)
+    c = (1.0 - (k - m) * floor) / np.take_along_axis(head, m - 1, axis=-1)
+    out = np.maximum(floor, c * probs)
+    return out / out.sum(axis=-1, keepdims=True)
 
 
-def allocate(policy: Policy, arms: ArmStats, rng: np.random.Generator, *,
-             min_share: float = 0.0, burn_in: int = 0, holdout: float = 0.0) -> np.ndarray:
-    """Selection probability of each arm, shape ``(..., K)``, summing to 1."""
+def allocate_with_holdout(policy: Policy, arms: ArmStats, rng: np.random.Generator, *,
+                          min_share: float = 0.0, burn_in: int = 0, holdout: float = 0.0,
+                          burn_in_trials: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """The bandit's split and the holdout share, for a router that labels the holdout.
+
+    Returns ``(probs, holdout)``: send a visitor to the holdout with probability
+    ``holdout`` and give them a uniformly random arm (propensity ``1/K`` inside the
+    holdout, an unbiased A/B split to analyse on its own); everyone else gets an
+    arm drawn from ``probs`` (shape ``(..., K)``, after burn-in and floor).
+    ``burn_in_trials`` are the counts the burn-in looks at (default
+    ``arms.trials``; pass lifetime totals when ``arms`` are windowed).
+    """
+    check_number("min_share", min_share, 0.0, 1.0)
+    check_int("burn_in", burn_in, 0, 10**12)
+    check_number("holdout", holdout, 0.0, 1.0)
     k = arms.n_arms
     uniform = np.full(arms.trials.shape, 1.0 / k)
     if k == 1:
-        return uniform
-    if burn_in and np.any(arms.trials < burn_in):
+        return uniform, float(holdout)
+    seen = arms.trials if burn_in_trials is None else np.asarray(burn_in_trials)
+    warming = (seen < burn_in).any(axis=-1, keepdims=True)
+    if np.all(warming):
         probs = uniform
     else:
-        probs = apply_floor(policy.probabilities(arms, rng), min_share)
-    probs = (1.0 - holdout) * probs + holdout * uniform
-    return probs / probs.sum(axis=-1, keepdims=True)
+        probs = np.where(warming, uniform, apply_floor(policy.probabilities(arms, rng), min_share))
+    return probs / probs.sum(axis=-1, keepdims=True), float(holdout)
+
+
+def allocate(policy: Policy, arms: ArmStats, rng: np.random.Generator, *,
+             min_share: float = 0.0, burn_in: int = 0, holdout: float = 0.0,
+             burn_in_trials: np.ndarray | None = None) -> np.ndarray:
+    """Selection probability of each arm, holdout included: shape ``(..., K)``, summing to 1.
+
+    ``(1 - holdout) * bandit + holdout / K``: the propensity of every assignment,
+    whether or not the router labels the holdout separately.
+    """
+    probs, share = allocate_with_holdout(policy, arms, rng, min_share=min_share, burn_in=burn_in,
+                                         holdout=holdout, burn_in_trials=burn_in_trials)
+    return (1.0 - share) * probs + share / arms.n_arms
