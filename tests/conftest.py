@@ -1,0 +1,133 @@
+"""Fixtures that run the real servers: redis-server, routers, variants and NGINX on
+free loopback ports, started and stopped by process id (scripts/processes.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scripts.processes import free_port, free_port_block, start_redis
+from scripts.stack import LocalStack, StackConfig
+
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+# fast refresh and flush, so tests see changes within a fraction of a second
+FAST = {"CROUPIER_REFRESH_INTERVAL": "0.1", "CROUPIER_FLUSH_INTERVAL": "0.05"}
+
+
+def stack_config(run_dir: Path, **overrides) -> StackConfig:
+    routers = overrides.pop("routers", 1)
+    return StackConfig(
+        run_dir=run_dir, http_port=free_port(), router_port=free_port_block(routers), routers=routers,
+        redis_port=free_port(), variant_base_port=free_port_block(3), router_env=dict(FAST),
+        **overrides)
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path):
+    """Factory: a whole stack of its own (for tests that kill or stop parts of it)."""
+    started: list[LocalStack] = []
+
+    def make(**overrides) -> LocalStack:
+        stack = LocalStack(stack_config(tmp_path / f"stack{len(started)}", **overrides)).start()
+        started.append(stack)
+        return stack
+
+    yield make
+    for stack in started:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[LocalStack]:
+    """One stack shared by a module's tests that leave it running."""
+    stack = LocalStack(stack_config(tmp_path_factory.mktemp("stack"))).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    server = start_redis(tmp_path, port)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.stop()
+
+
+class Visitor:
+    """A browser-like visitor: keeps its cookies, sends Origin on beacon posts."""
+
+    def __init__(self, base_url: str, user_agent: str = BROWSER_UA) -> None:
+        self.base_url = base_url
+        self.client = httpx.Client(base_url=base_url, timeout=10, headers={"User-Agent": user_agent})
+
+    def get(self, path: str = "/", **kwargs) -> httpx.Response:
+        return self.client.get(path, **kwargs)
+
+    def variant(self, path: str = "/") -> str:
+        response = self.get(path)
+        assert response.status_code == 200, response.text[:300]
+        return page_variant(response)
+
+    def beacon(self, body: dict, **headers) -> httpx.Response:
+        return self.client.post("/_croupier/beacon", json=body,
+                                headers={"Origin": self.base_url, **headers})
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def page_variant(response: httpx.Response) -> str:
+    import re
+    found = re.search(r'data-croupier-variant="([a-z0-9_-]+)"', response.text)
+    assert found, "the page does not say which variant it is"
+    return found.group(1)
+
+
+@pytest.fixture
+def visitor(stack: LocalStack) -> Iterator[Visitor]:
+    v = Visitor(stack.config.base_url)
+    yield v
+    v.close()
+
+
+def eventually(check, timeout: float = 5.0, interval: float = 0.05):
+    """Call ``check`` until it returns something truthy without raising; its last error otherwise."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            error: Exception = AssertionError(f"{check} stayed falsy for {timeout} s")
+        except (AssertionError, httpx.HTTPError) as exc:
+            error = exc
+        if time.monotonic() > deadline:
+            raise error
+        time.sleep(interval)
+
+
+def variant_stats(stack: LocalStack, experiment: str = "demo") -> dict[str, dict]:
+    with stack.admin() as admin:
+        response = admin.get(f"/experiments/{experiment}/stats")
+        response.raise_for_status()
+        return {v["id"]: v for v in response.json()["variants"]}
+
+
+def totals(stack: LocalStack, field: str, experiment: str = "demo") -> int:
+    return sum(v[field] for v in variant_stats(stack, experiment).values())
+
+
+def settled_totals(stack: LocalStack, field: str, experiment: str = "demo") -> int:
+    """The total once queued assignments have been written (two reads a flush apart agree)."""
+    import time
+    previous = totals(stack, field, experiment)
+    while True:
+        time.sleep(0.3)
+        current = totals(stack, field, experiment)
+        if current == previous:
+            return current
+        previous = current
