@@ -11,6 +11,7 @@ paths, listen address and name resolution.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import re
@@ -57,6 +58,25 @@ def group_name(address: str) -> str:
     return "variant_" + re.sub(r"[^A-Za-z0-9]", "_", address)
 
 
+def is_ip_literal(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address.rsplit(":", 1)[0].strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def proxy_target(address: str) -> str:
+    """What ``proxy_pass http://...`` gets for an address.
+
+    An IP address becomes a named upstream group (with keepalive). A DNS name
+    (a compose or Kubernetes service) stays a name that NGINX resolves at request
+    time through ``resolver``: an upstream block would resolve it once, at
+    start-up, and fail to start when the service is not there yet.
+    """
+    return group_name(address) if is_ip_literal(address) else address
+
+
 def control_pattern(host: str, prefix: str) -> str:
     """Regex over NGINX's ``$host$uri`` matching an experiment's host (or any) and path prefix."""
     host_re = re.escape(host) if host else "[^/]*"
@@ -79,16 +99,20 @@ def render(experiments: list[dict], options: Options) -> str:
             raise RenderError(f"upstream {address!r} is not host:port")
     if options.upstream_pattern:
         re.compile(options.upstream_pattern)
+    names = [a for a in addresses if not is_ip_literal(a)]
+    if names and not options.resolver:
+        raise RenderError(f"upstream {names[0]!r} is a DNS name: set a resolver (--resolver) for the "
+                          f"{options.target} target")
     # longest prefix first, host-specific before any-host: NGINX takes the first regex that matches
     ordered = sorted(experiments, key=lambda e: (-len(e.get("path_prefix", "/")), e.get("host", "") == ""))
     controls = []
     for exp in ordered:
         control = next(v for v in exp["variants"] if v["id"] == exp["control"])
         controls.append({"pattern": control_pattern(exp.get("host", ""), exp.get("path_prefix", "/")),
-                         "group": group_name(control["upstream"]), "variant": control["id"],
+                         "group": proxy_target(control["upstream"]), "variant": control["id"],
                          "experiment": exp["id"]})
     if options.default_upstream:
-        default_group = group_name(options.default_upstream)
+        default_group = proxy_target(options.default_upstream)
     elif controls:
         default_group = controls[-1]["group"]
     else:
@@ -98,7 +122,7 @@ def render(experiments: list[dict], options: Options) -> str:
                       keep_trailing_newline=True, autoescape=False)
     return env.get_template(TEMPLATE).render(
         **{k: getattr(options, k) for k in Options.__dataclass_fields__ if k not in ("prefix", "default_upstream")},
-        upstreams=[{"address": a, "group": group_name(a)} for a in addresses],
+        upstreams=[{"address": a, "group": proxy_target(a)} for a in addresses],
         controls=controls,
         default_group=default_group,
         pid=f"{prefix}/nginx.pid" if prefix else "",
