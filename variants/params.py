@@ -102,7 +102,7 @@ def _fail(label: str, problem: str) -> None:
 
 def _object(data: Any, label: str, allowed: set[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
-        _fail(label, f"must be a JSON object, got {type(data).__name__}")
+        _fail(label or "params", f"must be a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - allowed)
     if unknown:
         prefix = f"{label}." if label else ""
