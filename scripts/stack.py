@@ -110,6 +110,7 @@ class LocalStack:
                 self.ensure_demo()
             self.write_nginx_conf()
             self.nginx = self._keep(start_nginx(self.nginx_conf, self.nginx_conf.parent, c.http_port))
+            self.write_state()
         except BaseException:
             self.stop()
             raise
@@ -160,9 +161,26 @@ class LocalStack:
         if self.nginx:
             reload_nginx(self.nginx, self.nginx_conf, self.nginx_conf.parent)
 
+    @property
+    def state_file(self) -> Path:
+        return self.config.run_dir / "stack.json"
+
+    def write_state(self) -> None:
+        """What other tools (the variant script) need to find this running stack. Holds the
+        admin token, so it is readable by this user only."""
+        c = self.config
+        state = {"base_url": c.base_url, "admin_url": c.admin_url, "admin_token": c.admin_token,
+                 "run_dir": str(c.run_dir), "http_port": c.http_port,
+                 "routers": [f"127.0.0.1:{p}" for p in c.router_ports],
+                 "nginx_conf": str(self.nginx_conf), "nginx_pid": self.nginx.pid if self.nginx else None,
+                 "redis_port": c.redis_port, "decide_timeout": c.decide_timeout}
+        self.state_file.touch(mode=0o600)
+        self.state_file.write_text(json.dumps(state, indent=2))
+
     def stop(self) -> None:
         stop_all(self.processes)
         self.processes.clear()
+        self.state_file.unlink(missing_ok=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
