@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from variants.colors import HEX_COLOR
 from variants.illustrations import ILLUSTRATIONS
@@ -96,7 +96,7 @@ class VariantParams:
         return self.image if self.image in ILLUSTRATIONS else ""
 
 
-def _fail(label: str, problem: str) -> None:
+def _fail(label: str, problem: str) -> NoReturn:
     raise InvalidParams(f"{label}: {problem}")
 
 
@@ -181,7 +181,6 @@ def _image(data: dict[str, Any]) -> str:
         return value
     _fail("image", f"must be one of {', '.join(sorted(ILLUSTRATIONS))} or a data:image/... URI, "
                    f"got {value[:40]!r}")
-    return ""  # unreachable; _fail raises
 
 
 def _price(data: dict[str, Any]) -> Price | None:
