@@ -19,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from router.history import bucket_arrays
 from router.experiments import (InvalidExperiment, merge, parse_experiment, parse_variant, with_variant,
                                 without_variant)
 from router.openapi import OPENAPI
 from router.settings import Settings
 from router.snapshot import SnapshotKeeper, arm_stats
-from router.statistics import posterior_summary
+from router.statistics import posterior_summary, srm_check, stratified_lift
 from router.store import ExperimentExists, ExperimentNotFound, Store, StoreUnavailable
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -83,6 +84,7 @@ class AdminAPI:
             Route("/experiments/{id}", g(self.delete_experiment), methods=["DELETE"]),
             Route("/experiments/{id}/promote", g(self.promote), methods=["POST"]),
             Route("/experiments/{id}/stats", g(self.stats), methods=["GET"]),
+            Route("/experiments/{id}/timeseries", g(self.timeseries), methods=["GET"]),
             Route("/experiments/{id}/variants", g(self.add_variant), methods=["POST"]),
             Route("/experiments/{id}/variants/{vid}", g(self.update_variant), methods=["PATCH"]),
             Route("/experiments/{id}/variants/{vid}", g(self.remove_variant), methods=["DELETE"]),
@@ -200,12 +202,36 @@ class AdminAPI:
                 "views": int(c.get("view", 0)), "clicks": int(c.get("click", 0)),
                 "value": c.get(f"value:{experiment.goal}", 0.0),
             })
+        ids = [v.id for v in experiment.variants]
+        conv = f"conv:{experiment.goal}"
+        _, periods = bucket_arrays(await self.store.buckets(exp_id), ids, ["trials", "expected", conv])
+        lift = stratified_lift(periods["trials"], periods[conv], control=ids.index(experiment.control)) \
+            if len(periods["trials"]) else None
         return JSONResponse({
             "experiment": exp_id, "status": experiment.status, "goal": experiment.goal,
             "policy": experiment.policy, "policy_params": experiment.policy_params,
             "winner": experiment.winner or None,
             "snapshot_age_seconds": _age(self.snapshots),
             "variants": rows,
+            # the split changes over time, so the check compares each period with what the policy gave then
+            "sample_ratio": srm_check(periods["trials"], periods["expected"]) if len(periods["trials"]) else None,
+            "lift": lift,
+        })
+
+    async def timeseries(self, request: Request) -> Response:
+        """Per time bucket and variant: trials, expected trials, conversions, views and clicks."""
+        exp_id = request.path_params["id"]
+        experiment = await self.store.get_experiment(exp_id)
+        if experiment is None:
+            raise ExperimentNotFound(exp_id)
+        ids = [v.id for v in experiment.variants]
+        conv = f"conv:{experiment.goal}"
+        names = {"trials": "trials", "expected": "expected", conv: "conversions", "view": "views",
+                 "click": "clicks"}
+        starts, arrays = bucket_arrays(await self.store.buckets(exp_id), ids, list(names))
+        return JSONResponse({
+            "experiment": exp_id, "bucket_seconds": self.settings.bucket_seconds, "buckets": starts,
+            "variants": {vid: {names[c]: arrays[c][:, k].tolist() for c in names} for k, vid in enumerate(ids)},
         })
 
 

@@ -105,6 +105,11 @@ OPENAPI = {
                 "200": {"description": "stats", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Stats"}}}}, **_errors(404)}},
         },
+        "/experiments/{id}/timeseries": {
+            "parameters": [_EXP_PARAM],
+            "get": {"summary": "Per time bucket and variant: trials, expected trials, conversions, views, clicks",
+                    "responses": {"200": {"description": "time series"}, **_errors(404)}},
+        },
         "/experiments/{id}/variants": {
             "parameters": [_EXP_PARAM],
             "post": {"summary": "Add a variant", "requestBody": _json_body("Variant"),

@@ -118,7 +118,7 @@ def test_openapi_document_lists_every_route(api):
     doc = api.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/experiments", "/experiments/{id}", "/experiments/{id}/promote",
-                                 "/experiments/{id}/stats", "/experiments/{id}/variants",
+                                 "/experiments/{id}/stats", "/experiments/{id}/timeseries", "/experiments/{id}/variants",
                                  "/experiments/{id}/variants/{vid}"}
 
 

@@ -203,3 +203,19 @@ def test_simulated_traffic_puts_most_visitors_on_the_best_variant(stack):
     assert recent.get("b", 0) > 0.6, recent
     shares = {v: s["share"] for v, s in variant_stats(stack).items()}
     assert shares["b"] == max(shares.values()) and shares["b"] > 0.6, shares
+
+
+def test_stats_show_period_checks_and_timeseries_after_traffic(stack):
+    run_simulation(stack.config.base_url, {"a": 0.05, "b": 0.1, "c": 0.05}, visitors=300, concurrency=4, seed=3)
+    settled_totals(stack, "trials")
+    with stack.admin() as admin:
+        stats = admin.get("/experiments/demo/stats").json()
+        series = admin.get("/experiments/demo/timeseries").json()
+    srm = stats["sample_ratio"]
+    # the observed split matches what the policy gave, period by period: no alert
+    assert srm["alert"] is False and srm["p_value"] > 0.001, srm
+    assert abs(sum(srm["observed"]) - sum(srm["expected"])) < 1e-6 * sum(srm["observed"]) + 1e-6
+    assert len(stats["lift"]["stratified_rate"]) == 3
+    assert series["buckets"] and set(series["variants"]) == VARIANTS
+    assert sum(sum(v["trials"]) for v in series["variants"].values()) == sum(
+        v["trials"] for v in stats["variants"])
