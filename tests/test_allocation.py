@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from router.allocation import allocate, allocate_with_holdout, apply_floor
+from router.policies import ArmStats, PolicyError, ThompsonSampling, UCB1
+
+
+def test_floor_is_water_filling():
+    out = apply_floor(np.array([0.98, 0.02, 0.0, 0.0]), 0.05)
+    np.testing.assert_allclose(out, [0.85, 0.05, 0.05, 0.05])
+    # arms above the floor keep their ratios
+    out = apply_floor(np.array([0.6, 0.3, 0.1, 0.0]), 0.05)
+    np.testing.assert_allclose(out[0] / out[1], 2.0)
+    np.testing.assert_allclose(out.sum(), 1.0)
+
+
+def test_floor_properties_on_random_vectors():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(6, 0.3), size=(500,))
+    for floor in (0.0, 0.01, 0.1, 1 / 6, 0.5):
+        out = apply_floor(probs, floor)
+        np.testing.assert_allclose(out.sum(axis=-1), 1.0)
+        assert out.min() >= min(floor, 1 / 6) - 1e-12
+        # nothing is taken from an arm below the floor, and order is preserved
+        assert np.all(np.argsort(out, axis=-1, kind="stable")[:, -1] == np.argmax(probs, axis=-1))
+
+
+def test_burn_in_is_uniform_per_run():
+    arms = ArmStats.from_counts([[100, 100], [100, 5]], [[10, 40], [10, 1]])
+    probs = allocate(UCB1(), arms, np.random.default_rng(0), burn_in=50)
+    np.testing.assert_allclose(probs, [[0, 1], [0.5, 0.5]])
+
+
+def test_burn_in_can_look_at_lifetime_counts():
+    arms = ArmStats.from_counts([3, 3], [0, 3])  # a short window
+    probs = allocate(UCB1(), arms, np.random.default_rng(0), burn_in=50, burn_in_trials=np.array([500, 500]))
+    np.testing.assert_allclose(probs, [0, 1])
+
+
+def test_holdout_stays_uniform_and_is_reported_apart():
+    arms = ArmStats.from_counts([1000, 1000, 1000], [10, 10, 300])
+    rng = np.random.default_rng(1)
+    bandit, share = allocate_with_holdout(UCB1(), arms, rng, min_share=0.01, holdout=0.2)
+    assert share == 0.2
+    np.testing.assert_allclose(bandit, [0.01, 0.01, 0.98])
+    mixed = allocate(UCB1(), arms, rng, min_share=0.01, holdout=0.2)
+    np.testing.assert_allclose(mixed, 0.8 * bandit + 0.2 / 3)
+
+
+def test_single_arm():
+    np.testing.assert_allclose(allocate(ThompsonSampling(), ArmStats.from_counts([5], [1]),
+                                        np.random.default_rng(0), min_share=0.5), [1.0])
+
+
+@pytest.mark.parametrize("controls, field", [
+    ({"min_share": -0.1}, "min_share:"), ({"holdout": 1.5}, "holdout:"), ({"burn_in": -1}, "burn_in:"),
+    ({"burn_in": 2.5}, "burn_in:"),
+])
+def test_invalid_controls_name_the_field(controls, field):
+    with pytest.raises(PolicyError) as err:
+        allocate(UCB1(), ArmStats.from_counts([1, 1], [0, 0]), np.random.default_rng(0), **controls)
+    assert str(err.value).startswith(field)
