@@ -191,7 +191,8 @@ def _fmt(pair: tuple[float, float] | None, digits: int = 0) -> str:
     return "-" if pair is None else f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
 
 
-def print_tables(results: dict[str, Result], out=sys.stdout) -> None:
+def print_tables(results: dict[str, Result], out=None) -> None:
+    out = out or sys.stdout
     by_scenario: dict[str, list[Result]] = {}
     for r in results.values():
         by_scenario.setdefault(r.case.scenario.name, []).append(r)
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(ordered)
     plot(ordered, args.svg)
     seconds = time.perf_counter() - started
-    print("\nlost vs A/B: against a fixed uniform split; negative means conversions gained", file=sys.stdout)
+    print("\nlost vs A/B: against a fixed uniform split; negative means conversions gained")
     print(f"plot: {args.svg}; {len(todo)} simulations, {seconds:.0f} s with {args.workers} workers")
     for name, figure, ok in goals(ordered, seconds, args.horizon):
         print(f"goal {name}: {figure} {'met' if ok else 'not met'}")
