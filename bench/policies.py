@@ -21,7 +21,7 @@ import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -105,7 +105,6 @@ class Summary:
     lost_oracle: tuple[float, float]
     lost_ab: tuple[float, float]
     seconds: float
-    extra: dict = field(default_factory=dict)
 
 
 def summarise(result: Result) -> Summary:
@@ -232,8 +231,8 @@ def plot(results: dict[str, Result], path: str) -> None:
         if c > 0 and sc.rates_after is None:
             x = lines[0][1]
             lines.append(("C ln T", x, tuple(c * math.log(v) for v in x)))
-        panels.append(Panel(name, "visitors", "regret (conversions)", tuple(lines),
-                            log_x=sc.rates_after is None))
+        panels.append(Panel(name, "visitors", "regret (conversions)", tuple(lines), log_x=sc.rates_after is None,
+                            y_max=3 * c * math.log(sc.horizon) if sc.rates_after is None else None))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     write_svg(path, panels)
 

@@ -18,6 +18,7 @@ class Panel:
     y_label: str
     lines: tuple[tuple[str, tuple[float, ...], tuple[float, ...]], ...]  # (label, xs, ys)
     log_x: bool = False
+    y_max: float | None = None  # lines above are clipped, so one bad policy does not flatten the rest
 
 
 def _ticks(lo: float, hi: float, log: bool) -> list[float]:
@@ -30,11 +31,12 @@ def _ticks(lo: float, hi: float, log: bool) -> list[float]:
 
 
 def _panel(panel: Panel, left: float, top: float) -> list[str]:
+    clip = f"clip{int(left)}x{int(top)}"
     xs = [x for _, line_x, _ in panel.lines for x in line_x]
     ys = [y for _, _, line_y in panel.lines for y in line_y]
     fx = (lambda v: math.log10(v)) if panel.log_x else (lambda v: v)
     x0, x1 = fx(min(xs)), fx(max(xs))
-    y0, y1 = min(0.0, min(ys)), max(ys) * 1.05 or 1.0
+    y0, y1 = min(0.0, min(ys)), (panel.y_max or max(ys) * 1.05) or 1.0
     w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
 
     def sx(v: float) -> float:
@@ -45,7 +47,8 @@ def _panel(panel: Panel, left: float, top: float) -> list[str]:
 
     out = [f'<text x="{left + WIDTH / 2}" y="{top + 20}" text-anchor="middle" font-weight="bold">'
            f'{escape(panel.title)}</text>',
-           f'<rect x="{left + PAD}" y="{top + PAD}" width="{w}" height="{h}" fill="none" stroke="#999"/>']
+           f'<rect x="{left + PAD}" y="{top + PAD}" width="{w}" height="{h}" fill="none" stroke="#999"/>',
+           f'<clipPath id="{clip}"><rect x="{left + PAD}" y="{top + PAD}" width="{w}" height="{h}"/></clipPath>']
     for v in _ticks(min(xs), max(xs), panel.log_x):
         out.append(f'<text x="{sx(v):.1f}" y="{top + PAD + h + 14}" text-anchor="middle" font-size="10">{v:g}</text>')
     for v in _ticks(y0, y1, False):
@@ -57,7 +60,8 @@ def _panel(panel: Panel, left: float, top: float) -> list[str]:
     for i, (label, line_x, line_y) in enumerate(panel.lines):
         colour = COLOURS[i % len(COLOURS)]
         points = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(line_x, line_y))
-        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5" '
+                   f'clip-path="url(#{clip})"/>')
         out.append(f'<text x="{left + PAD + 6}" y="{top + PAD + 12 + 11 * i}" font-size="10" fill="{colour}">'
                    f'{escape(label)}</text>')
     return out
