@@ -51,6 +51,11 @@ class Options:
     variant_timeout: str = "30s"
     beacon_max_bytes: int = 4096
     reuseport: bool = False
+    user: str = ""  # worker user; the local stack sets the invoking user when it runs as root
+    cookie_prefix: str = "croupier_"  # the router's CROUPIER_COOKIE_PREFIX
+    cache_dir: str = ""  # decision cache; default: <prefix>/cache, or /var/cache/nginx/croupier
+    cache_zone_size: str = "16m"  # 1 MB holds about 8,000 keys
+    cache_max_size: str = "256m"
 
 
 def group_name(address: str) -> str:
@@ -99,6 +104,8 @@ def render(experiments: list[dict], options: Options) -> str:
             raise RenderError(f"upstream {address!r} is not host:port")
     if options.upstream_pattern:
         re.compile(options.upstream_pattern)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", options.cookie_prefix):
+        raise RenderError("cookie_prefix: must be 1-32 letters, digits, '_' or '-'")
     names = [a for a in addresses if not is_ip_literal(a)]
     if names and not options.resolver:
         raise RenderError(f"upstream {names[0]!r} is a DNS name: set a resolver (--resolver) for the "
@@ -121,7 +128,9 @@ def render(experiments: list[dict], options: Options) -> str:
     env = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined,
                       keep_trailing_newline=True, autoescape=False)
     return env.get_template(TEMPLATE).render(
-        **{k: getattr(options, k) for k in Options.__dataclass_fields__ if k not in ("prefix", "default_upstream")},
+        **{k: getattr(options, k) for k in Options.__dataclass_fields__
+           if k not in ("prefix", "default_upstream", "cache_dir")},
+        cache_dir=options.cache_dir or (f"{prefix}/cache" if prefix else "/var/cache/nginx/croupier"),
         upstreams=[{"address": a, "group": proxy_target(a)} for a in addresses],
         controls=controls,
         default_group=default_group,

@@ -46,6 +46,9 @@ class Decider:
         self.keys = settings.signing_keys()
         self.kid, self.key = settings.secret_id, self.keys[settings.secret_id]
         self.is_bot = re.compile(settings.bot_pattern, re.IGNORECASE).search
+        # only a returning visitor's answer may be cached by NGINX (keyed by their token)
+        self.returning_cache = {"X-Accel-Expires": str(settings.decision_cache_seconds)} \
+            if settings.decision_cache_seconds else {}
         self.cookie_attrs = f"; Path=/; Max-Age={settings.cookie_max_age}; HttpOnly; SameSite=Lax" + (
             "; Secure" if settings.cookie_secure else "")
 
@@ -103,7 +106,11 @@ class Decider:
             cookies=request.cookies,
             now=time.time(),
         )
-        out = {"X-Croupier-Upstream": decision.upstream, "Cache-Control": "no-store"}
+        # NGINX lets an earlier Cache-Control: no-store win over X-Accel-Expires, so a
+        # cacheable answer carries only the latter
+        cacheable = decision.reason == "returning" and self.returning_cache
+        out = dict(self.returning_cache) if cacheable else {"Cache-Control": "no-store"}
+        out["X-Croupier-Upstream"] = decision.upstream
         if decision.experiment:
             out["X-Croupier-Experiment"] = decision.experiment
             out["X-Croupier-Variant"] = decision.variant

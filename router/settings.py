@@ -61,6 +61,9 @@ class Settings:
         "CROUPIER_COOKIE_SECURE", "Mark cookies Secure (set it when the site is served over HTTPS)."))
     default_upstream: str = field(default="", metadata=_meta(
         "CROUPIER_DEFAULT_UPSTREAM", "Upstream for paths no experiment owns (empty: NGINX's default)."))
+    decision_cache_seconds: int = field(default=5, metadata=_meta(
+        "CROUPIER_DECISION_CACHE_SECONDS", "Seconds NGINX may reuse the answer for a returning visitor's valid "
+        "cookie (0: ask the router every time). Pausing a variant reaches its returning visitors within this."))
     refresh_interval: float = field(default=0.5, metadata=_meta(
         "CROUPIER_REFRESH_INTERVAL", "Seconds between background refreshes of the in-memory snapshot."))
     flush_interval: float = field(default=0.2, metadata=_meta(
@@ -87,6 +90,7 @@ class Settings:
             ("port", 0 <= self.port <= 65535, "must be a port number (0-65535)"),
             ("workers", self.workers >= 1, "must be at least 1"),
             ("cookie_max_age", self.cookie_max_age > 0, "must be positive"),
+            ("decision_cache_seconds", 0 <= self.decision_cache_seconds <= 3600, "must be in [0, 3600]"),
             ("refresh_interval", 0 < self.refresh_interval <= 60, "must be in (0, 60] seconds"),
             ("flush_interval", 0 < self.flush_interval <= 60, "must be in (0, 60] seconds"),
             ("max_pending", self.max_pending >= 1, "must be at least 1"),

@@ -152,7 +152,8 @@ class LocalStack:
         text = render(experiments, Options(
             target="local", listen=f"127.0.0.1:{c.http_port}",
             routers=[f"127.0.0.1:{p}" for p in c.router_ports],
-            prefix=str(self.nginx_conf.parent), decide_timeout=c.decide_timeout))
+            prefix=str(self.nginx_conf.parent), decide_timeout=c.decide_timeout,
+            user="root" if os.geteuid() == 0 else ""))
         write_config(text, self.nginx_conf)
 
     def reload_nginx(self) -> None:
