@@ -167,8 +167,12 @@ def start_router(run_dir: Path, port: int, env: dict[str, str], *, name: str = "
         lambda: http_ok(f"http://127.0.0.1:{port}/livez"), what="answering /livez")
 
 
+def variant_argv(params: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    return [sys.executable, "-m", "variants", "--params", str(params), "--host", host, "--port", str(port)]
+
+
 def start_variant(run_dir: Path, params: Path, port: int, *, name: str) -> Process:
-    argv = [sys.executable, "-m", "variants", "--params", str(params), "--host", "127.0.0.1", "--port", str(port)]
+    argv = variant_argv(params, port)
     return Process(name, argv, run_dir / f"{name}.log").start().wait_until(
         lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), what="answering /healthz")
 
@@ -199,3 +203,82 @@ def reload_nginx(nginx: Process, conf: Path, prefix: Path) -> None:
 def stop_all(processes: list[Process]) -> None:
     for process in reversed(processes):
         process.stop()
+
+# Processes that outlive the command that started them (the variant script's local
+# variants): tracked by a pid file, stopped by pid from a later command.
+
+def start_detached(name: str, argv: list[str], log_path: Path, pid_file: Path) -> Process:
+    """Start ``argv`` in its own session and record its pid, so a later command can stop it."""
+    process = Process(name, argv, log_path).start()
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{process.pid}\n")
+    return process
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; reaps it first when it is our own exited child (no zombie counts)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: another command started it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def pid_command(pid: int) -> str:
+    """The process's command line ('' when it is gone), to check a pid file still names our process."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``; for processes we hold no handle to."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not pid_alive(pid):
+                return
+            time.sleep(0.05)
+    raise StartError(f"process {pid} did not exit after SIGKILL")
+
+
+def nginx_workers(master_pid: int) -> set[int]:
+    children: set[int] = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(master_pid):
+            children.add(int(stat.parent.name))
+    return children
+
+
+def reload_nginx_pid(master_pid: int, conf: Path, prefix: Path, timeout: float = 5.0) -> None:
+    """``reload_nginx`` for an NGINX started by another command: check, SIGHUP, and wait until
+    new workers run, so the new configuration is serving when this returns."""
+    check_nginx_config(conf, prefix)
+    if not pid_alive(master_pid):
+        raise StartError(f"nginx (pid {master_pid}) is not running")
+    before = nginx_workers(master_pid)
+    os.kill(master_pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if nginx_workers(master_pid) - before:
+            return
+        time.sleep(0.05)
+    raise StartError(f"nginx (pid {master_pid}) did not start new workers within {timeout:.0f} s of the reload; "
+                     f"see {prefix / 'error.log'}")
+
