@@ -1,0 +1,91 @@
+"""The local target: the variant's page server as a process of the local stack.
+
+Detached from the command that starts it (its own session, a pid file under the
+stack's run directory), so it keeps serving after the command returns and a later
+``remove`` can stop it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from scripts.processes import variant_argv, free_port, pid_alive, pid_command, port_open, start_detached, stop_pid
+from scripts.progress import Progress
+from scripts.targets import Deployment, DeployError, VariantSpec
+
+HOST = "127.0.0.1"
+Command = Callable[[Path, int], list[str]]
+
+
+def serves(port: int, variant_id: str) -> bool:
+    """Healthy and really this variant: a port can be answered by some other server."""
+    try:
+        response = httpx.get(f"http://{HOST}:{port}/healthz", timeout=0.5)
+        return response.status_code == 200 and response.json().get("variant") == variant_id
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self, run_dir: Path, *, port: int | None = None, command: Command | None = None) -> None:
+        self.run_dir = run_dir
+        self.port = port
+        self.command = command or variant_argv
+
+    def pid_file(self, experiment: str, variant_id: str) -> Path:
+        return self.run_dir / "variants" / experiment / f"{variant_id}.pid"
+
+    def log_file(self, experiment: str, variant_id: str) -> Path:
+        return self.run_dir / f"variant-{experiment}-{variant_id}.log"
+
+    def deploy(self, spec: VariantSpec, progress: Progress, health_timeout: float) -> Deployment:
+        if spec.params_file is None or spec.image:
+            raise DeployError("the local target serves a params file: use --from-template, not --image-ref")
+        pid_file = self.pid_file(spec.experiment, spec.variant_id)
+        if pid_file.exists():
+            raise DeployError(f"{pid_file} exists: a variant server for {spec.variant_id!r} may still run; "
+                              f"remove it first (remove --id {spec.variant_id})")
+        port = self.port or free_port(HOST)
+        if port_open(HOST, port):
+            raise DeployError(f"port {port} on {HOST} is already in use; pick another with --port")
+        log = self.log_file(spec.experiment, spec.variant_id)
+        progress.step(f"starting variant server {spec.variant_id!r} on {HOST}:{port} (log {log})")
+        process = start_detached(f"variant-{spec.variant_id}", self.command(spec.params_file, port), log, pid_file)
+        with open(pid_file, "a") as out:  # the command line, to tell our process from a reused pid later
+            out.write(pid_command(process.pid) + "\n")
+
+        def healthy() -> bool:
+            if not process.alive():
+                raise DeployError(f"the variant server exited with {process.popen.returncode} before it "
+                                  f"answered /healthz:\n{process.log_tail(15)}")
+            return serves(port, spec.variant_id)
+
+        try:
+            if not progress.wait(f"waiting for http://{HOST}:{port}/healthz", healthy, health_timeout):
+                raise DeployError(f"the variant server did not answer /healthz within {health_timeout:g} s "
+                                  f"(log {log}):\n{process.log_tail(15)}")
+        except BaseException:
+            process.stop(timeout=5)
+            pid_file.unlink(missing_ok=True)
+            raise
+        return Deployment(upstream=f"{HOST}:{port}", where=f"pid {process.pid} on {HOST}:{port}")
+
+    def undeploy(self, experiment: str, variant_id: str, progress: Progress) -> list[str]:
+        pid_file = self.pid_file(experiment, variant_id)
+        try:
+            pid_text, _, recorded = pid_file.read_text().partition("\n")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return []
+        stopped = []
+        if pid_alive(pid) and pid_command(pid) == recorded.strip():
+            progress.step(f"stopping variant server {variant_id!r} (pid {pid})")
+            stop_pid(pid)
+            stopped.append(f"process {pid}")
+        pid_file.unlink(missing_ok=True)
+        return stopped
