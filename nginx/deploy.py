@@ -1,0 +1,106 @@
+"""NGINX configurations and seed experiments for docker compose and Kubernetes.
+
+Both deploy targets serve the local stack's demo experiment
+(``scripts.stack.demo_experiment``) with the variants' service names as
+upstreams. NGINX's image has no Python to render its configuration at start-up,
+so the results are committed; tests check they are what this module renders,
+so they cannot drift from the template:
+
+    nginx/compose.conf  nginx/compose-experiments.json    (docker-compose.yml)
+    k8s/base/nginx.conf k8s/base/experiments.json          (kustomize configMapGenerator)
+
+    python -m nginx.deploy            # rewrite them
+    python -m nginx.deploy --check    # exit 1 when one is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nginx.render import Options, render
+from scripts import k8s_objects
+from scripts.stack import StackConfig, demo_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    upstream: Callable[[str, str], str]  # (experiment, variant) -> host:port
+    options: Options
+    config_path: Path
+    experiments_path: Path
+
+    def experiments(self) -> list[dict]:
+        demo = demo_experiment(StackConfig())
+        for variant in demo["variants"]:
+            variant["upstream"] = self.upstream(demo["id"], variant["id"])
+        return [demo]
+
+    def files(self) -> dict[Path, str]:
+        experiments = self.experiments()
+        return {self.experiments_path: json.dumps(experiments, indent=2, ensure_ascii=False) + "\n",
+                self.config_path: render(experiments, self.options)}
+
+
+COMPOSE = Target(
+    name="compose",
+    upstream=lambda exp, vid: f"{k8s_objects.service_name(exp, vid)}:{k8s_objects.VARIANT_PORT}",
+    options=Options(
+        target="compose", listen="8080",
+        # two named router services: each gets its own line in the keepalive upstream block
+        routers=["router-1:8000", "router-2:8000"],
+        resolver="127.0.0.11",  # Docker's embedded DNS, for the variants' service names
+        # a variant service added later (variant-<experiment>-<id>) is served without a re-render
+        upstream_pattern=r"^variant-[a-z0-9-]+:8080$"),
+    config_path=ROOT / "nginx" / "compose.conf",
+    experiments_path=ROOT / "nginx" / "compose-experiments.json",
+)
+
+K8S = Target(
+    name="k8s",
+    upstream=lambda exp, vid: k8s_objects.upstream(exp, vid),
+    options=Options(
+        target="k8s", listen="8080",
+        # the router Service's cluster IP; kube-proxy spreads connections over the pods
+        routers=[f"router.{k8s_objects.NAMESPACE}.svc.cluster.local:8000"],
+        # NGINX resolves the resolver's own name once at start-up, through the pod's resolv.conf
+        resolver="kube-dns.kube-system.svc.cluster.local",
+        upstream_pattern=rf"^variant-[a-z0-9-]+\.{k8s_objects.NAMESPACE}\.svc\.cluster\.local:8080$"),
+    config_path=ROOT / "k8s" / "base" / "nginx.conf",
+    experiments_path=ROOT / "k8s" / "base" / "experiments.json",
+)
+
+TARGETS = {t.name: t for t in (COMPOSE, K8S)}
+
+
+def stale_files() -> list[Path]:
+    return [path for target in TARGETS.values() for path, text in target.files().items()
+            if not path.exists() or path.read_text() != text]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only report files that differ from a fresh render")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_files()
+        for path in stale:
+            print(f"nginx.deploy: {path.relative_to(ROOT)} is stale; run python -m nginx.deploy", file=sys.stderr)
+        return 1 if stale else 0
+    for target in TARGETS.values():
+        for path, text in target.files().items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
