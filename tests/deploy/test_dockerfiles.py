@@ -1,0 +1,104 @@
+"""The router's and the variant server's Dockerfiles: small, non-root, health-checked,
+with every third-party module their code imports installed."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.processes import ROOT
+
+IMAGES = {"router": ROOT / "router" / "Dockerfile", "variants": ROOT / "variants" / "Dockerfile"}
+# import name -> the pip requirement that provides it
+PROVIDERS = {"starlette": "starlette", "uvicorn": "uvicorn", "redis": "redis", "numpy": "numpy",
+             "prometheus_client": "prometheus-client", "jinja2": "jinja2", "httpx": "httpx", "yaml": "pyyaml",
+             "markupsafe": "jinja2",  # installed with it
+             "starlette.templating": "jinja2"}  # Jinja2Templates needs jinja2 at import
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    result, pending = [], ""
+    for line in path.read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.lstrip().startswith("#"):
+            continue  # a comment inside a continued instruction
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        keyword, _, args = pending.strip().partition(" ")
+        result.append((keyword.upper(), " ".join(args.split())))
+        pending = ""
+    return result
+
+
+def values(path: Path, keyword: str) -> list[str]:
+    return [args for kw, args in instructions(path) if kw == keyword]
+
+
+def imported_modules(paths) -> set[str]:
+    """Third-party modules imported by these files, as written (``starlette.templating``)."""
+    names = set()
+    for source in paths:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+    return {n for n in names if n.split(".")[0] not in sys.stdlib_module_names
+            and n.split(".")[0] not in ("router", "variants", "nginx", "__future__")}
+
+
+def requirements(modules: set[str]) -> set[str]:
+    needed = set()
+    for module in modules:
+        needed.add(PROVIDERS.get(module.split(".")[0], module.split(".")[0]))
+        if module in PROVIDERS:
+            needed.add(PROVIDERS[module])
+    return needed
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_small_base_non_root_and_health_checked(image):
+    path = IMAGES[image]
+    assert values(path, "FROM") == ["python:3.11-slim"]
+    (user,) = values(path, "USER")
+    assert user.split(":")[0] not in ("root", "0") and user.split(":")[0].isdigit(), \
+        "USER must be a numeric non-root uid, so Kubernetes' runAsNonRoot can verify it"
+    (health,) = values(path, "HEALTHCHECK")
+    assert "CMD" in health and "--interval=" in health
+    (cmd,) = values(path, "CMD")
+    assert cmd.startswith("[")  # exec form: the server gets SIGTERM itself and drains
+
+
+def test_router_image_runs_the_router_on_all_addresses():
+    path = IMAGES["router"]
+    assert values(path, "CMD") == ['["python", "-m", "router"]']
+    env = " ".join(values(path, "ENV"))
+    assert "CROUPIER_HOST=0.0.0.0" in env
+    assert "/livez" in values(path, "HEALTHCHECK")[0]  # never /readyz: Redis must not make it unhealthy
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_every_imported_package_is_installed(image):
+    path = IMAGES[image]
+    runs = " ".join(values(path, "RUN"))
+    pip_args = runs.split("pip install", 1)[1].split("&&")[0]
+    installed = {re.split(r"[\[<>=]", req)[0].lower() for req in re.findall(r'"([^"]+)"', pip_args)}
+    sources = list((ROOT / image).rglob("*.py"))
+    if image == "router":
+        sources.append(ROOT / "nginx" / "seed.py")  # shipped in the router image for the seed job
+    missing = requirements(imported_modules(sources)) - installed
+    assert not missing, f"{image}'s code imports what its image does not install: {sorted(missing)}"
+
+
+def test_dockerignore_keeps_secrets_and_clutter_out_of_the_context():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".git", ".env", ".venv", "tests/", "run/"):
+        assert entry in ignored
