@@ -208,11 +208,31 @@ def stop_all(processes: list[Process]) -> None:
 # variants): tracked by a pid file, stopped by pid from a later command.
 
 def start_detached(name: str, argv: list[str], log_path: Path, pid_file: Path) -> Process:
-    """Start ``argv`` in its own session and record its pid, so a later command can stop it."""
+    """Start ``argv`` in its own session and record its pid and command line, so a later
+    command can stop it (and tell it from an unrelated process that reused the pid)."""
     process = Process(name, argv, log_path).start()
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{process.pid}\n")
+    pid_file.write_text(f"{process.pid}\n{' '.join(argv)}\n")
     return process
+
+
+def pid_file_process(pid_file: Path) -> int | None:
+    """The pid ``start_detached`` recorded in ``pid_file`` while that very process runs, else None."""
+    try:
+        pid_text, _, command = pid_file.read_text().partition("\n")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) and pid_command(pid) == command.strip() else None
+
+
+def stop_pid_file(pid_file: Path, timeout: float = 10.0) -> int | None:
+    """Stop the process recorded in ``pid_file`` and delete the file; the pid stopped, or None."""
+    pid = pid_file_process(pid_file)
+    if pid is not None:
+        stop_pid(pid, timeout)
+    pid_file.unlink(missing_ok=True)
+    return pid
 
 
 def pid_alive(pid: int) -> bool:
