@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from scripts.processes import variant_argv, free_port, pid_alive, pid_command, port_open, start_detached, stop_pid
+from scripts.processes import free_port, pid_file_process, port_open, start_detached, stop_pid_file, variant_argv
 from scripts.progress import Progress
 from scripts.targets import Deployment, DeployError, VariantSpec
 
@@ -47,17 +47,17 @@ class LocalTarget:
         if spec.params_file is None or spec.image:
             raise DeployError("the local target serves a params file: use --from-template, not --image-ref")
         pid_file = self.pid_file(spec.experiment, spec.variant_id)
-        if pid_file.exists():
-            raise DeployError(f"{pid_file} exists: a variant server for {spec.variant_id!r} may still run; "
-                              f"remove it first (remove --id {spec.variant_id})")
+        running = pid_file_process(pid_file)
+        if running:
+            raise DeployError(f"a variant server for {spec.variant_id!r} still runs (pid {running}, {pid_file}); "
+                              f"stop it first: remove {spec.variant_id}")
+        pid_file.unlink(missing_ok=True)  # left by a server that is gone
         port = self.port or free_port(HOST)
         if port_open(HOST, port):
             raise DeployError(f"port {port} on {HOST} is already in use; pick another with --port")
         log = self.log_file(spec.experiment, spec.variant_id)
         progress.step(f"starting variant server {spec.variant_id!r} on {HOST}:{port} (log {log})")
         process = start_detached(f"variant-{spec.variant_id}", self.command(spec.params_file, port), log, pid_file)
-        with open(pid_file, "a") as out:  # the command line, to tell our process from a reused pid later
-            out.write(pid_command(process.pid) + "\n")
 
         def healthy() -> bool:
             if not process.alive():
@@ -77,15 +77,8 @@ class LocalTarget:
 
     def undeploy(self, experiment: str, variant_id: str, progress: Progress) -> list[str]:
         pid_file = self.pid_file(experiment, variant_id)
-        try:
-            pid_text, _, recorded = pid_file.read_text().partition("\n")
-            pid = int(pid_text)
-        except (OSError, ValueError):
+        if not pid_file.exists():
             return []
-        stopped = []
-        if pid_alive(pid) and pid_command(pid) == recorded.strip():
-            progress.step(f"stopping variant server {variant_id!r} (pid {pid})")
-            stop_pid(pid)
-            stopped.append(f"process {pid}")
-        pid_file.unlink(missing_ok=True)
-        return stopped
+        progress.step(f"stopping variant server {variant_id!r}")
+        pid = stop_pid_file(pid_file)
+        return [f"process {pid}"] if pid else []
