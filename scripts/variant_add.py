@@ -1,0 +1,90 @@
+"""Adding a variant, in the order that keeps visitors safe, undone if any step fails.
+
+1. write the params file;  2. start the page server and wait until it is healthy;
+3. register it **paused**;  4. re-render and reload NGINX, so its allowlist knows
+the new upstream;  5. activate it. Activating before the reload would send visitors
+to a variant NGINX refuses to proxy to: they would get control while holding a
+cookie for the new variant. A failure (or Ctrl-C) at any step undoes the steps
+before it, newest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.admin_client import AdminClient
+from scripts.progress import Progress
+from scripts.targets import Deployment, Target, VariantSpec
+from scripts.variant_params import write_params
+
+# The registry keeps params for people to read, under the router's size limit
+# (router/experiments.py); a data: URI image would not fit and is left out there.
+REGISTRY_PARAMS_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class NewVariant:
+    spec: VariantSpec
+    prior_alpha: float | None = None
+    prior_beta: float | None = None
+
+    def registration(self, upstream: str) -> dict:
+        spec = self.spec
+        body: dict = {"id": spec.variant_id, "upstream": upstream, "status": "paused"}
+        if spec.params:
+            body["name"] = spec.params.get("name", "")
+            params = spec.params
+            if len(repr(params)) > REGISTRY_PARAMS_BYTES and "image" in params:
+                params = {k: v for k, v in params.items() if k != "image"}
+            body["params"] = params
+        if self.prior_alpha is not None:
+            body.update(prior_alpha=self.prior_alpha, prior_beta=self.prior_beta)
+        return body
+
+
+def _undo(stack: ExitStack, progress: Progress, what: str, action: Callable[[], object]) -> None:
+    """Register an undo step that reports, and never hides the error that caused the rollback."""
+    def run() -> None:
+        progress.step(f"rolling back: {what}")
+        try:
+            action()
+        except Exception as exc:  # keep undoing the rest; say what is left behind
+            progress.note(f"could not {what}: {exc}")
+    stack.callback(run)
+
+
+def add_variant(admin: AdminClient, target: Target, new: NewVariant, progress: Progress, *,
+                health_timeout: float, reload_nginx: Callable[[], None] | None) -> Deployment:
+    spec = new.spec
+    exp, vid = spec.experiment, spec.variant_id
+    with ExitStack() as undo:
+        if spec.params_file is not None:
+            write_params(spec.params_file, spec.params)
+            _undo(undo, progress, f"delete {spec.params_file}", lambda: Path(spec.params_file).unlink(missing_ok=True))
+        deployment = target.deploy(spec, progress, health_timeout)
+        _undo(undo, progress, f"stop {deployment.where}", lambda: target.undeploy(exp, vid, progress))
+
+        progress.step(f"registering {vid!r} in experiment {exp!r} as paused (upstream {deployment.upstream})")
+        admin.add_variant(exp, new.registration(deployment.upstream))
+        reloaded = []
+
+        def unregister() -> None:
+            admin.remove_variant(exp, vid)
+            if reloaded and reload_nginx:
+                reload_nginx()  # take the upstream back off the allowlist
+        _undo(undo, progress, f"remove {vid!r} from the experiment", unregister)
+
+        if reload_nginx is not None:
+            progress.step("reloading NGINX")
+            reload_nginx()
+            reloaded.append(True)
+        else:
+            progress.note(f"NGINX not reloaded by this command ({target.name} target): its allowlist must admit "
+                          f"{deployment.upstream} (a service-name pattern, or re-render it with nginx.render)")
+        progress.step(f"activating {vid!r}")
+        admin.update_variant(exp, vid, {"status": "active"})
+        undo.pop_all()
+    return deployment
