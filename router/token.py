@@ -46,7 +46,8 @@ def is_valid_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
 
 
-def _mac(key: bytes, payload: str) -> str:
+def hmac_tag(key: bytes, payload: str) -> str:
+    """HMAC-SHA256 of ``payload`` truncated to 128 bits, base64url without padding; shared by every signed value."""
     digest = hmac.new(key, payload.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
@@ -54,7 +55,7 @@ def _mac(key: bytes, payload: str) -> str:
 def sign(assignment: Assignment, kid: str, key: bytes) -> str:
     payload = ".".join((VERSION, kid, assignment.visitor, assignment.experiment,
                         assignment.variant, str(assignment.issued)))
-    return f"{payload}.{_mac(key, payload)}"
+    return f"{payload}.{hmac_tag(key, payload)}"
 
 
 def verify(token: str, keys: dict[str, bytes], *, now: int, max_age: int,
@@ -67,7 +68,7 @@ def verify(token: str, keys: dict[str, bytes], *, now: int, max_age: int,
     key = keys.get(kid)
     if key is None:
         raise TokenError("unknown_key")
-    if not hmac.compare_digest(_mac(key, token[: -len(mac) - 1]), mac):
+    if not hmac.compare_digest(hmac_tag(key, token[: -len(mac) - 1]), mac):
         raise TokenError("bad_signature")
     if not (_VISITOR.fullmatch(visitor) and is_valid_id(exp) and is_valid_id(variant) and issued_s.isdigit()):
         raise TokenError("malformed")
