@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from router.dashboard import CsrfRefused, session_authorizes
 from router.history import bucket_arrays
 from router.experiments import (InvalidExperiment, merge, parse_experiment, parse_variant, with_variant,
                                 without_variant)
@@ -51,13 +52,19 @@ class AdminAPI:
 
     def authorized(self, request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return bool(self.token) and scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), self.token)
+        if bool(self.token) and scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), self.token):
+            return True
+        return session_authorizes(request, self.settings)  # the dashboard's pages; raises CsrfRefused
 
     def guarded(self, handler: Handler) -> Handler:
         """Token check and the mapping of domain errors to HTTP answers, for every admin route."""
         @wraps(handler)
         async def wrapper(request: Request) -> Response:
-            if not self.authorized(request):
+            try:
+                allowed = self.authorized(request)
+            except CsrfRefused as exc:
+                return error(403, str(exc))
+            if not allowed:
                 why = "missing or wrong bearer token" if self.token else \
                     "the admin API is disabled: set CROUPIER_ADMIN_TOKEN"
                 return JSONResponse({"error": why}, status_code=401, headers={"WWW-Authenticate": "Bearer"})

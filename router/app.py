@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 
 from router.admin import AdminAPI
 from router.beacon import Beacon
+from router.dashboard import Dashboard
 from router.decide import Decider
 from router.metrics import Metrics
 from router.recorder import AssignmentRecorder
@@ -76,6 +77,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Mount("/api/v1", routes=admin.routes()),
+            Mount("/dashboard", routes=Dashboard(settings, store).routes(), name="dashboard"),
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,258 @@
+"""The marketer's dashboard under /dashboard: server-rendered pages, live numbers by fetch.
+
+Signing in trades the admin token for a session cookie,
+``d1.<kid>.<expires>.<tag>``, the tag being an HMAC under ``CROUPIER_SECRET``
+over the expiry *and the admin token*: the cookie never holds the token, and
+changing the token signs everyone out. The pages' script calls the admin API
+with that cookie; writes also carry a CSRF token derived from the session (the
+page gets it in a <meta> tag) and must come from the same origin
+(``session_authorizes``, called by ``AdminAPI.authorized``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from router.settings import Settings
+from router.store import Store, StoreUnavailable
+from router.token import hmac_tag
+
+SESSION_VERSION = "d1"
+# A dot cannot occur in an assignment cookie's name (prefix and experiment ids forbid it),
+# so no experiment can ever shadow the session.
+SESSION_COOKIE = "croupier.dashboard"
+SESSION_SECONDS = 12 * 3600
+CSRF_HEADER = "X-Croupier-CSRF"
+API_PREFIX = "/api/v1"
+MAX_LOGIN_BYTES = 4096
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+HERE = Path(__file__).resolve().parent
+STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "dashboard.svg": "image/svg+xml"}
+# Everything the pages load comes from the router itself; the browser enforces it too.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class SessionError(ValueError):
+    """Why a session cookie was refused."""
+
+
+class CsrfRefused(PermissionError):
+    """A write with a valid session cookie but without the page's proofs (CSRF header, same origin)."""
+
+
+# -- pure session helpers -------------------------------------------------
+
+def _session_payload(kid: str, expires: int, admin_token: str) -> str:
+    # the newline-separated label keeps these tags apart from assignment-token tags under the same key
+    return f"dashboard-session\n{SESSION_VERSION}.{kid}.{expires}\n{admin_token}"
+
+
+def sign_session(admin_token: str, kid: str, key: bytes, *, expires: int) -> str:
+    if not admin_token:
+        raise SessionError("the dashboard is disabled: CROUPIER_ADMIN_TOKEN is unset")
+    if not key:
+        raise SessionError("cannot sign a session with an empty key: set CROUPIER_SECRET")
+    return f"{SESSION_VERSION}.{kid}.{expires}.{hmac_tag(key, _session_payload(kid, expires, admin_token))}"
+
+
+def verify_session(value: str, admin_token: str, keys: dict[str, bytes], *, now: int) -> int:
+    """The session's expiry time, or ``SessionError`` saying why it is not valid."""
+    if not admin_token:
+        raise SessionError("the dashboard is disabled: CROUPIER_ADMIN_TOKEN is unset")
+    parts = value.split(".")
+    if len(parts) != 4 or parts[0] != SESSION_VERSION or not parts[2].isdigit():
+        raise SessionError("malformed session")
+    _, kid, expires_s, tag = parts
+    key = keys.get(kid)
+    if not key:
+        raise SessionError(f"session signed with unknown key {kid!r}")
+    if not hmac.compare_digest(hmac_tag(key, _session_payload(kid, int(expires_s), admin_token)), tag):
+        raise SessionError("bad session signature (or the admin token changed)")
+    if int(expires_s) <= now:
+        raise SessionError("session expired")
+    return int(expires_s)
+
+
+def csrf_token(session: str, keys: dict[str, bytes]) -> str:
+    """The token a page must echo in ``X-Croupier-CSRF``: bound to its session, so it dies with it."""
+    kid = session.split(".")[1] if session.count(".") == 3 else ""
+    key = keys.get(kid)
+    if not key:
+        raise SessionError(f"session signed with unknown key {kid!r}")
+    return hmac_tag(key, f"dashboard-csrf\n{session}")
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """True when there is no Origin header (same-origin GETs omit it) or it names ``host``."""
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return bool(host) and parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+
+
+def safe_next(value: str | None, base: str) -> str:
+    """Where to go after signing in: a path under the dashboard's ``base``, never another site."""
+    if value and value.startswith(base + "/") and "//" not in value and "\\" not in value:
+        return value
+    return base + "/"
+
+
+# -- request-level checks -------------------------------------------------
+
+def valid_session(request: Request, settings: Settings) -> str | None:
+    """The request's session cookie when it is valid, else None."""
+    value = request.cookies.get(SESSION_COOKIE)
+    if not value:
+        return None
+    try:
+        verify_session(value, settings.admin_token, settings.signing_keys(), now=int(time.time()))
+    except SessionError:
+        return None
+    return value
+
+
+def session_authorizes(request: Request, settings: Settings) -> bool:
+    """Whether the dashboard session authorizes this admin API call.
+
+    False without a valid session. Reads need only the session. Writes also need the
+    CSRF header and, when the browser sends Origin, the same origin; without them
+    ``CsrfRefused``. SameSite=Strict already keeps the cookie off cross-site requests;
+    these checks also hold against sibling subdomains (same site) and old browsers.
+    """
+    session = valid_session(request, settings)
+    if session is None:
+        return False
+    if request.method not in UNSAFE_METHODS:
+        return True
+    if not same_origin(request.headers.get("origin"), request.headers.get("host")):
+        raise CsrfRefused("cross-origin request refused: Origin does not match Host")
+    given = request.headers.get(CSRF_HEADER, "")
+    if not given or not hmac.compare_digest(given.encode(), csrf_token(session, settings.signing_keys()).encode()):
+        raise CsrfRefused(f"missing or wrong {CSRF_HEADER} header: writes with the dashboard session need it")
+    return True
+
+
+# -- pages ------------------------------------------------------------------
+
+Page = Callable[[Request, str], Awaitable[Response]]
+
+
+class Dashboard:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.templates = Jinja2Templates(directory=HERE / "templates")
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.signed_in(self.experiments), methods=["GET"], name="experiments"),
+            Route("/experiments/{id}", self.signed_in(self.experiment), methods=["GET"], name="experiment"),
+            Route("/login", self.login_page, methods=["GET"], name="login"),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"], name="logout"),
+            Route("/static/{name}", self.static, methods=["GET"], name="static"),
+        ]
+
+    def base(self, request: Request) -> str:
+        """Where the dashboard is mounted (its Mount sets root_path), so links follow the mount."""
+        return request.scope.get("root_path", "")
+
+    def render(self, request: Request, name: str, status: int = 200, **context) -> Response:
+        context.setdefault("signed_in", False)
+        response = self.templates.TemplateResponse(
+            request, name, {"base": self.base(request), "api": request.scope.get("app_root_path", "") + API_PREFIX,
+                            **context}, status_code=status)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+    def signed_in(self, page: Page) -> Callable[[Request], Awaitable[Response]]:
+        """Pages without a valid session send the browser to the login page, and back after."""
+        async def endpoint(request: Request) -> Response:
+            session = valid_session(request, self.settings)
+            if session is None:
+                target = f"{self.base(request)}/login?next={quote(request.url.path)}"
+                return RedirectResponse(target, status_code=303)
+            try:
+                return await page(request, session)
+            except StoreUnavailable:
+                return self.render(request, "error.html", 503, signed_in=True,
+                                   message="Redis is unavailable, so there is nothing to show; try again shortly.")
+        return endpoint
+
+    async def login_page(self, request: Request) -> Response:
+        target = safe_next(request.query_params.get("next"), self.base(request))
+        if valid_session(request, self.settings):
+            return RedirectResponse(target, status_code=303)
+        return self.render(request, "login.html", next=target, disabled=not self.settings.admin_token)
+
+    async def login(self, request: Request) -> Response:
+        if not same_origin(request.headers.get("origin"), request.headers.get("host")):
+            return self.render(request, "error.html", 403, message="Sign-in refused: the form was posted "
+                               "from another site.")
+        body = await request.body()
+        form = parse_qs(body[:MAX_LOGIN_BYTES].decode("utf-8", "replace"))
+        target = safe_next((form.get("next") or [""])[0], self.base(request))
+        if not self.settings.admin_token:
+            return self.render(request, "login.html", 503, next=target, disabled=True)
+        given = (form.get("token") or [""])[0].strip()
+        if not hmac.compare_digest(given.encode(), self.settings.admin_token.encode()):
+            return self.render(request, "login.html", 401, next=target,
+                               error="That is not the admin token (CROUPIER_ADMIN_TOKEN).")
+        expires = int(time.time()) + SESSION_SECONDS
+        session = sign_session(self.settings.admin_token, self.settings.secret_id,
+                               self.settings.secret.encode(), expires=expires)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_SECONDS, path="/", httponly=True,
+                            samesite="strict", secure=self.settings.cookie_secure)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        response = RedirectResponse(self.base(request) + "/login", status_code=303)
+        if same_origin(request.headers.get("origin"), request.headers.get("host")):
+            response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                                   secure=self.settings.cookie_secure)
+        return response
+
+    async def experiments(self, request: Request, session: str) -> Response:
+        experiments = await self.store.list_experiments()
+        counters = await self.store.counters(e.id for e in experiments)
+        rows = []
+        for e in experiments:
+            per_variant = counters.get(e.id, {}).values()
+            trials = sum(c.get("trials", 0.0) for c in per_variant)
+            conversions = sum(c.get(f"conv:{e.goal}", 0.0) for c in per_variant)
+            rows.append({"experiment": e, "trials": int(trials), "conversions": int(conversions),
+                         "rate": conversions / trials if trials else None})
+        return self.render(request, "experiments.html", signed_in=True, rows=rows)
+
+    async def experiment(self, request: Request, session: str) -> Response:
+        experiment = await self.store.get_experiment(request.path_params["id"])
+        if experiment is None:
+            return self.render(request, "error.html", 404, signed_in=True,
+                               message=f"There is no experiment {request.path_params['id']!r}.")
+        return self.render(request, "experiment.html", signed_in=True, experiment=experiment,
+                           csrf=csrf_token(session, self.settings.signing_keys()), csrf_header=CSRF_HEADER)
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC:  # only the dashboard's own files; the directory holds others' too
+            return Response(f"no static file {name!r}", status_code=404, media_type="text/plain")
+        return FileResponse(HERE / "static" / name, media_type=STATIC[name],
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})

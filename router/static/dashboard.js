@@ -1,0 +1,507 @@
+/* Croupier dashboard: live numbers and charts for one experiment.
+ *
+ * Served by the router with the pages; talks only to the router's admin API on
+ * the same origin, authorized by the HttpOnly session cookie. Writes carry the
+ * CSRF token the page was rendered with. Polls stats and timeseries every
+ * POLL_MS and patches the DOM in place (no reload). Charts are inline SVG drawn
+ * here; all text goes in through textContent, never as HTML.
+ */
+(function () {
+  'use strict';
+
+  var POLL_MS = 2000;
+  var SVG = 'http://www.w3.org/2000/svg';
+  var PALETTE = ['#2563eb', '#16a34a', '#d97706', '#9333ea', '#dc2626', '#0891b2', '#db2777', '#4b5563'];
+  var NUMBER = new Intl.NumberFormat('en-US');
+
+  function meta(name) {
+    var el = document.querySelector('meta[name="' + name + '"]');
+    return el ? el.getAttribute('content') : '';
+  }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === 'text') node.textContent = attrs[k];
+      else if (k === 'className') node.className = attrs[k];
+      else node.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) { if (c) node.appendChild(c); });
+    return node;
+  }
+
+  function svg(tag, attrs, children) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === 'text') node.textContent = attrs[k];
+      else node.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) { if (c) node.appendChild(c); });
+    return node;
+  }
+
+  function pct(x, digits) {
+    if (x === null || x === undefined || !isFinite(x)) return '–';
+    return (x * 100).toFixed(digits === undefined ? 2 : digits) + '%';
+  }
+
+  function signedPct(x, digits) {
+    if (x === null || x === undefined || !isFinite(x)) return '–';
+    return (x > 0 ? '+' : '') + pct(x, digits);
+  }
+
+  function pValue(p) {
+    if (p === null || p === undefined || !isFinite(p)) return '–';
+    return p < 0.0001 ? '< 0.0001' : p.toFixed(4);
+  }
+
+  function setText(id, text) {
+    var node = document.getElementById(id);
+    if (node) node.textContent = text;
+  }
+
+  /* ---- API ---------------------------------------------------------- */
+
+  function Api(base, csrf, csrfHeader, login) {
+    this.base = base;
+    this.csrf = csrf;
+    this.csrfHeader = csrfHeader;
+    this.login = login;
+  }
+
+  Api.prototype.call = function (method, path, body) {
+    var headers = { 'Accept': 'application/json' };
+    if (method !== 'GET') {
+      headers['Content-Type'] = 'application/json';
+      headers[this.csrfHeader] = this.csrf;
+    }
+    var login = this.login;
+    return fetch(this.base + path, {
+      method: method, headers: headers, credentials: 'same-origin', cache: 'no-store',
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (response) {
+      if (response.status === 401) {  // the session expired or the token changed: sign in again
+        window.location.assign(login + '?next=' + encodeURIComponent(window.location.pathname));
+        throw new Error('signed out');
+      }
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok) throw new Error(data.error || ('HTTP ' + response.status));
+        return data;
+      });
+    });
+  };
+
+  /* ---- charts ------------------------------------------------------- */
+
+  var CHART = { w: 640, h: 240, left: 48, right: 14, top: 12, bottom: 28 };
+
+  function niceMax(value) {
+    if (!(value > 0)) return 0.01;
+    var exp = Math.pow(10, Math.floor(Math.log10(value)));
+    var steps = [1, 2, 2.5, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (steps[i] * exp >= value) return steps[i] * exp;
+    return 10 * exp;
+  }
+
+  function timeLabel(seconds, span) {
+    var d = new Date(seconds * 1000);
+    var hh = String(d.getHours()).padStart(2, '0'), mm = String(d.getMinutes()).padStart(2, '0');
+    return span < 600 ? hh + ':' + mm + ':' + String(d.getSeconds()).padStart(2, '0') : hh + ':' + mm;
+  }
+
+  /* series: [{id, color, points: [[t, y], ...]}]; yMax fixed or null for automatic. */
+  function lineChart(container, series, opts) {
+    var c = CHART, plotW = c.w - c.left - c.right, plotH = c.h - c.top - c.bottom;
+    var ts = [], ys = [];
+    series.forEach(function (s) { s.points.forEach(function (p) { ts.push(p[0]); ys.push(p[1]); }); });
+    var root = svg('svg', { viewBox: '0 0 ' + c.w + ' ' + c.h, role: 'img', 'aria-label': opts.label,
+                            class: 'chart-svg' });
+    if (!ts.length) {
+      root.appendChild(svg('text', { x: c.w / 2, y: c.h / 2, 'text-anchor': 'middle', class: 'chart-empty',
+                                     text: 'No traffic yet' }));
+      container.replaceChildren(root);
+      return;
+    }
+    var t0 = Math.min.apply(null, ts), t1 = Math.max.apply(null, ts);
+    if (t1 - t0 < opts.step) { t0 -= opts.step; t1 += opts.step; }  // one bucket: centre it
+    var yMax = opts.yMax || 4 * niceMax(Math.max.apply(null, ys) * 1.1 / 4);  // four even, round steps
+    function x(t) { return c.left + (t - t0) / (t1 - t0) * plotW; }
+    function y(v) { return c.top + plotH - Math.min(v, yMax) / yMax * plotH; }
+
+    // enough decimals that the five ticks read differently (2.5% is not 3%)
+    var digits = Math.max(0, Math.ceil(-Math.log10(yMax / 4 * 100) + 1e-9));
+    if (Math.abs(yMax / 4 * 100 * Math.pow(10, digits) % 1) > 1e-6) digits += 1;
+    for (var i = 0; i <= 4; i++) {
+      var v = yMax * i / 4, gy = y(v);
+      root.appendChild(svg('line', { x1: c.left, x2: c.w - c.right, y1: gy, y2: gy, class: i ? 'grid' : 'axis' }));
+      root.appendChild(svg('text', { x: c.left - 6, y: gy + 4, 'text-anchor': 'end', class: 'tick',
+                                     text: pct(v, digits) }));
+    }
+    var ticks = Math.min(5, Math.max(2, Math.round((t1 - t0) / opts.step) + 1));
+    for (var j = 0; j < ticks; j++) {
+      var t = t0 + (t1 - t0) * j / (ticks - 1);
+      var anchor = j === 0 ? 'start' : j === ticks - 1 ? 'end' : 'middle';
+      root.appendChild(svg('text', { x: x(t), y: c.h - 8, 'text-anchor': anchor,
+                                     class: 'tick', text: timeLabel(t, t1 - t0) }));
+    }
+    series.forEach(function (s) {
+      if (!s.points.length) return;
+      var d = s.points.map(function (p, k) { return (k ? 'L' : 'M') + x(p[0]).toFixed(1) + ' ' + y(p[1]).toFixed(1); });
+      root.appendChild(svg('path', { d: d.join(' '), fill: 'none', stroke: s.color, 'stroke-width': 2,
+                                     'stroke-linejoin': 'round', 'stroke-linecap': 'round' }));
+      if (s.points.length <= 60) {
+        s.points.forEach(function (p) {
+          root.appendChild(svg('circle', { cx: x(p[0]).toFixed(1), cy: y(p[1]).toFixed(1), r: 2.5, fill: s.color }, [
+            svg('title', { text: s.id + ' · ' + timeLabel(p[0], 0) + ' · ' + pct(p[1], 2) })]));
+        });
+      }
+    });
+    container.replaceChildren(root);
+  }
+
+  function legend(container, ids, colors) {
+    container.replaceChildren.apply(container, ids.map(function (id) {
+      var swatch = el('span', { className: 'swatch' });
+      swatch.style.background = colors[id];
+      return el('span', { className: 'legend-item' }, [swatch, el('span', { text: id })]);
+    }));
+  }
+
+  /* share per bucket = the variant's trials / all trials in the bucket;
+     rate = cumulative conversions / cumulative trials. */
+  function chartSeries(ts, colors) {
+    var ids = Object.keys(ts.variants), share = {}, rate = {};
+    var step = ts.bucket_seconds || 60;
+    ids.forEach(function (id) { share[id] = []; rate[id] = []; });
+    var cumT = {}, cumC = {};
+    ts.buckets.forEach(function (start, b) {
+      var t = start + step / 2;
+      var total = ids.reduce(function (sum, id) { return sum + ts.variants[id].trials[b]; }, 0);
+      ids.forEach(function (id) {
+        var v = ts.variants[id];
+        cumT[id] = (cumT[id] || 0) + v.trials[b];
+        cumC[id] = (cumC[id] || 0) + v.conversions[b];
+        if (total > 0) share[id].push([t, v.trials[b] / total]);
+        if (cumT[id] > 0) rate[id].push([t, cumC[id] / cumT[id]]);
+      });
+    });
+    function series(map) {
+      return ids.map(function (id) { return { id: id, color: colors[id], points: map[id] }; });
+    }
+    return { share: series(share), rate: series(rate), step: step };
+  }
+
+  /* ---- the variants table -------------------------------------------- */
+
+  function intervalBar(v, scaleMax) {
+    var w = 120, h = 18, pad = 3;
+    function x(r) { return pad + Math.min(r, scaleMax) / scaleMax * (w - 2 * pad); }
+    var lo = x(v.ci95[0]), hi = x(v.ci95[1]);
+    return svg('svg', { viewBox: '0 0 ' + w + ' ' + h, width: w, height: h, class: 'interval',
+                        'aria-label': '95% credible interval ' + pct(v.ci95[0]) + ' to ' + pct(v.ci95[1]) }, [
+      svg('title', { text: pct(v.ci95[0]) + ' – ' + pct(v.ci95[1]) }),
+      svg('line', { x1: pad, x2: w - pad, y1: h / 2, y2: h / 2, class: 'interval-track' }),
+      svg('rect', { x: lo, y: 4, width: Math.max(hi - lo, 2), height: h - 8, rx: 3, fill: v.color, 'fill-opacity': 0.3,
+                    stroke: v.color }),
+      svg('line', { x1: x(v.posterior_mean), x2: x(v.posterior_mean), y1: 2, y2: h - 2, stroke: v.color,
+                    'stroke-width': 2 })
+    ]);
+  }
+
+  function meter(value, color) {
+    var bar = el('span', { className: 'meter-fill' });
+    bar.style.width = Math.max(0, Math.min(1, value || 0)) * 100 + '%';
+    if (color) bar.style.background = color;
+    return el('span', { className: 'meter' }, [bar]);
+  }
+
+  function cell(field, className) {
+    return el('td', { 'data-field': field, className: className || 'num' });
+  }
+
+  function Page(api) {
+    this.api = api;
+    this.rows = {};
+    this.colors = {};
+    this.busy = false;
+    this.timer = null;
+    this.inFlight = null;
+    this.stats = null;
+  }
+
+  Page.prototype.color = function (id) {
+    if (!this.colors[id]) this.colors[id] = PALETTE[Object.keys(this.colors).length % PALETTE.length];
+    return this.colors[id];
+  };
+
+  Page.prototype.row = function (v) {
+    var existing = this.rows[v.id];
+    if (existing) return existing;
+    var self = this;
+    var swatch = el('span', { className: 'swatch' });
+    swatch.style.background = this.color(v.id);
+    var toggle = el('button', { type: 'button', className: 'button small', 'data-action': 'toggle' });
+    var promote = el('button', { type: 'button', className: 'button small', 'data-action': 'promote',
+                                 text: 'Promote' });
+    toggle.addEventListener('click', function () { self.toggle(v.id, toggle); });
+    promote.addEventListener('click', function () { self.promote(v.id, promote); });
+    var tr = el('tr', { 'data-variant': v.id }, [
+      el('td', {}, [el('div', { className: 'variant-name' }, [swatch, el('span', { className: 'mono strong', text: v.id }),
+                                                                  el('span', { className: 'tags', 'data-field': 'tags' })]),
+                   el('div', { className: 'muted small', 'data-field': 'name' })]),
+      el('td', {}, [el('span', { 'data-field': 'status', className: 'badge' })]),
+      cell('trials'), cell('conversions'), cell('rate'),
+      el('td', { 'data-field': 'ci95', className: 'interval-cell' }),
+      cell('p_best'), cell('expected_loss'), cell('share'),
+      el('td', { className: 'actions' }, [toggle, promote])
+    ]);
+    this.rows[v.id] = tr;
+    return tr;
+  };
+
+  Page.prototype.renderVariants = function (stats) {
+    var tbody = document.querySelector('#variants tbody');
+    var scaleMax = niceMax(Math.max.apply(null, stats.variants.map(function (v) { return v.ci95[1]; }).concat([0.01])));
+    var ended = stats.status === 'ended';
+    var self = this, wanted = [];
+    var totalTrials = 0, totalConv = 0;
+    stats.variants.forEach(function (v) {
+      v.color = self.color(v.id);
+      totalTrials += v.trials; totalConv += v.conversions;
+      var tr = self.row(v), f = function (name) { return tr.querySelector('[data-field="' + name + '"]'); };
+      f('name').textContent = v.name && v.name !== v.id ? v.name : '';
+      var tags = [];
+      if (v.control) tags.push(el('span', { className: 'tag', text: 'control' }));
+      if (stats.winner === v.id) tags.push(el('span', { className: 'tag tag-winner', text: 'winner' }));
+      f('tags').replaceChildren.apply(f('tags'), tags);
+      f('status').textContent = v.status;
+      f('status').className = 'badge status-' + v.status;
+      f('trials').textContent = NUMBER.format(v.trials);
+      f('conversions').textContent = NUMBER.format(v.conversions);
+      f('rate').textContent = v.trials ? pct(v.rate) : '–';
+      f('ci95').replaceChildren(intervalBar(v, scaleMax),
+                                el('span', { className: 'interval-text',
+                                             text: pct(v.ci95[0], 1) + ' – ' + pct(v.ci95[1], 1) }));
+      f('p_best').replaceChildren(el('span', { text: pct(v.p_best, 1) }), meter(v.p_best, v.color));
+      f('expected_loss').textContent = pct(v.expected_loss, 3);
+      f('share').replaceChildren(el('span', { text: pct(v.share, 1) }), meter(v.share, v.color));
+      var toggle = tr.querySelector('[data-action="toggle"]'), promote = tr.querySelector('[data-action="promote"]');
+      toggle.textContent = v.status === 'paused' ? 'Resume' : 'Pause';
+      toggle.disabled = self.busy || ended;
+      promote.disabled = self.busy || ended || v.status !== 'active';
+      wanted.push(tr);
+    });
+    // keep the API's order; drop rows of removed variants
+    var placeholder = tbody.querySelector('.placeholder');
+    if (placeholder) placeholder.remove();
+    wanted.forEach(function (tr) { tbody.appendChild(tr); });
+    Object.keys(this.rows).forEach(function (id) {
+      if (!stats.variants.some(function (v) { return v.id === id; })) { self.rows[id].remove(); delete self.rows[id]; }
+    });
+    setText('totals', NUMBER.format(totalTrials) + ' trials · ' + NUMBER.format(totalConv) + ' conversions');
+  };
+
+  Page.prototype.renderHeader = function (stats) {
+    var badge = document.getElementById('experiment-status');
+    badge.textContent = stats.status;
+    badge.className = 'badge status-' + stats.status;
+    setText('policy', stats.policy);
+    var note = document.getElementById('winner-note');
+    if (stats.status === 'ended' && stats.winner) {
+      note.textContent = 'This experiment has ended: all traffic goes to variant ' + stats.winner + '.';
+      note.hidden = false;
+    } else if (stats.status === 'paused') {
+      note.textContent = 'This experiment is paused: every visitor gets the control variant.';
+      note.hidden = false;
+    } else {
+      note.hidden = true;
+    }
+  };
+
+  Page.prototype.renderSrm = function (stats) {
+    var srm = stats.sample_ratio, ids = stats.variants.map(function (v) { return v.id; });
+    var alert = document.getElementById('srm-alert'), badge = document.getElementById('srm-badge');
+    var tbody = document.querySelector('#srm-table tbody');
+    if (!srm) {
+      alert.hidden = true;
+      badge.textContent = 'no data';
+      badge.className = 'badge';
+      tbody.replaceChildren();
+      return;
+    }
+    alert.hidden = !srm.alert;
+    setText('srm-alert-text', 'p ' + (srm.p_value < 0.0001 ? '' : '= ') + pValue(srm.p_value) + (srm.unexpected_assignments ?
+      ', and ' + NUMBER.format(srm.unexpected_assignments) + ' visitors went to variants the policy gave no share.' : '.'));
+    badge.textContent = srm.alert ? 'mismatch' : 'ok';
+    badge.className = 'badge ' + (srm.alert ? 'status-alert' : 'status-active');
+    setText('srm-p', pValue(srm.p_value));
+    setText('srm-chi2', srm.chi2.toFixed(2));
+    setText('srm-dof', String(srm.dof));
+    setText('srm-periods', String(srm.periods));
+    tbody.replaceChildren.apply(tbody, ids.map(function (id, k) {
+      var o = srm.observed[k] || 0, e = srm.expected[k] || 0;
+      return el('tr', { 'data-variant': id }, [
+        el('td', { className: 'mono', text: id }),
+        el('td', { className: 'num', text: NUMBER.format(Math.round(o)) }),
+        el('td', { className: 'num', text: NUMBER.format(Math.round(e)) }),
+        el('td', { className: 'num', text: e > 0 ? signedPct(o / e - 1, 1) : '–' })
+      ]);
+    }));
+  };
+
+  Page.prototype.renderLift = function (stats) {
+    var lift = stats.lift, tbody = document.querySelector('#lift-table tbody');
+    if (!lift) {
+      tbody.replaceChildren(el('tr', {}, [el('td', { colspan: 4, className: 'empty', text: 'No traffic yet.' })]));
+      return;
+    }
+    tbody.replaceChildren.apply(tbody, stats.variants.map(function (v, k) {
+      if (k === lift.control) {
+        return el('tr', { 'data-variant': v.id }, [el('td', { className: 'mono', text: v.id }),
+          el('td', { colspan: 3, className: 'muted', text: 'control · ' + pct(lift.stratified_rate[k]) + ' stratified, ' +
+                                                         pct(lift.pooled_rate[k]) + ' pooled' })]);
+      }
+      var lo = lift.stratified_diff_ci_low[k], hi = lift.stratified_diff_ci_high[k];
+      var strat = el('td', { className: 'num' }, [
+        el('span', { className: 'strong', text: signedPct(lift.stratified_lift[k], 1) }),
+        el('span', { className: 'interval-text',
+                     text: lift.periods_used[k] + (lift.periods_used[k] === 1 ? ' period' : ' periods') })]);
+      if (lo > 0) strat.classList.add('good');
+      else if (hi < 0) strat.classList.add('bad');
+      return el('tr', { 'data-variant': v.id }, [
+        el('td', { className: 'mono', text: v.id }), strat,
+        el('td', { className: 'num' }, [el('span', { text: signedPct(lift.stratified_diff[k]) }),
+          el('span', { className: 'interval-text', text: lo === null ? '' : signedPct(lo) + ' to ' + signedPct(hi) })]),
+        el('td', { className: 'num', text: signedPct(lift.pooled_lift[k], 1) })
+      ]);
+    }));
+  };
+
+  /* Segments are optional: {"segments": {"country=de": [rows like variants]}}. */
+  Page.prototype.renderSegments = function (stats) {
+    var section = document.getElementById('segments');
+    if (!stats.segments) { section.hidden = true; return; }
+    section.hidden = false;
+    var rows = [];
+    Object.keys(stats.segments).sort().forEach(function (segment) {
+      (stats.segments[segment] || []).forEach(function (v, k) {
+        rows.push(el('tr', { 'data-segment': segment, 'data-variant': v.id, className: k ? '' : 'segment-start' }, [
+          el('td', { className: 'mono' + (k ? ' muted' : ''), text: k ? '' : segment }),
+          el('td', { className: 'mono', text: v.id }),
+          el('td', { className: 'num', text: NUMBER.format(v.trials || 0) }),
+          el('td', { className: 'num', text: NUMBER.format(v.conversions || 0) }),
+          el('td', { className: 'num', text: v.trials ? pct(v.conversions / v.trials) : '–' }),
+          el('td', { className: 'num', text: v.p_best === undefined ? '–' : pct(v.p_best, 1) })
+        ]));
+      });
+    });
+    var tbody = document.querySelector('#segments-table tbody');
+    tbody.replaceChildren.apply(tbody, rows);
+  };
+
+  Page.prototype.renderCharts = function (ts) {
+    var self = this, ids = Object.keys(ts.variants);
+    ids.forEach(function (id) { self.color(id); });
+    var s = chartSeries(ts, this.colors);
+    lineChart(document.getElementById('chart-share'), s.share,
+              { yMax: 1, step: s.step, label: 'Traffic share over time' });
+    lineChart(document.getElementById('chart-rate'), s.rate,
+              { yMax: null, step: s.step, label: 'Cumulative conversion rate over time' });
+    legend(document.getElementById('legend-share'), ids, this.colors);
+    legend(document.getElementById('legend-rate'), ids, this.colors);
+  };
+
+  Page.prototype.setLive = function (ok, message) {
+    var live = document.getElementById('live');
+    live.dataset.state = ok ? 'live' : 'stale';
+    setText('live-text', ok ? 'Live · updated ' + new Date().toLocaleTimeString('en-GB') : 'Not updating: ' + message);
+  };
+
+  Page.prototype.flash = function (message) {
+    var node = document.getElementById('flash');
+    node.textContent = message || '';
+    node.hidden = !message;
+  };
+
+  Page.prototype.refresh = function () {
+    var self = this;
+    if (this.inFlight) return this.inFlight;
+    clearTimeout(this.timer);
+    this.inFlight = Promise.all([this.api.call('GET', '/stats'), this.api.call('GET', '/timeseries')])
+      .then(function (results) {
+        self.stats = results[0];
+        self.renderHeader(results[0]);
+        self.renderVariants(results[0]);
+        self.renderSrm(results[0]);
+        self.renderLift(results[0]);
+        self.renderSegments(results[0]);
+        self.renderCharts(results[1]);
+        self.setLive(true);
+      })
+      .catch(function (err) { self.setLive(false, err.message); })
+      .then(function () {
+        self.inFlight = null;
+        clearTimeout(self.timer);
+        if (!document.hidden) self.timer = setTimeout(function () { self.refresh(); }, POLL_MS);
+      });
+    return this.inFlight;
+  };
+
+  Page.prototype.act = function (button, method, path, body) {
+    var self = this;
+    this.busy = true;
+    button.disabled = true;
+    this.flash('');
+    return this.api.call(method, path, body)
+      .catch(function (err) { self.flash('Could not ' + button.textContent.toLowerCase() + ': ' + err.message); })
+      .then(function () {
+        self.busy = false;
+        return (self.inFlight || Promise.resolve()).then(function () { return self.refresh(); });
+      });
+  };
+
+  Page.prototype.toggle = function (id, button) {
+    var v = (this.stats.variants || []).filter(function (x) { return x.id === id; })[0];
+    var status = v && v.status === 'paused' ? 'active' : 'paused';
+    return this.act(button, 'PATCH', '/variants/' + encodeURIComponent(id), { status: status });
+  };
+
+  Page.prototype.promote = function (id, button) {
+    var self = this;
+    confirmDialog('Promote variant ' + id + '?',
+      'Every visitor will get variant ' + id + ' from now on, and the experiment ends. This cannot be undone here.')
+      .then(function (ok) {
+        if (ok) self.act(button, 'POST', '/promote', { variant: id });
+      });
+  };
+
+  function confirmDialog(title, text) {
+    var dialog = document.getElementById('confirm');
+    setText('confirm-title', title);
+    setText('confirm-text', text);
+    return new Promise(function (resolve) {
+      dialog.addEventListener('close', function done() {
+        dialog.removeEventListener('close', done);
+        resolve(dialog.returnValue === 'ok');
+      });
+      dialog.returnValue = '';
+      dialog.showModal();
+    });
+  }
+
+  function start() {
+    if (document.body.dataset.page !== 'experiment') return;
+    var page = new Page(new Api(meta('croupier-api'), meta('croupier-csrf'), meta('croupier-csrf-header'),
+                                meta('croupier-login')));
+    window.croupierDashboard = page;  // for debugging from the console
+    page.refresh();
+    // polling a hidden tab costs the router for nothing; catch up when it shows again
+    document.addEventListener('visibilitychange', function () {
+      if (document.hidden) clearTimeout(page.timer);
+      else page.refresh();
+    });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
