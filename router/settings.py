@@ -30,6 +30,74 @@ class SettingsError(ValueError):
     """A ``CROUPIER_*`` variable has a value the router cannot run with."""
 
 
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where Redis is: one server, a Redis Cluster, or a master found through Sentinel."""
+
+    mode: str  # single | cluster | sentinel
+    url: str  # single: the URL as redis-py reads it
+    nodes: tuple[tuple[str, int], ...] = ()  # cluster: startup nodes; sentinel: the sentinels
+    service: str = ""  # sentinel: the monitored master's name
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+_REDIS_SCHEMES = {"redis": "single", "rediss": "single", "unix": "single", "redis+cluster": "cluster",
+                  "rediss+cluster": "cluster", "redis+sentinel": "sentinel", "rediss+sentinel": "sentinel"}
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """``redis+cluster://[user:pass@]host:port,host:port`` and
+    ``redis+sentinel://[user:pass@]host:port,host:port/service[/db]`` besides redis-py's own URLs.
+    Credentials are the Redis servers' (sentinels are assumed to need none)."""
+    def bad(why: str) -> SettingsError:
+        shown = re.sub(r"//[^/]*@", "//***@", url)  # never echo a password into logs
+        return SettingsError(f"CROUPIER_REDIS_URL={shown!r} {why}")
+
+    scheme, sep, rest = url.partition("://")
+    mode = _REDIS_SCHEMES.get(scheme.lower()) if sep else None
+    if mode is None:
+        raise bad("must start with redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://")
+    if mode == "single":
+        return RedisTarget("single", url)
+    tls = scheme.lower().startswith("rediss")
+    if "?" in rest or "#" in rest:
+        raise bad(f"cannot take query options in {scheme}:// URLs")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username, password = (user or None, secret) if colon else (None, user)
+    default_port = 6379 if mode == "cluster" else 26379
+    nodes = tuple(_host_port(part.strip(), default_port, bad) for part in hosts.split(","))
+    if mode == "cluster":
+        if path.strip("/"):
+            raise bad("cannot name a database: Redis Cluster has only database 0")
+        return RedisTarget("cluster", url, nodes, username=username, password=password, tls=tls)
+    service, _, db = path.strip("/").partition("/")
+    if not service:
+        raise bad("must name the master after the sentinels: redis+sentinel://host:port/<service>[/<db>]")
+    if db and not db.isdigit():
+        raise bad(f"has database {db!r}; it must be a number")
+    return RedisTarget("sentinel", url, nodes, service, int(db or 0), username, password, tls)
+
+
+def _host_port(text: str, default_port: int, bad) -> tuple[str, int]:
+    if text.startswith("["):  # [::1]:6379
+        host, _, port = text[1:].partition("]")
+        port = port.removeprefix(":")
+    else:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise bad(f"has an empty host in {text!r}; list nodes as host:port,host:port")
+    if port and not (port.isdigit() and 0 < int(port) <= 65535):
+        raise bad(f"has a bad port in {text!r}")
+    return host, int(port or default_port)
+
+
 def _meta(env: str, help: str) -> dict[str, str]:
     return {"env": env, "help": help}
 
@@ -37,7 +105,9 @@ def _meta(env: str, help: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata=_meta(
-        "CROUPIER_REDIS_URL", "Redis holding the registry, the bandit statistics and the event streams."))
+        "CROUPIER_REDIS_URL", "Redis holding the registry, the bandit statistics and the event streams: "
+        "`redis://` or `rediss://` (one server), `redis+cluster://host:port,host:port` (Redis Cluster), "
+        "`redis+sentinel://host:port,host:port/service[/db]` (Sentinel)."))
     host: str = field(default="127.0.0.1", metadata=_meta(
         "CROUPIER_HOST", "Address the router listens on."))
     port: int = field(default=8000, metadata=_meta(
@@ -101,8 +171,6 @@ class Settings:
             ("redis_timeout", 0 < self.redis_timeout <= 30, "must be in (0, 30] seconds"),
             ("log_level", self.log_level in ("debug", "info", "warning", "error"),
              "must be debug, info, warning or error"),
-            ("redis_url", self.redis_url.startswith(("redis://", "rediss://", "unix://")),
-             "must start with redis://, rediss:// or unix://"),
             ("secret_id", re.fullmatch(r"[A-Za-z0-9_-]{1,16}", self.secret_id) is not None,
              "must be 1-16 letters, digits, '_' or '-'"),
             ("cookie_prefix", re.fullmatch(r"[A-Za-z0-9_-]{1,32}", self.cookie_prefix) is not None,
@@ -111,6 +179,7 @@ class Settings:
         for name, ok, why in checks:
             if not ok:
                 raise SettingsError(f"{_env_name(name)}={getattr(self, name)!r} {why}")
+        self.redis_target()  # validates CROUPIER_REDIS_URL
         try:
             re.compile(self.bot_pattern)
         except re.error as exc:
@@ -134,6 +203,9 @@ class Settings:
                         "will not survive a restart or be shared between routers")
             settings = cls(**{**values, "secret": secrets.token_urlsafe(32)})
         return settings
+
+    def redis_target(self) -> RedisTarget:
+        return parse_redis_url(self.redis_url)
 
     def signing_keys(self) -> dict[str, bytes]:
         """Key id → key; the current key first."""

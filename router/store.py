@@ -2,7 +2,10 @@
 
 Every key of one experiment shares the hash tag ``{<experiment>}`` so that the
 Lua scripts touching several of them work on Redis Cluster; each script gets
-all of its keys in ``KEYS``.
+all of its keys in ``KEYS``. One Redis, a master behind Sentinel and Redis
+Cluster (``CROUPIER_REDIS_URL``) run the same code: every multi-key command stays
+within one experiment's hash slot, and pipelines over several experiments are
+split by node (redis-py's cluster pipeline, never a transaction).
 
 Keys:
 - ``croupier:experiments``           set of experiment ids (the registry index)
@@ -20,6 +23,8 @@ arm: the expected number of trials, for the sample-ratio check), ``view``,
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import time
 from collections import Counter, defaultdict
@@ -28,7 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError, WatchError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis._parsers.commands import AsyncCommandsParser
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError, TimeoutError
 
 from router.experiments import Experiment, parse_experiment
 from router.settings import Settings
@@ -37,11 +47,87 @@ REGISTRY = "croupier:experiments"
 REGISTRY_VERSION = "croupier:registry-version"
 _LUA = Path(__file__).with_name("lua")
 
-StoreUnavailable = RedisError  # what callers catch: any Redis failure
+# What callers catch: any Redis failure. A cluster whose slots are not all served
+# raises RedisClusterException, which is not a RedisError.
+StoreUnavailable = (RedisError, RedisClusterException)
+
+
+def _translated(method):
+    """Report redis-py's own failures as Redis failures.
+
+    Under a node failure redis-py's cluster client closes every node's connections
+    while other commands are still using them, and those commands fail with
+    AttributeError or RuntimeError from inside redis-py. They are Redis being away
+    (a 503 for a beacon, a retry for the recorder), not a bug of the caller."""
+    @functools.wraps(method)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await method(*args, **kwargs)
+        except (AttributeError, RuntimeError) as exc:
+            if not _raised_in_redis_client(exc):
+                raise
+            raise ConnectionError(f"Redis connection closed under the command: {exc}") from exc
+    return wrapper
+
+
+def _raised_in_redis_client(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if _REDIS_PACKAGE in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_REDIS_PACKAGE = str(Path(redis.__file__).parent.parent)
 
 
 def _k(experiment_id: str, suffix: str) -> str:
     return f"croupier:{{{experiment_id}}}:{suffix}"
+
+
+def connect(settings: Settings) -> tuple[redis.Redis | RedisCluster, list]:
+    """The client for ``CROUPIER_REDIS_URL``, and what else must be closed with it."""
+    target = settings.redis_target()
+    timeouts = {"socket_timeout": settings.redis_timeout, "socket_connect_timeout": settings.redis_timeout}
+    if target.mode == "single":
+        return redis.from_url(target.url, decode_responses=True, health_check_interval=10, **timeouts), []
+    auth = {"username": target.username, "password": target.password}
+    if target.mode == "cluster":
+        # A few quick retries: a moved slot or a restarting node is retried, but a
+        # beacon still gets its answer (or a 503) well within a second.
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], decode_responses=True,
+            require_full_coverage=False, ssl=target.tls, health_check_interval=10,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=3), **auth, **timeouts)
+        cluster.commands_parser = _CommandTable(cluster)
+        return cluster, []
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs={"ssl": target.tls, **timeouts})
+    client = sentinel.master_for(target.service, db=target.db, decode_responses=True, ssl=target.tls,
+                                 health_check_interval=10, **auth, **timeouts)
+    return client, list(sentinel.sentinels)
+
+
+class _CommandTable(AsyncCommandsParser):
+    """redis-py (8.1) reads the COMMAND table from the cluster's default node each time it
+    re-reads the topology, so while that node is down every command fails, even for slots
+    the other masters serve. The table never changes: read it once, from any node that answers."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        super().__init__()
+        self.cluster = cluster
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if self.commands:
+            return
+        candidates = [n for n in (node, *self.cluster.get_primaries()) if n is not None]
+        failure: Exception = RedisClusterException("no Redis Cluster node to read the COMMAND table from")
+        for candidate in candidates:
+            try:
+                return await super().initialize(candidate)
+            except (ConnectionError, TimeoutError) as exc:
+                failure = exc
+        raise failure
 
 
 class ExperimentExists(Exception):
@@ -96,20 +182,23 @@ def parse_buckets(raw: dict[str, str]) -> dict[int, dict[str, dict[str, float]]]
 
 
 class Store:
-    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis | RedisCluster | None = None) -> None:
         self.settings = settings
-        self.redis = client or redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            health_check_interval=10,
-        )
+        self.redis, self._also_close = (client, []) if client else connect(settings)
+        # EVALSHA, loading the script again when a restarted (or failed-over) node answers NOSCRIPT
         self._record_event = self.redis.register_script((_LUA / "record_event.lua").read_text())
+        self._record_assignments = self.redis.register_script((_LUA / "record_assignments.lua").read_text())
+        self._update_experiment = self.redis.register_script((_LUA / "update_experiment.lua").read_text())
+        # Assignments of a batch that failed part-way (some experiments written, one cluster
+        # node away): the recorder hands the whole batch back, and these are not written twice.
+        self._written: set[AssignmentRecord] = set()
 
     async def close(self) -> None:
         await self.redis.aclose()
+        for client in self._also_close:
+            await client.aclose()
 
+    @_translated
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
@@ -119,9 +208,11 @@ class Store:
 
     # -- registry ---------------------------------------------------------
 
+    @_translated
     async def registry_version(self) -> int:
         return int(await self.redis.get(REGISTRY_VERSION) or 0)
 
+    @_translated
     async def list_experiments(self) -> list[Experiment]:
         ids = sorted(await self.redis.smembers(REGISTRY))
         if not ids:
@@ -132,13 +223,16 @@ class Store:
             docs = await pipe.execute()
         return [parse_experiment(json.loads(doc)) for doc in docs if doc]
 
+    @_translated
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         doc = await self.redis.get(_k(experiment_id, "experiment"))
         return parse_experiment(json.loads(doc)) if doc else None
 
+    @_translated
     async def _registry_changed(self) -> None:
         await self.redis.incr(REGISTRY_VERSION)
 
+    @_translated
     async def create_experiment(self, experiment: Experiment) -> None:
         created = await self.redis.set(_k(experiment.id, "experiment"), json.dumps(experiment.to_dict()), nx=True)
         if not created:
@@ -146,27 +240,26 @@ class Store:
         await self.redis.sadd(REGISTRY, experiment.id)
         await self._registry_changed()
 
+    @_translated
     async def update_experiment(self, experiment_id: str,
                                 change: Callable[[Experiment], Experiment]) -> Experiment:
-        """Apply ``change`` under optimistic locking, so concurrent admin calls lose nothing."""
+        """Apply ``change`` under optimistic locking (compare-and-set), so concurrent admin calls
+        lose nothing: when another call changed the document in between, read it and apply again."""
         key = _k(experiment_id, "experiment")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    doc = await pipe.get(key)
-                    if doc is None:
-                        raise ExperimentNotFound(experiment_id)
-                    updated = change(parse_experiment(json.loads(doc)))
-                    pipe.multi()
-                    pipe.set(key, json.dumps(updated.to_dict()))
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue
+        while True:
+            doc = await self.redis.get(key)
+            if doc is None:
+                raise ExperimentNotFound(experiment_id)
+            updated = change(parse_experiment(json.loads(doc)))
+            replaced = await self._update_experiment(keys=[key], args=[doc, json.dumps(updated.to_dict())])
+            if replaced == -1:
+                raise ExperimentNotFound(experiment_id)
+            if replaced == 1:
+                break
         await self._registry_changed()
         return updated
 
+    @_translated
     async def delete_experiment(self, experiment_id: str) -> None:
         """Remove an experiment from the registry; its statistics and events stay for analysis."""
         removed = await self.redis.delete(_k(experiment_id, "experiment"))
@@ -177,6 +270,7 @@ class Store:
 
     # -- statistics -------------------------------------------------------
 
+    @_translated
     async def counters(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, dict[str, float]]]:
         """Experiment → variant → counter → total, for many experiments in one round trip."""
         ids = list(experiment_ids)
@@ -188,40 +282,64 @@ class Store:
             raw = await pipe.execute()
         return {exp_id: parse_counters(r) for exp_id, r in zip(ids, raw)}
 
+    @_translated
     async def buckets(self, experiment_id: str) -> dict[int, dict[str, dict[str, float]]]:
         return parse_buckets(await self.redis.hgetall(_k(experiment_id, "buckets")))
 
     async def record_assignments(self, records: list[AssignmentRecord]) -> None:
-        """Write a batch of assignments in one pipelined round trip.
+        """Write a batch of assignments: one script call per experiment, all at once.
 
-        Counters are summed per batch first, so a busy router issues a handful of
-        increments per flush instead of one per visitor.
+        Counters are summed per experiment first, so a busy router issues a handful of
+        increments per flush instead of one per visitor. Each experiment's write is
+        atomic and lands on the node owning its slot; when some fail (a node away), the
+        others stay written, are remembered, and are skipped when the batch comes back.
         """
+        if self._written:
+            retried = self._written.intersection(records)
+            self._written -= retried
+            records = [r for r in records if r not in retried]
         if not records:
             return
-        trials: Counter[tuple[str, str]] = Counter()
-        bucket_counts: Counter[tuple[str, str]] = Counter()
-        expected: defaultdict[tuple[str, str], float] = defaultdict(float)
-        maxlen = self.settings.stream_maxlen
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for r in records:
-                bucket = self._bucket(r.ts)
-                trials[(r.experiment, r.variant)] += 1
-                bucket_counts[(r.experiment, f"{bucket}:{r.variant}:trials")] += 1
-                for variant, p in r.probabilities:
-                    expected[(r.experiment, f"{bucket}:{variant}:expected")] += p
-                pipe.xadd(_k(r.experiment, "events"), {
-                    "type": "assign", "variant": r.variant, "visitor": r.visitor, "reason": r.reason,
-                    "probs": json.dumps(dict(r.probabilities), separators=(",", ":")),
-                    "ts": str(int(r.ts * 1000)),
-                }, maxlen=maxlen, approximate=True)
-            for (exp_id, variant), n in trials.items():
-                pipe.hincrby(_k(exp_id, "stats"), f"{variant}:trials", n)
-            for (exp_id, field), n in bucket_counts.items():
-                pipe.hincrby(_k(exp_id, "buckets"), field, n)
-            for (exp_id, field), total in expected.items():
-                pipe.hincrbyfloat(_k(exp_id, "buckets"), field, total)
-            await pipe.execute()
+        by_experiment: defaultdict[str, list[AssignmentRecord]] = defaultdict(list)
+        for r in records:
+            by_experiment[r.experiment].append(r)
+        groups = list(by_experiment.items())
+        results = await asyncio.gather(*(self._write_assignments(exp_id, group) for exp_id, group in groups),
+                                       return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            if len(self._written) > 100_000:  # batches the recorder dropped never come back
+                self._written.clear()
+            for (_, group), result in zip(groups, results):
+                if not isinstance(result, BaseException):
+                    self._written.update(group)
+            raise failures[0]
+
+    @_translated
+    async def _write_assignments(self, experiment_id: str, records: list[AssignmentRecord]) -> None:
+        trials: Counter[str] = Counter()
+        bucket_counts: Counter[str] = Counter()
+        expected: defaultdict[str, float] = defaultdict(float)
+        entries: list[str | int] = []
+        for r in records:
+            bucket = self._bucket(r.ts)
+            trials[f"{r.variant}:trials"] += 1
+            bucket_counts[f"{bucket}:{r.variant}:trials"] += 1
+            for variant, p in r.probabilities:
+                expected[f"{bucket}:{variant}:expected"] += p
+            entries += [r.variant, r.visitor, r.reason,
+                        json.dumps(dict(r.probabilities), separators=(",", ":")), int(r.ts * 1000)]
+        args: list[str | int | float] = [self.settings.stream_maxlen, len(trials) + len(bucket_counts)]
+        for field, n in trials.items():
+            args += [1, field, n]
+        for field, n in bucket_counts.items():
+            args += [2, field, n]
+        args.append(len(expected))
+        for field, total in expected.items():
+            args += [field, repr(total)]
+        args += [len(records), *entries]
+        keys = [_k(experiment_id, "stats"), _k(experiment_id, "buckets"), _k(experiment_id, "events")]
+        await self._record_assignments(keys=keys, args=args)
 
     async def record_event(self, event: BeaconEvent) -> bool:
         """Count one beacon event; False when it was a duplicate. Raises when Redis did not take it."""
@@ -234,14 +352,25 @@ class Store:
             keys.append(_k(event.experiment, f"eid:{event.event_id}"))
             ttl = 86400
         ts = event.ts or time.time()
-        counted = await self._record_event(keys=keys, args=[
-            event.type, event.variant, event.goal,
-            "" if event.value is None else repr(float(event.value)),
-            event.visitor, ttl, self._bucket(ts), self.settings.stream_maxlen, int(ts * 1000),
-            event.event_id,
-        ])
+        args = [event.type, event.variant, event.goal, "" if event.value is None else repr(float(event.value)),
+                event.visitor, ttl, self._bucket(ts), self.settings.stream_maxlen, int(ts * 1000),
+                event.event_id]
+        try:
+            counted = await self._count_event(keys, args)
+        except StoreUnavailable:
+            if len(keys) < 4:
+                raise  # without a dedupe key, a second try could count the event twice
+            # Deduplicated, so safe to send again: a cluster client re-reading the topology
+            # after a node failure fails commands to healthy nodes too, once.
+            await asyncio.sleep(0.05)
+            counted = await self._count_event(keys, args)
         return counted == 1
 
+    @_translated
+    async def _count_event(self, keys: list[str], args: list) -> int:
+        return await self._record_event(keys=keys, args=args)
+
+    @_translated
     async def events(self, experiment_id: str, count: int = 1000, after: str = "-") -> list[tuple[str, dict]]:
         """Stream entries oldest first (for analysis, replays and tests)."""
         return await self.redis.xrange(_k(experiment_id, "events"), min=after, count=count)

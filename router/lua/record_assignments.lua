@@ -1,0 +1,40 @@
+-- Record a batch of one experiment's assignments atomically: trial counters,
+-- per-bucket trials and expected trials, and one stream entry per assignment.
+-- Atomic per experiment, so a batch that fails part-way across cluster nodes
+-- leaves each experiment either fully written or untouched.
+--
+-- KEYS[1]  stats hash      croupier:{exp}:stats    fields <variant>:<counter>
+-- KEYS[2]  buckets hash    croupier:{exp}:buckets  fields <bucket>:<variant>:<counter>
+-- KEYS[3]  event stream    croupier:{exp}:events
+--
+-- ARGV[1]  stream maxlen   approximate cap of the stream
+-- ARGV[2]  n               number of integer increments that follow, then n times:
+--          hash (1 = stats, 2 = buckets), field, amount
+-- then     m               number of float increments (expected trials), then m times:
+--          field, amount   (buckets hash)
+-- then     k               number of stream entries, then k times:
+--          variant, visitor, reason, probabilities (JSON), timestamp (unix ms)
+--
+-- Returns the number of stream entries written.
+
+local i = 2
+local n = tonumber(ARGV[i])
+for _ = 1, n do
+  redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+  i = i + 3
+end
+i = i + 1
+local m = tonumber(ARGV[i])
+for _ = 1, m do
+  redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i + 1], ARGV[i + 2])
+  i = i + 2
+end
+i = i + 1
+local k = tonumber(ARGV[i])
+for _ = 1, k do
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*',
+    'type', 'assign', 'variant', ARGV[i + 1], 'visitor', ARGV[i + 2], 'reason', ARGV[i + 3],
+    'probs', ARGV[i + 4], 'ts', ARGV[i + 5])
+  i = i + 5
+end
+return k
