@@ -7,6 +7,7 @@ servers the same way. Every process is stopped by its process id.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 INSTALL_HINTS = {
     "redis-server": "apt-get install -y redis-server",
+    "redis-cli": "apt-get install -y redis-tools",
     "nginx": "apt-get install -y nginx-light",
     "wrk": "apt-get install -y wrk",
     "chromium": "apt-get install -y chromium",
@@ -204,6 +206,7 @@ def stop_all(processes: list[Process]) -> None:
     for process in reversed(processes):
         process.stop()
 
+
 # Processes that outlive the command that started them (the variant script's local
 # variants): tracked by a pid file, stopped by pid from a later command.
 
@@ -302,3 +305,87 @@ def reload_nginx_pid(master_pid: int, conf: Path, prefix: Path, timeout: float =
     raise StartError(f"nginx (pid {master_pid}) did not start new workers within {timeout:.0f} s of the reload; "
                      f"see {prefix / 'error.log'}")
 
+
+# Redis Cluster and Sentinel on loopback, for the scale-out stack and its tests.
+
+def start_redis_cluster_node(run_dir: Path, port: int, bus_port: int, *, node_timeout_ms: int = 2000) -> Process:
+    """One master of a Redis Cluster, append-only, its data and ``nodes.conf`` in ``run_dir/redis-<port>``,
+    so a restart with the same ``run_dir`` and port rejoins the cluster with its data.
+
+    ``cluster-require-full-coverage no``: while one master is away, the others keep serving
+    their experiments instead of refusing every command."""
+    return start_redis(run_dir, port, appendonly=True, name=f"redis-{port}", extra=[
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(bus_port),
+        "--cluster-node-timeout", str(node_timeout_ms), "--cluster-require-full-coverage", "no"])
+
+
+def redis_cli(port: int, *args: str, timeout: float = 10.0) -> str:
+    result = subprocess.run([require_binary("redis-cli"), "-h", "127.0.0.1", "-p", str(port), *args],
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise StartError(f"redis-cli -p {port} {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def cluster_info(port: int) -> dict[str, str]:
+    lines = redis_cli(port, "cluster", "info").splitlines()
+    return dict(line.strip().split(":", 1) for line in lines if ":" in line)
+
+
+def create_redis_cluster(ports: list[int], timeout: float = 20.0) -> None:
+    """Join the nodes into one cluster of masters (no replicas), unless they already are one
+    (a stack restarted on the same run directory), and wait until every node says it is ok."""
+    if any(int(cluster_info(port).get("cluster_known_nodes", 1)) < len(ports) for port in ports):
+        redis_cli(ports[0], "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                  "--cluster-replicas", "0", "--cluster-yes", timeout=timeout)
+    wait_cluster_ok(ports, timeout)
+
+
+def wait_cluster_ok(ports: list[int], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {port: cluster_info(port).get("cluster_state") for port in ports}
+        if all(state == "ok" for state in states.values()):
+            return
+        if time.monotonic() > deadline:
+            raise StartError(f"Redis Cluster not ok within {timeout:.0f} s: cluster_state by port {states}")
+        time.sleep(0.05)
+
+
+def start_sentinel(run_dir: Path, port: int, master_port: int, service: str, *, name: str = "sentinel") -> Process:
+    """A sentinel watching the master on ``master_port`` (quorum 1: one sentinel decides alone,
+    fine for a loopback test, never for production)."""
+    conf = run_dir / f"{name}.conf"  # a sentinel rewrites its configuration file, so each gets its own
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {run_dir}\n"
+                    f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
+                    f"sentinel down-after-milliseconds {service} 1000\n"
+                    f"sentinel failover-timeout {service} 5000\n")
+    argv = [require_binary("redis-server"), str(conf), "--sentinel"]
+    return Process(name, argv, run_dir / f"{name}.log").start().wait_until(
+        lambda: port_open("127.0.0.1", port), what="accepting connections")
+
+
+def quiet_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """Like ``free_port_block``, but below the kernel's ephemeral range: a Redis Cluster's
+    nodes open many outgoing connections, whose local ports could otherwise take a port
+    between choosing it and starting the process that listens on it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rand = random.Random()
+    for _ in range(200):
+        base = rand.randrange(10000, max(10001, low - count))
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise StartError(f"no {count} consecutive free ports below {low} on {host}")

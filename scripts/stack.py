@@ -3,6 +3,10 @@ three variants and NGINX, all on loopback.
 
     python -m scripts.stack [--simulate] [--http-port 8080] ...
 
+With ``--routers N`` it runs N routers behind NGINX; with ``--redis-cluster`` a
+three-master Redis Cluster (ports ``--redis-port`` and the next two) instead of one
+redis-server.
+
 Creates the demo experiment (id ``demo``, served at ``/``, variants ``a`` (control),
 ``b``, ``c``), renders NGINX's configuration from the registry, prints the URLs and
 a line starting ``ready: http://``, and stops every process it started on Ctrl-C.
@@ -25,11 +29,13 @@ from pathlib import Path
 import httpx
 
 from nginx.render import Options, render, write_config
-from scripts.processes import (ROOT, MissingBinary, Process, StartError, reload_nginx, start_nginx, start_redis,
-                               start_router, start_variant, stop_all)
+from scripts.processes import (ROOT, MissingBinary, Process, StartError, create_redis_cluster, reload_nginx,
+                               start_nginx, start_redis, start_redis_cluster_node, start_router, start_variant,
+                               stop_all)
 
 DEMO_DIR = ROOT / "variants" / "examples" / "demo"
 DEMO_VARIANTS = ("a", "b", "c")
+CLUSTER_NODES = 3  # the fewest masters a Redis Cluster is created with
 
 
 @dataclass
@@ -39,6 +45,8 @@ class StackConfig:
     router_port: int = 8000
     routers: int = 1
     redis_port: int = 6390
+    redis_cluster: bool = False  # three masters on redis_port and the next two ports
+    redis_cluster_bus_port: int = 0  # first cluster bus port; 0: Redis's default, redis_port + 10000
     variant_base_port: int = 9101
     admin_token: str = ""
     secret: str = ""
@@ -49,6 +57,16 @@ class StackConfig:
     @property
     def router_ports(self) -> list[int]:
         return [self.router_port + i for i in range(self.routers)]
+
+    @property
+    def redis_ports(self) -> list[int]:
+        return [self.redis_port + i for i in range(CLUSTER_NODES if self.redis_cluster else 1)]
+
+    @property
+    def redis_url(self) -> str:
+        if self.redis_cluster:
+            return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.redis_ports)
+        return f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
     def base_url(self) -> str:
@@ -77,7 +95,8 @@ class LocalStack:
         self.config.admin_token = config.admin_token or secrets.token_urlsafe(18)
         self.config.secret = config.secret or secrets.token_urlsafe(32)
         self.processes: list[Process] = []
-        self.redis: Process | None = None
+        self.redis: Process | None = None  # with a cluster: its first node
+        self.redis_nodes: list[Process] = []
         self.routers: list[Process] = []
         self.variants: dict[str, Process] = {}
         self.nginx: Process | None = None
@@ -88,7 +107,7 @@ class LocalStack:
 
     def router_env(self) -> dict[str, str]:
         c = self.config
-        return {"CROUPIER_REDIS_URL": f"redis://127.0.0.1:{c.redis_port}/0", "CROUPIER_SECRET": c.secret,
+        return {"CROUPIER_REDIS_URL": c.redis_url, "CROUPIER_SECRET": c.secret,
                 "CROUPIER_ADMIN_TOKEN": c.admin_token, **c.router_env}
 
     def admin(self) -> httpx.Client:
@@ -99,7 +118,12 @@ class LocalStack:
         c = self.config
         c.run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.redis = self._keep(start_redis(c.run_dir, c.redis_port, appendonly=c.appendonly))
+            if c.redis_cluster:
+                for i in range(CLUSTER_NODES):
+                    self.start_redis_node(i)
+                create_redis_cluster(c.redis_ports)
+            else:
+                self.redis = self._keep(start_redis(c.run_dir, c.redis_port, appendonly=c.appendonly))
             for i, port in enumerate(c.router_ports):
                 self.start_router(i, port)
             if variants:
@@ -123,6 +147,19 @@ class LocalStack:
         else:
             self.routers.append(router)
         return router
+
+    def start_redis_node(self, index: int) -> Process:
+        """Start (or restart, with its data and cluster configuration) the cluster's ``index``-th master."""
+        c = self.config
+        port = c.redis_ports[index]
+        bus_port = (c.redis_cluster_bus_port or c.redis_port + 10000) + index
+        node = self._keep(start_redis_cluster_node(c.run_dir, port, bus_port))
+        if index < len(self.redis_nodes):
+            self.redis_nodes[index] = node
+        else:
+            self.redis_nodes.append(node)
+        self.redis = self.redis_nodes[0]
+        return node
 
     def _keep(self, process: Process) -> Process:
         self.processes.append(process)
@@ -174,7 +211,7 @@ class LocalStack:
                  "run_dir": str(c.run_dir), "http_port": c.http_port,
                  "routers": [f"127.0.0.1:{p}" for p in c.router_ports],
                  "nginx_conf": str(self.nginx_conf), "nginx_pid": self.nginx.pid if self.nginx else None,
-                 "redis_port": c.redis_port, "decide_timeout": c.decide_timeout}
+                 "redis_port": c.redis_port, "redis_url": c.redis_url, "decide_timeout": c.decide_timeout}
         self.state_file.touch(mode=0o600)
         self.state_file.write_text(json.dumps(state, indent=2))
 
@@ -193,7 +230,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="first router's port (default 8000)")
     parser.add_argument("--routers", type=int, default=int(env.get("CROUPIER_ROUTERS", 1)),
                         help="router processes behind NGINX (default 1)")
-    parser.add_argument("--redis-port", type=int, default=int(env.get("CROUPIER_REDIS_PORT", 6390)))
+    parser.add_argument("--redis-port", type=int, default=int(env.get("CROUPIER_REDIS_PORT", 6390)),
+                        help="Redis's port; with --redis-cluster the first of three (default 6390)")
+    parser.add_argument("--redis-cluster", action="store_true",
+                        help="run a three-master Redis Cluster on loopback instead of one redis-server")
     parser.add_argument("--variant-base-port", type=int, default=int(env.get("CROUPIER_VARIANT_PORT", 9101)))
     parser.add_argument("--run-dir", type=Path, default=ROOT / "run", help="logs, Redis data, NGINX config")
     parser.add_argument("--simulate", action="store_true", help="send simulated visitors through NGINX")
@@ -209,7 +249,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = StackConfig(run_dir=args.run_dir, http_port=args.http_port, router_port=args.router_port,
-                         routers=args.routers, redis_port=args.redis_port,
+                         routers=args.routers, redis_port=args.redis_port, redis_cluster=args.redis_cluster,
                          variant_base_port=args.variant_base_port,
                          admin_token=os.environ.get("CROUPIER_ADMIN_TOKEN", ""),
                          secret=os.environ.get("CROUPIER_SECRET", ""))
@@ -223,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print(f"starting redis, {config.routers} router(s), {len(DEMO_VARIANTS)} variants and nginx "
+        redis_what = f"a {CLUSTER_NODES}-master redis cluster" if config.redis_cluster else "redis"
+        print(f"starting {redis_what}, {config.routers} router(s), {len(DEMO_VARIANTS)} variants and nginx "
               f"(logs in {config.run_dir}) ...", flush=True)
         stack.start()
     except (MissingBinary, StartError, httpx.HTTPError) as exc:
