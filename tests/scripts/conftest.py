@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from scripts.processes import StartError
 from scripts.progress import Progress
+from scripts.stack import LocalStack
 from scripts.targets.local import LocalTarget
 from scripts.variant import main
-from scripts.stack import LocalStack
 
 
 @dataclass
@@ -57,7 +58,12 @@ class VariantCLI:
 
 @pytest.fixture
 def variant_cli(make_stack, tmp_path, capsys, monkeypatch):
-    stack = make_stack()
+    try:
+        stack = make_stack()
+    except StartError:
+        # make_stack picks free ports before its processes bind them; an outgoing connection
+        # can take one of those ephemeral ports in between. Rare; a second set of ports does.
+        stack = make_stack()
     cli = VariantCLI(stack, tmp_path / "params", capsys, monkeypatch)
     yield cli
     # whatever a failing test left running (the stack does not know these processes)

@@ -26,7 +26,8 @@ def fake_objects(experiment, variant_id, image, params, namespace, port=8080):
 
 def deployment(ready: int, replicas: int = 2, generation: int = 1) -> V1Deployment:
     return V1Deployment(metadata=V1ObjectMeta(name="variant-demo-d", generation=generation),
-                        spec=V1DeploymentSpec(replicas=replicas, selector=V1LabelSelector(), template=V1PodTemplateSpec()),
+                        spec=V1DeploymentSpec(replicas=replicas, selector=V1LabelSelector(),
+                                              template=V1PodTemplateSpec()),
                         status=V1DeploymentStatus(observed_generation=generation, updated_replicas=ready,
                                                   ready_replicas=ready))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scripts.processes import pid_alive
-from tests.conftest import Visitor, eventually, page_variant, variant_stats
+from tests.conftest import Visitor, eventually, variant_stats
 
 HEADLINE = "Sunny savings for everyone"
 

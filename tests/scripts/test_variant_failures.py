@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
-from scripts.processes import variant_argv
+from scripts.processes import ROOT, variant_argv
 from tests.conftest import variant_stats
 
 MARKER = "croupier-test-never-answers"
@@ -102,3 +105,20 @@ def test_bad_input_changes_nothing(variant_cli):
     docker = add(cli, "--target", "docker")
     assert docker.code == 1 and "no Docker engine is reachable" in docker.err
     assert_nothing_left(cli, conf_before=conf)
+
+
+def test_the_module_entry_point(variant_cli):
+    """``python -m scripts.variant``: JSON on stdout, progress and errors on stderr, exit codes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CROUPIER_")}
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "scripts.variant", *argv], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=30)
+
+    listed = run("--stack-dir", str(variant_cli.stack.config.run_dir), "--json", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert [v["id"] for v in json.loads(listed.stdout)["variants"]] == ["a", "b", "c"]
+    usage = run("add", "d")
+    assert usage.returncode == 2 and "add needs --from-template" in usage.stderr
+    nowhere = run("--admin-url", "http://127.0.0.1:9", "--token", "t", "list")
+    assert nowhere.returncode == 1 and "cannot reach the admin API at http://127.0.0.1:9" in nowhere.stderr

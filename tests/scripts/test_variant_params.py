@@ -27,7 +27,8 @@ def test_changes_apply_and_the_rest_of_the_template_stays():
 @pytest.mark.parametrize("changes, message", [
     (PageChanges(headline=""), "headline: must not be empty (--headline)"),
     (PageChanges(copy=["ok", " "]), "copy[1]: must be a non-empty string (--copy)"),
-    (PageChanges(colors={"accent": "#12345"}), "colors.accent: must be a colour like '#1f7a5c', got '#12345' (--accent)"),
+    (PageChanges(colors={"accent": "#12345"}),
+     "colors.accent: must be a colour like '#1f7a5c', got '#12345' (--accent)"),
     (PageChanges(image="data:text/html;base64,PHNjcmlwdD4="), "image: data: URI must be base64 PNG"),
 ])
 def test_invalid_pages_name_the_flag(changes, message):
