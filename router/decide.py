@@ -9,13 +9,11 @@ assignment is queued for the recorder, never written inline.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
 from dataclasses import dataclass
-
-from starlette.requests import Request
-from starlette.responses import Response
 
 from router.experiments import Experiment, Variant
 from router.metrics import Metrics
@@ -24,6 +22,8 @@ from router.settings import Settings
 from router.snapshot import SnapshotKeeper
 from router.store import AssignmentRecord
 from router.token import Assignment, TokenError, new_visitor_id, sign, verify
+
+log = logging.getLogger("croupier.decide")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +44,12 @@ class Decider:
         self.metrics = metrics
         self.rand = rand or random.Random()
         self.keys = settings.signing_keys()
+        self._counters: dict[tuple[str, str, str], object] = {}
         self.kid, self.key = settings.secret_id, self.keys[settings.secret_id]
         self.is_bot = re.compile(settings.bot_pattern, re.IGNORECASE).search
         # only a returning visitor's answer may be cached by NGINX (keyed by their token)
-        self.returning_cache = {"X-Accel-Expires": str(settings.decision_cache_seconds)} \
-            if settings.decision_cache_seconds else {}
+        self.returning_cache = [(b"x-accel-expires", str(settings.decision_cache_seconds).encode())] \
+            if settings.decision_cache_seconds else []
         self.cookie_attrs = f"; Path=/; Max-Age={settings.cookie_max_age}; HttpOnly; SameSite=Lax" + (
             "; Secure" if settings.cookie_secure else "")
 
@@ -96,26 +97,71 @@ class Decider:
         variant = variant or experiment.control_variant
         return Decision(variant.upstream, experiment.id, variant.id, reason)
 
-    async def endpoint(self, request: Request) -> Response:
+    def answer(self, headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+        """The decide subrequest's response headers, from its (lower-case) request headers."""
         started = time.perf_counter()
-        headers = request.headers
         decision = self.decide(
-            host=headers.get("x-original-host") or headers.get("host", ""),
-            uri=headers.get("x-original-uri", "/"),
-            user_agent=headers.get("user-agent", ""),
-            cookies=request.cookies,
+            host=(headers.get(b"x-original-host") or headers.get(b"host", b"")).decode("latin-1"),
+            uri=headers.get(b"x-original-uri", b"/").decode("latin-1"),
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
+            cookies=CookieHeader(headers.get(b"cookie", b"").decode("latin-1")),
             now=time.time(),
         )
         # NGINX lets an earlier Cache-Control: no-store win over X-Accel-Expires, so a
         # cacheable answer carries only the latter
-        cacheable = decision.reason == "returning" and self.returning_cache
-        out = dict(self.returning_cache) if cacheable else {"Cache-Control": "no-store"}
-        out["X-Croupier-Upstream"] = decision.upstream
+        if decision.reason == "returning" and self.returning_cache:
+            out = list(self.returning_cache)
+        else:
+            out = [(b"cache-control", b"no-store")]
+        out.append((b"x-croupier-upstream", decision.upstream.encode()))
         if decision.experiment:
-            out["X-Croupier-Experiment"] = decision.experiment
-            out["X-Croupier-Variant"] = decision.variant
+            out.append((b"x-croupier-experiment", decision.experiment.encode()))
+            out.append((b"x-croupier-variant", decision.variant.encode()))
         if decision.cookie:
-            out["Set-Cookie"] = decision.cookie
-        self.metrics.decisions.labels(decision.experiment or "-", decision.variant or "-", decision.reason).inc()
+            out.append((b"set-cookie", decision.cookie.encode()))
+        out.append((b"content-length", b"0"))
+        self._count(decision.experiment, decision.variant, decision.reason)
         self.metrics.decision_seconds.observe(time.perf_counter() - started)
-        return Response(status_code=200, headers=out)
+        return out
+
+    def _count(self, experiment: str, variant: str, reason: str) -> None:
+        key = (experiment, variant, reason)
+        child = self._counters.get(key)
+        if child is None:  # labels() takes a lock and builds a tuple: resolve each series once
+            child = self._counters[key] = self.metrics.decisions.labels(experiment or "-", variant or "-", reason)
+        child.inc()
+
+    async def asgi(self, scope, receive, send) -> None:
+        """The decide endpoint as a bare ASGI app: it runs on every page view, so it
+        skips the framework's routing, middleware and request/response objects."""
+        try:
+            headers = self.answer(dict(scope["headers"]))
+            status = 200
+        except Exception:  # NGINX fails open to control on a non-2xx answer
+            log.exception("decide failed")
+            headers, status = [(b"content-length", b"0")], 500
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+class CookieHeader:
+    """Looks up one cookie in a Cookie header without parsing all of them."""
+
+    __slots__ = ("header",)
+
+    def __init__(self, header: str) -> None:
+        self.header = header
+
+    def get(self, name: str) -> str | None:
+        header = self.header
+        start = 0
+        prefix = name + "="
+        while True:
+            at = header.find(prefix, start)
+            if at < 0:
+                return None
+            # a match must start the header or follow "; " (not be the tail of another name)
+            if at == 0 or header[at - 1] in " ;":
+                end = header.find(";", at)
+                return header[at + len(prefix): end if end >= 0 else None].strip()
+            start = at + 1

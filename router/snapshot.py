@@ -31,19 +31,24 @@ class Arms:
     variants: tuple[Variant, ...]
     probabilities: tuple[float, ...]
     cumulative: tuple[float, ...]
+    # (variant id, probability) pairs, built once: every assignment of this
+    # snapshot shares the same tuple, so the store can encode it once per batch
+    labels: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def build(cls, variants: tuple[Variant, ...], probabilities: np.ndarray) -> Arms:
         cumulative = np.cumsum(probabilities)
         cumulative[-1] = 1.0  # guard against rounding leaving a gap at the top
-        return cls(variants, tuple(float(p) for p in probabilities), tuple(float(c) for c in cumulative))
+        probs = tuple(float(p) for p in probabilities)
+        return cls(variants, probs, tuple(float(c) for c in cumulative),
+                   tuple((v.id, p) for v, p in zip(variants, probs)))
 
     def pick(self, u: float) -> Variant:
         """The variant for a uniform draw ``u`` in [0, 1)."""
         return self.variants[bisect.bisect_right(self.cumulative, u)]
 
     def labelled(self) -> tuple[tuple[str, float], ...]:
-        return tuple((v.id, p) for v, p in zip(self.variants, self.probabilities))
+        return self.labels
 
 
 @dataclass(frozen=True)
