@@ -83,7 +83,9 @@ class Decider:
         arms = self.snapshots.current.arms.get(experiment.id)
         if arms is None:  # no active variant, or not refreshed yet: control, uncounted
             return self._fixed(experiment, experiment.control_variant, "no_arms")
-        variant = arms.pick(self.rand.random())
+        variant, in_holdout = arms.pick(self.rand.random())
+        if in_holdout:
+            reason = "holdout"
         visitor = visitor or new_visitor_id()
         issued = int(now)
         self.recorder.add(AssignmentRecord(experiment.id, variant.id, visitor, reason, arms.labelled(), now))

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from router.allocation import allocate
+from router.allocation import allocate_with_holdout
+from router.history import Buckets, bucket_arrays
 from router.experiments import Experiment, Variant
 from router.policies import ArmStats, make_policy
 from router.store import Store, StoreUnavailable
@@ -34,18 +35,26 @@ class Arms:
     # (variant id, probability) pairs, built once: every assignment of this
     # snapshot shares the same tuple, so the store can encode it once per batch
     labels: tuple[tuple[str, float], ...] = ()
+    holdout: float = 0.0  # share of visitors on the fixed uniform split
 
     @classmethod
-    def build(cls, variants: tuple[Variant, ...], probabilities: np.ndarray) -> Arms:
-        cumulative = np.cumsum(probabilities)
+    def build(cls, variants: tuple[Variant, ...], bandit: np.ndarray, holdout: float = 0.0) -> Arms:
+        """``bandit``: the policy's split outside the holdout. The logged propensity of
+        every assignment is the mixture ``(1 - holdout) * bandit + holdout / K``."""
+        cumulative = np.cumsum(bandit)
         cumulative[-1] = 1.0  # guard against rounding leaving a gap at the top
-        probs = tuple(float(p) for p in probabilities)
+        mixed = (1.0 - holdout) * np.asarray(bandit) + holdout / len(variants)
+        probs = tuple(float(p) for p in mixed)
         return cls(variants, probs, tuple(float(c) for c in cumulative),
-                   tuple((v.id, p) for v, p in zip(variants, probs)))
+                   tuple((v.id, p) for v, p in zip(variants, probs)), float(holdout))
 
-    def pick(self, u: float) -> Variant:
-        """The variant for a uniform draw ``u`` in [0, 1)."""
-        return self.variants[bisect.bisect_right(self.cumulative, u)]
+    def pick(self, u: float) -> tuple[Variant, bool]:
+        """The variant for a uniform draw ``u`` in [0, 1), and whether it is a holdout assignment."""
+        h = self.holdout
+        if u < h:  # the holdout: a uniform arm, analysable as a plain A/B split
+            return self.variants[min(int(u / h * len(self.variants)), len(self.variants) - 1)], True
+        u = (u - h) / (1.0 - h) if h else u
+        return self.variants[bisect.bisect_right(self.cumulative, u)], False
 
     def labelled(self) -> tuple[tuple[str, float], ...]:
         return self.labels
@@ -91,23 +100,40 @@ def arm_stats(experiment: Experiment, variants: tuple[Variant, ...],
     )
 
 
-def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]],
-                 rng: np.random.Generator) -> Arms | None:
+def history_arm_stats(experiment: Experiment, variants: tuple[Variant, ...], policy,
+                      buckets: Buckets, bucket_seconds: int, now: float) -> ArmStats:
+    """A non-stationary policy's evidence: the recent time buckets, weighed by the policy."""
+    since = int(now - policy.history_seconds) // bucket_seconds * bucket_seconds
+    _, arrays = bucket_arrays(buckets, [v.id for v in variants], ["trials", f"conv:{experiment.goal}"], since)
+    return policy.history_stats(arrays["trials"], arrays[f"conv:{experiment.goal}"], bucket_seconds=bucket_seconds,
+                                prior_alpha=np.array([v.prior_alpha for v in variants]),
+                                prior_beta=np.array([v.prior_beta for v in variants]))
+
+
+def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], rng: np.random.Generator,
+                 *, buckets: Buckets | None = None, bucket_seconds: int = 60, now: float = 0.0) -> Arms | None:
     variants = experiment.active_variants
     if not variants:
         return None
-    stats = arm_stats(experiment, variants, counters)
-    probs = allocate(make_policy(experiment.policy, experiment.policy_params), stats, rng,
-                     min_share=experiment.min_share, burn_in=experiment.burn_in, holdout=experiment.holdout)
-    return Arms.build(variants, probs)
+    policy = make_policy(experiment.policy, experiment.policy_params)
+    lifetime = arm_stats(experiment, variants, counters)
+    stats = lifetime
+    if policy.needs_history:
+        stats = history_arm_stats(experiment, variants, policy, buckets or {}, bucket_seconds, now or time.time())
+    probs, holdout = allocate_with_holdout(policy, stats, rng, min_share=experiment.min_share,
+                                           burn_in=experiment.burn_in, holdout=experiment.holdout,
+                                           burn_in_trials=lifetime.trials)
+    return Arms.build(variants, probs, holdout)
 
 
 class SnapshotKeeper:
     """Owns the current snapshot and the task that refreshes it."""
 
-    def __init__(self, store: Store, refresh_interval: float, rng: np.random.Generator) -> None:
+    def __init__(self, store: Store, refresh_interval: float, rng: np.random.Generator,
+                 bucket_seconds: int = 60) -> None:
         self.store = store
         self.refresh_interval = refresh_interval
+        self.bucket_seconds = bucket_seconds
         self.rng = rng
         self.current = Snapshot()
         self.last_error: str | None = None
@@ -122,8 +148,16 @@ class SnapshotKeeper:
             experiments = list(previous.experiments.values())
         counters = await self.store.counters(e.id for e in experiments)
         arms = {}
+        now = time.time()
         for e in experiments:
-            if e.status == "running" and (computed := compute_arms(e, counters.get(e.id, {}), self.rng)):
+            if e.status != "running":
+                continue
+            # only non-stationary policies read the time buckets (a larger read)
+            buckets = await self.store.buckets(e.id) if make_policy(e.policy, e.policy_params).needs_history \
+                else None
+            computed = compute_arms(e, counters.get(e.id, {}), self.rng, buckets=buckets,
+                                    bucket_seconds=self.bucket_seconds, now=now)
+            if computed:
                 arms[e.id] = computed
         self.current = Snapshot.build(experiments, arms, counters, version)
         self.last_error = None
