@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test bench-policies bench-load clean
+.PHONY: demo stack test bench-policies bench-load bench-scale clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 
 bench-policies: $(STAMP)
 	$(PY) -m bench.policies
+
+bench-load: $(STAMP)
+	$(PY) -m bench.load --json bench/out/load.json
+
+bench-scale: $(STAMP)
+	$(PY) -m bench.scale
 
 clean:
 	rm -rf $(VENV) run .pytest_cache
