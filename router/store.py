@@ -14,6 +14,7 @@ Keys:
 - ``croupier:{exp}:stats``           hash ``<variant>:<counter>`` → total
 - ``croupier:{exp}:buckets``         hash ``<bucket>:<variant>:<counter>`` → total per time bucket
 - ``croupier:{exp}:events``          capped stream of assignments and beacon events
+- ``croupier:{exp}:writers``         hash router id → last assignment write applied (writes apply once)
 - ``croupier:{exp}:conv:<visitor>:<goal>`` / ``croupier:{exp}:eid:<id>``  dedupe markers (expire)
 
 Counters: ``trials``, ``expected`` (sum of the propensities the policy gave the
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
+import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -130,6 +133,41 @@ class _CommandTable(AsyncCommandsParser):
         raise failure
 
 
+class _AssignmentLedger:
+    """What this router wrote of the batches the recorder may hand back.
+
+    A batch spans experiments, so on a cluster it can fail part-way (one node away),
+    and a reply can be lost after Redis applied the write (redis-py's cluster client
+    closes every connection when it re-reads the topology). Each experiment's write
+    carries this router's id and a sequence number, and the script applies a number
+    only once; a write whose outcome is unknown is retried as it was, before anything
+    newer of its experiment. Records known written are skipped when handed back.
+    """
+
+    def __init__(self) -> None:
+        self.writer = secrets.token_hex(8)
+        self._seq = itertools.count(1)
+        self.unsettled: dict[str, tuple[int, list[AssignmentRecord]]] = {}
+        self._written: set[AssignmentRecord] = set()
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def new_records(self, records: list[AssignmentRecord]) -> list[AssignmentRecord]:
+        pending = {r for _, group in self.unsettled.values() for r in group}
+        return [r for r in records if r not in self._written and r not in pending]
+
+    def written(self, experiment_id: str, records: list[AssignmentRecord]) -> None:
+        self.unsettled.pop(experiment_id, None)
+        if len(self._written) > 200_000:  # records the recorder dropped never come back
+            self._written.clear()
+        self._written.update(records)
+
+    def batch_done(self, records: list[AssignmentRecord]) -> None:
+        """The recorder drops a batch once this returned: nothing of it comes back."""
+        self._written.difference_update(records)
+
+
 class ExperimentExists(Exception):
     pass
 
@@ -189,9 +227,7 @@ class Store:
         self._record_event = self.redis.register_script((_LUA / "record_event.lua").read_text())
         self._record_assignments = self.redis.register_script((_LUA / "record_assignments.lua").read_text())
         self._update_experiment = self.redis.register_script((_LUA / "update_experiment.lua").read_text())
-        # Assignments of a batch that failed part-way (some experiments written, one cluster
-        # node away): the recorder hands the whole batch back, and these are not written twice.
-        self._written: set[AssignmentRecord] = set()
+        self._ledger = _AssignmentLedger()
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -290,33 +326,40 @@ class Store:
         """Write a batch of assignments: one script call per experiment, all at once.
 
         Counters are summed per experiment first, so a busy router issues a handful of
-        increments per flush instead of one per visitor. Each experiment's write is
-        atomic and lands on the node owning its slot; when some fail (a node away), the
-        others stay written, are remembered, and are skipped when the batch comes back.
+        increments per flush instead of one per visitor. Each experiment's write is atomic,
+        lands on the node owning its slot, and is applied at most once (see
+        ``_AssignmentLedger``), so the recorder may hand back a batch that failed part-way,
+        or whose reply was lost, without a trial being counted twice.
         """
-        if self._written:
-            retried = self._written.intersection(records)
-            self._written -= retried
-            records = [r for r in records if r not in retried]
-        if not records:
-            return
+        ledger = self._ledger
+        # writes whose outcome is unknown go first, as they were, so each is applied once
+        retried = list(ledger.unsettled.items())
+        outcomes = await asyncio.gather(*(self._write_group(exp_id, seq, group) for exp_id, (seq, group) in retried),
+                                        return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        blocked = {exp_id for (exp_id, _), o in zip(retried, outcomes) if isinstance(o, BaseException)}
+        fresh = ledger.new_records(records)
         by_experiment: defaultdict[str, list[AssignmentRecord]] = defaultdict(list)
-        for r in records:
+        for r in fresh:
             by_experiment[r.experiment].append(r)
-        groups = list(by_experiment.items())
-        results = await asyncio.gather(*(self._write_assignments(exp_id, group) for exp_id, group in groups),
-                                       return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
+        if blocked & by_experiment.keys():
+            # an older write of the experiment is still unsettled: a newer one must wait for it
+            failures.append(ConnectionError(f"assignments of {sorted(blocked)} wait for an earlier write"))
+        groups = [(exp_id, ledger.next_seq(), group) for exp_id, group in by_experiment.items()
+                  if exp_id not in blocked]
+        outcomes = await asyncio.gather(*(self._write_group(*g) for g in groups), return_exceptions=True)
+        failures += [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
-            if len(self._written) > 100_000:  # batches the recorder dropped never come back
-                self._written.clear()
-            for (_, group), result in zip(groups, results):
-                if not isinstance(result, BaseException):
-                    self._written.update(group)
             raise failures[0]
+        ledger.batch_done(records)
+
+    async def _write_group(self, experiment_id: str, seq: int, records: list[AssignmentRecord]) -> None:
+        self._ledger.unsettled[experiment_id] = (seq, records)  # before the call: it may be cancelled
+        await self._write_assignments(experiment_id, seq, records)
+        self._ledger.written(experiment_id, records)
 
     @_translated
-    async def _write_assignments(self, experiment_id: str, records: list[AssignmentRecord]) -> None:
+    async def _write_assignments(self, experiment_id: str, seq: int, records: list[AssignmentRecord]) -> None:
         trials: Counter[str] = Counter()
         bucket_counts: Counter[str] = Counter()
         expected: defaultdict[str, float] = defaultdict(float)
@@ -329,7 +372,8 @@ class Store:
                 expected[f"{bucket}:{variant}:expected"] += p
             entries += [r.variant, r.visitor, r.reason,
                         json.dumps(dict(r.probabilities), separators=(",", ":")), int(r.ts * 1000)]
-        args: list[str | int | float] = [self.settings.stream_maxlen, len(trials) + len(bucket_counts)]
+        args: list[str | int | float] = [self._ledger.writer, seq, self.settings.stream_maxlen,
+                                         len(trials) + len(bucket_counts)]
         for field, n in trials.items():
             args += [1, field, n]
         for field, n in bucket_counts.items():
@@ -338,7 +382,8 @@ class Store:
         for field, total in expected.items():
             args += [field, repr(total)]
         args += [len(records), *entries]
-        keys = [_k(experiment_id, "stats"), _k(experiment_id, "buckets"), _k(experiment_id, "events")]
+        keys = [_k(experiment_id, "stats"), _k(experiment_id, "buckets"), _k(experiment_id, "events"),
+                _k(experiment_id, "writers")]
         await self._record_assignments(keys=keys, args=args)
 
     async def record_event(self, event: BeaconEvent) -> bool:

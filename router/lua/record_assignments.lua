@@ -1,23 +1,34 @@
--- Record a batch of one experiment's assignments atomically: trial counters,
--- per-bucket trials and expected trials, and one stream entry per assignment.
--- Atomic per experiment, so a batch that fails part-way across cluster nodes
--- leaves each experiment either fully written or untouched.
+-- Record a batch of one experiment's assignments atomically, at most once: trial
+-- counters, per-bucket trials and expected trials, and one stream entry per
+-- assignment. Atomic per experiment, so a batch that fails part-way across cluster
+-- nodes leaves each experiment either fully written or untouched; once, because a
+-- router may send a write again when it could not tell whether Redis applied it.
 --
 -- KEYS[1]  stats hash      croupier:{exp}:stats    fields <variant>:<counter>
 -- KEYS[2]  buckets hash    croupier:{exp}:buckets  fields <bucket>:<variant>:<counter>
 -- KEYS[3]  event stream    croupier:{exp}:events
+-- KEYS[4]  writers hash    croupier:{exp}:writers  fields <router id> → last sequence number applied
 --
--- ARGV[1]  stream maxlen   approximate cap of the stream
--- ARGV[2]  n               number of integer increments that follow, then n times:
+-- ARGV[1]  router id       random per router process
+-- ARGV[2]  sequence        increasing per router; a number at or below the last applied one is a repeat
+-- ARGV[3]  stream maxlen   approximate cap of the stream
+-- ARGV[4]  n               number of integer increments that follow, then n times:
 --          hash (1 = stats, 2 = buckets), field, amount
 -- then     m               number of float increments (expected trials), then m times:
 --          field, amount   (buckets hash)
 -- then     k               number of stream entries, then k times:
 --          variant, visitor, reason, probabilities (JSON), timestamp (unix ms)
 --
--- Returns the number of stream entries written.
+-- Returns the number of stream entries written, or -1 when this write was applied before.
 
-local i = 2
+local seq = tonumber(ARGV[2])
+local last = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+if seq <= last then
+  return -1
+end
+redis.call('HSET', KEYS[4], ARGV[1], seq)
+
+local i = 4
 local n = tonumber(ARGV[i])
 for _ = 1, n do
   redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
@@ -32,7 +43,7 @@ end
 i = i + 1
 local k = tonumber(ARGV[i])
 for _ = 1, k do
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*',
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
     'type', 'assign', 'variant', ARGV[i + 1], 'visitor', ARGV[i + 2], 'reason', ARGV[i + 3],
     'probs', ARGV[i + 4], 'ts', ARGV[i + 5])
   i = i + 5
