@@ -3,7 +3,8 @@
 Same-origin only. The assignment (visitor, variant) comes from the signed
 cookie, never from the body; the body only says which experiment and what
 happened. Every event is written synchronously through one Lua script, and the
-beacon answers 204 only after Redis took it (503 when it could not).
+beacon answers 204 only after Redis took it (503 when it could not). A client
+address sending faster than CROUPIER_BEACON_RATE gets 429 before any Redis work.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from router.metrics import Metrics
+from router.ratelimit import TokenBuckets, client_key, retry_after
 from router.settings import Settings
 from router.snapshot import SnapshotKeeper
 from router.store import BeaconEvent, Store, StoreUnavailable
@@ -103,8 +105,17 @@ class Beacon:
         self.metrics = metrics
         self.keys = settings.signing_keys()
         self.script = BEACON_JS.read_bytes() if BEACON_JS.exists() else b""
+        self.limiter = TokenBuckets(settings.beacon_rate, settings.beacon_burst) if settings.beacon_rate else None
 
     async def event(self, request: Request) -> Response:
+        if self.limiter is not None:
+            peer = request.client.host if request.client else None
+            wait = self.limiter.take(client_key(request.headers.get("x-real-ip"), peer), time.monotonic())
+            if wait:
+                self.metrics.beacon_events.labels("rejected", "rate_limited").inc()
+                return JSONResponse({"error": "too many beacon events from this address, slow down",
+                                     "reason": "rate_limited"},
+                                    status_code=429, headers={"Retry-After": retry_after(wait)})
         try:
             event = await self._accept(request)
             counted = await self.store.record_event(event)

@@ -148,6 +148,13 @@ class Settings:
         "CROUPIER_MONTE_CARLO_DRAWS", "Posterior draws used to estimate each arm's selection probability."))
     beacon_max_bytes: int = field(default=4096, metadata=_meta(
         "CROUPIER_BEACON_MAX_BYTES", "Largest beacon body accepted."))
+    beacon_rate: float = field(default=20.0, metadata=_meta(
+        "CROUPIER_BEACON_RATE", "Beacon events per second one client address may send to one router process "
+        "(each worker and router keeps its own count; more get 429); "
+        "0 turns the limit off. Raise it when many visitors share an address (carrier NAT, offices)."))
+    beacon_burst: int = field(default=60, metadata=_meta(
+        "CROUPIER_BEACON_BURST", "Beacon events one client address may send at once before "
+        "CROUPIER_BEACON_RATE applies."))
     bot_pattern: str = field(default=DEFAULT_BOT_PATTERN, metadata=_meta(
         "CROUPIER_BOT_PATTERN", "Case-insensitive regular expression matched against User-Agent."))
     redis_timeout: float = field(default=0.5, metadata=_meta(
@@ -168,6 +175,8 @@ class Settings:
             ("bucket_seconds", self.bucket_seconds >= 1, "must be at least 1"),
             ("monte_carlo_draws", 100 <= self.monte_carlo_draws <= 1_000_000, "must be in [100, 1000000]"),
             ("beacon_max_bytes", 64 <= self.beacon_max_bytes <= 1_048_576, "must be in [64, 1048576]"),
+            ("beacon_rate", 0 <= self.beacon_rate <= 1_000_000, "must be in [0, 1000000] events per second"),
+            ("beacon_burst", 1 <= self.beacon_burst <= 1_000_000, "must be in [1, 1000000]"),
             ("redis_timeout", 0 < self.redis_timeout <= 30, "must be in (0, 30] seconds"),
             ("log_level", self.log_level in ("debug", "info", "warning", "error"),
              "must be debug, info, warning or error"),

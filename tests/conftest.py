@@ -14,7 +14,9 @@ from scripts.stack import LocalStack, StackConfig
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 # fast refresh and flush, so tests see changes within a fraction of a second
-FAST = {"CROUPIER_REFRESH_INTERVAL": "0.1", "CROUPIER_FLUSH_INTERVAL": "0.05"}
+FAST = {"CROUPIER_REFRESH_INTERVAL": "0.1", "CROUPIER_FLUSH_INTERVAL": "0.05",
+        # every test client is 127.0.0.1: simulated traffic must not hit the beacon limit
+        "CROUPIER_BEACON_RATE": "100000", "CROUPIER_BEACON_BURST": "100000"}
 
 
 def stack_config(run_dir: Path, **overrides) -> StackConfig:
