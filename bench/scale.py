@@ -1,13 +1,15 @@
 """Scale-out benchmark: decisions per second with 1, 2 and 4 router processes.
 
-    python -m bench.scale [--duration 5] [--connections 32] [--routers 1,2,4]   (make bench-scale)
+    python -m bench.scale [--duration 4] [--rounds 3] [--connections 32] [--routers 1,2,4]   (make bench-scale)
 
 Four routers and one redis-server start once; each point drives the first N
 routers' ``/_croupier/decide`` directly with wrk (one wrk per router, the
 connections split evenly), as new visitors with a browser User-Agent: a full
 decision each, with its assignment queued and written to Redis in batches.
 Between points the routers write what they queued, so no point pays for the
-one before it.
+one before it. The points are measured in interleaved rounds (1, 2, 4, 1, 2, 4,
+...) and each figure is the median of its rounds, so that a burst of other work
+on a shared machine moves one round, not the ratios.
 
 Cores (``taskset``): the load generator (every wrk) and redis-server run on
 core 0; router i runs on core 1 for even i and core 0 for odd i. One router
@@ -77,6 +79,13 @@ def run_point(ports: list[int], script: Path, *, connections: int, duration: flo
             "errors": sum(r["errors"] for r in results), "p99_ms": max(r["p99_ms"] for r in results)}
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The round with the median rate; requests and errors summed over all rounds."""
+    middle = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+    return {**middle, "requests": sum(r["requests"] for r in runs), "errors": sum(r["errors"] for r in runs),
+            "all_rps": [r["rps"] for r in runs]}
+
+
 def wait_for_experiment(ports: list[int], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     headers = {"X-Original-URI": "/", "User-Agent": BROWSER_UA}
@@ -88,7 +97,7 @@ def wait_for_experiment(ports: list[int], timeout: float = 10.0) -> None:
             time.sleep(0.1)
 
 
-def measure(counts: list[int], duration: float, connections: int) -> dict[int, dict]:
+def measure(counts: list[int], duration: float, connections: int, rounds: int) -> dict[int, dict]:
     run_dir = Path(tempfile.mkdtemp(prefix="croupier-bench-scale-"))
     processes: list[Process] = []
     try:
@@ -111,24 +120,26 @@ def measure(counts: list[int], duration: float, connections: int) -> dict[int, d
         run_point(router_ports[:1], script, connections=connections, duration=1)  # warm-up
         for port in router_ports:
             settle(port)
-        results = {}
-        for n in counts:
-            results[n] = run_point(router_ports[:n], script, connections=connections, duration=duration)
-            for port in router_ports[:n]:
-                settle(port)
-        return results
+        runs: dict[int, list[dict]] = {n: [] for n in counts}
+        for _ in range(rounds):
+            for n in counts:
+                runs[n].append(run_point(router_ports[:n], script, connections=connections, duration=duration))
+                for port in router_ports[:n]:
+                    settle(port, timeout=10)
+        return {n: median_run(r) for n, r in runs.items()}
     finally:
         stop_all(processes)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def report(results: dict[int, dict], duration: float, connections: int) -> None:
+def report(results: dict[int, dict], duration: float, connections: int, rounds: int) -> None:
     print(f"decide throughput, {os.cpu_count()} cores; wrk + redis on core {LOAD_CORE}, "
           f"router i on core {router_core(0)} (even i) or {router_core(1)} (odd i); "
-          f"{connections} connections, {duration:g} s per point")
-    print(f"{'routers':>8} {'decisions/s':>12} {'p99 ms':>8} {'requests':>9} {'errors':>7}")
+          f"{connections} connections, {duration:g} s per point, median of {rounds} rounds")
+    print(f"{'routers':>8} {'decisions/s':>12} {'p99 ms':>8} {'requests':>9} {'errors':>7}  rounds")
     for n, r in results.items():
-        print(f"{n:>8} {r['rps']:>12.0f} {r['p99_ms']:>8.1f} {r['requests']:>9} {r['errors']:>7}")
+        print(f"{n:>8} {r['rps']:>12.0f} {r['p99_ms']:>8.1f} {r['requests']:>9} {r['errors']:>7}  "
+              + " ".join(f"{x:.0f}" for x in r["all_rps"]))
     one = results.get(1, next(iter(results.values())))["rps"] or 1.0
     for n, r in results.items():
         print(f"ratio {n} router{'s' if n > 1 else ''} / 1 router: {r['rps'] / one:.2f}")
@@ -136,7 +147,8 @@ def report(results: dict[int, dict], duration: float, connections: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per point (default 5)")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per point (default 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, medians reported (default 3)")
     parser.add_argument("--connections", type=int, default=32, help="total wrk connections (default 32)")
     parser.add_argument("--routers", default="1,2,4", help="router counts to measure (default 1,2,4)")
     args = parser.parse_args(argv)
@@ -144,14 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         counts = sorted({int(n) for n in args.routers.split(",")})
     except ValueError:
         parser.error(f"--routers {args.routers!r} must be numbers separated by commas")
-    if counts[0] < 1 or args.duration < 1 or args.connections < max(counts):
-        parser.error("--routers must be at least 1, --duration at least 1 s, "
+    if counts[0] < 1 or args.duration < 1 or args.rounds < 1 or args.connections < max(counts):
+        parser.error("--routers and --rounds must be at least 1, --duration at least 1 s, "
                      "and --connections at least the largest router count")
     if not shutil.which("taskset"):
         print("bench.scale: taskset is missing (util-linux)", file=sys.stderr)
         return 1
-    results = measure(counts, args.duration, args.connections)
-    report(results, args.duration, args.connections)
+    results = measure(counts, args.duration, args.connections, args.rounds)
+    report(results, args.duration, args.connections, args.rounds)
     return 1 if any(r["errors"] for r in results.values()) else 0
 
 
