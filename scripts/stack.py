@@ -23,7 +23,7 @@ import secrets
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -31,7 +31,7 @@ import httpx
 from nginx.render import Options, render, write_config
 from scripts.processes import (ROOT, MissingBinary, Process, StartError, create_redis_cluster, reload_nginx,
                                start_nginx, start_redis, start_redis_cluster_node, start_router, start_variant,
-                               stop_all)
+                               stop_all, stop_pid_file)
 
 DEMO_DIR = ROOT / "variants" / "examples" / "demo"
 DEMO_VARIANTS = ("a", "b", "c")
@@ -182,16 +182,19 @@ class LocalStack:
             else:
                 response.raise_for_status()
 
+    def nginx_options(self) -> Options:
+        """How this stack renders NGINX's configuration; saved in stack.json so that other
+        tools (the variant script) re-render it exactly the same way."""
+        c = self.config
+        return Options(target="local", listen=f"127.0.0.1:{c.http_port}",
+                       routers=[f"127.0.0.1:{p}" for p in c.router_ports],
+                       prefix=str(self.nginx_conf.parent), decide_timeout=c.decide_timeout,
+                       user="root" if os.geteuid() == 0 else "")
+
     def write_nginx_conf(self) -> None:
         with self.admin() as admin:
             experiments = admin.get("/experiments").raise_for_status().json()["experiments"]
-        c = self.config
-        text = render(experiments, Options(
-            target="local", listen=f"127.0.0.1:{c.http_port}",
-            routers=[f"127.0.0.1:{p}" for p in c.router_ports],
-            prefix=str(self.nginx_conf.parent), decide_timeout=c.decide_timeout,
-            user="root" if os.geteuid() == 0 else ""))
-        write_config(text, self.nginx_conf)
+        write_config(render(experiments, self.nginx_options()), self.nginx_conf)
 
     def reload_nginx(self) -> None:
         """Re-render from the registry (new variants join the allowlist) and reload."""
@@ -211,11 +214,15 @@ class LocalStack:
                  "run_dir": str(c.run_dir), "http_port": c.http_port,
                  "routers": [f"127.0.0.1:{p}" for p in c.router_ports],
                  "nginx_conf": str(self.nginx_conf), "nginx_pid": self.nginx.pid if self.nginx else None,
-                 "redis_port": c.redis_port, "redis_url": c.redis_url, "decide_timeout": c.decide_timeout}
+                 "redis_port": c.redis_port, "redis_url": c.redis_url, "decide_timeout": c.decide_timeout,
+                 "nginx_options": asdict(self.nginx_options())}
         self.state_file.touch(mode=0o600)
         self.state_file.write_text(json.dumps(state, indent=2))
 
     def stop(self) -> None:
+        # variant servers the variant script added to this stack run detached, with pid files
+        for pid_file in sorted((self.config.run_dir / "variants").glob("*/*.pid")):
+            stop_pid_file(pid_file)
         stop_all(self.processes)
         self.processes.clear()
         self.state_file.unlink(missing_ok=True)
@@ -274,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  landing page   {config.base_url}/")
         print(f"  admin API      {config.admin_url}/api/v1/experiments  (Authorization: Bearer ...)")
         print(f"  stats          {config.admin_url}/api/v1/experiments/demo/stats")
+        print(f"  dashboard      {config.admin_url}/dashboard/  (sign in with the admin token)")
         print(f"  metrics        {config.admin_url}/metrics")
         print(f"  admin token    {config.admin_token}" + ("  (generated; set CROUPIER_ADMIN_TOKEN to choose)"
                                                          if generated else ""))
