@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 from bench.load import BROWSER_UA, parse_wrk, pin, settle
-from scripts.processes import Process, quiet_port_block, require_binary, start_redis, start_router, stop_all
+from scripts.processes import Process, free_port_block, require_binary, start_redis, start_router, stop_all
 
 LOAD_CORE = "0"
 TOKEN = "bench-admin-token"
@@ -101,7 +101,7 @@ def measure(counts: list[int], duration: float, connections: int, rounds: int) -
     run_dir = Path(tempfile.mkdtemp(prefix="croupier-bench-scale-"))
     processes: list[Process] = []
     try:
-        base = quiet_port_block(1 + max(counts))
+        base = free_port_block(1 + max(counts))
         redis_port, router_ports = base, [base + 1 + i for i in range(max(counts))]
         processes.append(start_redis(run_dir, redis_port))
         pin(processes[-1:], LOAD_CORE)

@@ -47,31 +47,52 @@ def require_binary(name: str) -> str:
     return found
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def _probe_socket(host: str) -> socket.socket:
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # the servers we start listen with SO_REUSEADDR, so a port that only has
+    # connections in TIME-WAIT is free for them too
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return s
+
+
+def _server_port_range() -> range:
+    """Ports below the kernel's ephemeral range: no outgoing connection takes one of them
+    between the moment we find it free and the moment a server binds it (after a load
+    test, most of the ephemeral range is held by connections in TIME-WAIT)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(10000, max(low, 10001))
+
+
+def _bindable(host: str, ports: range) -> bool:
+    socks = []
+    try:
+        for port in ports:
+            s = _probe_socket(host)
+            socks.append(s)
+            s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in socks:
+            s.close()
 
 
 def free_port_block(count: int, host: str = "127.0.0.1") -> int:
     """The first of ``count`` consecutive free ports (for processes numbered from a base port)."""
-    for _ in range(200):
-        base = free_port(host)
-        if base + count > 65535:
-            continue
-        try:
-            socks = []
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((host, port))
+    candidates = _server_port_range()
+    for _ in range(500):
+        base = random.randrange(candidates.start, candidates.stop - count)
+        if _bindable(host, range(base, base + count)):
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise StartError(f"no {count} consecutive free ports on {host}")
+    raise StartError(f"no {count} consecutive free ports on {host} in {candidates.start}-{candidates.stop - 1}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    return free_port_block(1, host)
 
 
 def port_open(host: str, port: int) -> bool:
@@ -363,29 +384,3 @@ def start_sentinel(run_dir: Path, port: int, master_port: int, service: str, *, 
     argv = [require_binary("redis-server"), str(conf), "--sentinel"]
     return Process(name, argv, run_dir / f"{name}.log").start().wait_until(
         lambda: port_open("127.0.0.1", port), what="accepting connections")
-
-
-def quiet_port_block(count: int, host: str = "127.0.0.1") -> int:
-    """Like ``free_port_block``, but below the kernel's ephemeral range: a Redis Cluster's
-    nodes open many outgoing connections, whose local ports could otherwise take a port
-    between choosing it and starting the process that listens on it."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rand = random.Random()
-    for _ in range(200):
-        base = rand.randrange(10000, max(10001, low - count))
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((host, port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise StartError(f"no {count} consecutive free ports below {low} on {host}")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from scripts.processes import quiet_port_block, redis_cli
+from scripts.processes import free_port_block, redis_cli
 from scripts.stack import LocalStack, StackConfig
 from tests.conftest import FAST
 
@@ -19,7 +19,7 @@ ROUTERS = 2
 def cluster_config(run_dir, routers: int = ROUTERS) -> StackConfig:
     # one block for every port, so that no two of them can be handed the same free port, and
     # below the ephemeral range, where the cluster's own connections cannot take them
-    base = quiet_port_block(1 + routers + 3 + 3 + 3)
+    base = free_port_block(1 + routers + 3 + 3 + 3)
     return StackConfig(
         run_dir=run_dir, http_port=base, router_port=base + 1, routers=routers,
         redis_port=base + 1 + routers, redis_cluster=True, redis_cluster_bus_port=base + 4 + routers,

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from router.app import create_app
 from router.settings import Settings
-from scripts.processes import quiet_port_block, redis_cli, start_redis, start_sentinel, stop_all
+from scripts.processes import free_port_block, redis_cli, start_redis, start_sentinel, stop_all
 from tests.conftest import BROWSER_UA, eventually
 
 TOKEN = "sentinel-admin-token"
@@ -20,7 +20,7 @@ SERVICE = "croupier"
 
 @pytest.fixture
 def sentinel(tmp_path) -> Iterator[dict[str, int]]:
-    base = quiet_port_block(3)
+    base = free_port_block(3)
     ports = {"master": base, "replica": base + 1, "sentinel": base + 2}
     processes = []
     try:
