@@ -45,6 +45,9 @@ class Options:
     resolver: str = ""
     worker_processes: str = "1"
     access_log: str = "off"
+    # where pages served by the control fallback are logged (assigned vs served variant);
+    # default: <prefix>/fallback.log, or standard output; "off" for none
+    fallback_log: str = ""
     decide_connect_timeout: str = "100ms"
     decide_timeout: str = "250ms"
     variant_connect_timeout: str = "1s"
@@ -106,6 +109,8 @@ def render(experiments: list[dict], options: Options) -> str:
         re.compile(options.upstream_pattern)
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", options.cookie_prefix):
         raise RenderError("cookie_prefix: must be 1-32 letters, digits, '_' or '-'")
+    if options.fallback_log and not re.fullmatch(r"off|/[A-Za-z0-9_./-]+", options.fallback_log):
+        raise RenderError(f"fallback_log: must be 'off' or an absolute path, got {options.fallback_log!r}")
     names = [a for a in addresses if not is_ip_literal(a)]
     if names and not options.resolver:
         raise RenderError(f"upstream {names[0]!r} is a DNS name: set a resolver (--resolver) for the "
@@ -129,7 +134,8 @@ def render(experiments: list[dict], options: Options) -> str:
                       keep_trailing_newline=True, autoescape=False)
     return env.get_template(TEMPLATE).render(
         **{k: getattr(options, k) for k in Options.__dataclass_fields__
-           if k not in ("prefix", "default_upstream", "cache_dir")},
+           if k not in ("prefix", "default_upstream", "cache_dir", "fallback_log")},
+        fallback_log=options.fallback_log or (f"{prefix}/fallback.log" if prefix else "/dev/stdout"),
         cache_dir=options.cache_dir or (f"{prefix}/cache" if prefix else "/var/cache/nginx/croupier"),
         upstreams=[{"address": a, "group": proxy_target(a)} for a in addresses],
         controls=controls,
