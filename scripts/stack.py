@@ -255,7 +255,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = StackConfig(run_dir=args.run_dir, http_port=args.http_port, router_port=args.router_port,
+    router_env = {}
+    if args.simulate:
+        # every simulated visitor comes from 127.0.0.1: the per-address beacon limit
+        # would treat them as one flooding client
+        router_env["CROUPIER_BEACON_RATE"] = "0"
+    config = StackConfig(router_env=router_env, run_dir=args.run_dir, http_port=args.http_port,
+                         router_port=args.router_port,
                          routers=args.routers, redis_port=args.redis_port, redis_cluster=args.redis_cluster,
                          variant_base_port=args.variant_base_port,
                          admin_token=os.environ.get("CROUPIER_ADMIN_TOKEN", ""),
