@@ -133,3 +133,21 @@ def settled_totals(stack: LocalStack, field: str, experiment: str = "demo") -> i
         if current == previous:
             return current
         previous = current
+
+
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figure(request):
+    """Record a measured figure; the suite prints them all at the end of the run."""
+    def record(text: str) -> None:
+        _FIGURES.append(f"{request.node.nodeid.split('::')[-1]}: {text}")
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures measured by the suite")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
