@@ -28,6 +28,9 @@ def main() -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=10,
         timeout_keep_alive=75,  # longer than NGINX's upstream keepalive_timeout, so NGINX closes first
+        # NGINX parses every header of every decide answer: send only the ones it reads
+        server_header=False,
+        date_header=False,
     )
 
 
