@@ -364,14 +364,22 @@ class Store:
         bucket_counts: Counter[str] = Counter()
         expected: defaultdict[str, float] = defaultdict(float)
         entries: list[str | int] = []
+        # every assignment of one snapshot shares its probabilities: encode and sum them
+        # once per (bucket, split), not once per visitor
+        splits: Counter[tuple[int, tuple[tuple[str, float], ...]]] = Counter()
+        encoded: dict[tuple[tuple[str, float], ...], str] = {}
         for r in records:
             bucket = self._bucket(r.ts)
             trials[f"{r.variant}:trials"] += 1
             bucket_counts[f"{bucket}:{r.variant}:trials"] += 1
-            for variant, p in r.probabilities:
-                expected[f"{bucket}:{variant}:expected"] += p
-            entries += [r.variant, r.visitor, r.reason,
-                        json.dumps(dict(r.probabilities), separators=(",", ":")), int(r.ts * 1000)]
+            splits[(bucket, r.probabilities)] += 1
+            probs = encoded.get(r.probabilities)
+            if probs is None:
+                probs = encoded[r.probabilities] = json.dumps(dict(r.probabilities), separators=(",", ":"))
+            entries += [r.variant, r.visitor, r.reason, probs, int(r.ts * 1000)]
+        for (bucket, split), n in splits.items():
+            for variant, p in split:
+                expected[f"{bucket}:{variant}:expected"] += n * p
         args: list[str | int | float] = [self._ledger.writer, seq, self.settings.stream_maxlen,
                                          len(trials) + len(bucket_counts)]
         for field, n in trials.items():
