@@ -6,6 +6,7 @@ from dataclasses import fields
 from typing import Any
 
 from router.policies.base import ArmStats, Policy, PolicyError, sample_arms
+from router.policies.contextual import LinearThompson
 from router.policies.epsilon import DecayingEpsilonGreedy, EpsilonGreedy
 from router.policies.gaussian import GaussianThompson
 from router.policies.nonstationary import DiscountedThompson, SlidingWindowThompson, stats_from_buckets
@@ -14,7 +15,7 @@ from router.policies.ucb import KLUCB, UCB1, bernoulli_kl
 
 POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
     ThompsonSampling, TopTwoThompson, UCB1, KLUCB, EpsilonGreedy, DecayingEpsilonGreedy,
-    DiscountedThompson, SlidingWindowThompson, GaussianThompson,
+    DiscountedThompson, SlidingWindowThompson, GaussianThompson, LinearThompson,
 )}
 
 
@@ -38,4 +39,5 @@ __all__ = [
     "ArmStats", "Policy", "PolicyError", "POLICIES", "make_policy", "sample_arms", "stats_from_buckets",
     "bernoulli_kl", "ThompsonSampling", "TopTwoThompson", "UCB1", "KLUCB", "EpsilonGreedy",
     "DecayingEpsilonGreedy", "DiscountedThompson", "SlidingWindowThompson", "GaussianThompson",
+    "LinearThompson",
 ]

@@ -118,6 +118,8 @@ class Policy:
 
     name: ClassVar[str]
     needs_history: ClassVar[bool] = False
+    # contextual policies choose per visitor from per-arm regressions (router/policies/contextual.py)
+    needs_context: ClassVar[bool] = False
 
     def select(self, arms: ArmStats, rng: np.random.Generator) -> np.ndarray:
         """The chosen arm for each leading index: shape ``arms.trials.shape[:-1]``.
