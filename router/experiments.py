@@ -12,7 +12,9 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from router.context import FIELDS as CONTEXT_FIELDS
 from router.policies import PolicyError, make_policy
+from router.segments import MAX_KEYS as MAX_SEGMENT_KEYS
 from router.token import is_valid_id
 
 EXPERIMENT_STATUSES = ("running", "paused", "ended")
@@ -62,6 +64,7 @@ class Experiment:
     min_share: float = 0.01
     burn_in: int = 0
     holdout: float = 0.0
+    segment_keys: tuple[str, ...] = ()  # context fields whose values split visitors into segments
 
     def variant(self, variant_id: str) -> Variant | None:
         return next((v for v in self.variants if v.id == variant_id), None)
@@ -79,6 +82,7 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["variants"] = [asdict(v) for v in self.variants]
+        data["segment_keys"] = list(self.segment_keys)
         return data
 
 
@@ -114,7 +118,8 @@ def _known_keys(data: Any, allowed: set[str], label: str) -> None:
 
 VARIANT_FIELDS = {"id", "upstream", "status", "name", "prior_alpha", "prior_beta", "params"}
 EXPERIMENT_FIELDS = {"id", "variants", "control", "name", "host", "path_prefix", "goal", "status",
-                     "winner", "policy", "policy_params", "min_share", "burn_in", "holdout"}
+                     "winner", "policy", "policy_params", "min_share", "burn_in", "holdout",
+                     "segment_keys"}
 
 
 def parse_variant(data: Any, label: str = "variant") -> Variant:
@@ -169,6 +174,7 @@ def parse_experiment(data: Any) -> Experiment:
     except PolicyError as exc:
         message = str(exc)
         raise InvalidExperiment(message if message.startswith("policy") else f"policy_params.{message}") from None
+    segment_keys = _segment_keys(data.get("segment_keys", []), policy)
     min_share = _number(data, "min_share", 0.01, 0.0, 1.0, label="min_share")
     _check(min_share * len(variants) <= 1.0, "min_share: times the number of variants must not exceed 1")
     return Experiment(
@@ -186,7 +192,22 @@ def parse_experiment(data: Any) -> Experiment:
         min_share=min_share,
         burn_in=burn_in,
         holdout=_number(data, "holdout", 0.0, 0.0, 0.5, label="holdout"),
+        segment_keys=segment_keys,
     )
+
+
+def _segment_keys(value: Any, policy: str) -> tuple[str, ...]:
+    """Up to three distinct context fields; a segmented bandit reads lifetime counts, so not
+    with a policy that reads time buckets."""
+    _check(isinstance(value, (list, tuple)), "segment_keys: must be a list of context fields")
+    _check(len(value) <= MAX_SEGMENT_KEYS, f"segment_keys: at most {MAX_SEGMENT_KEYS} keys")
+    for i, key in enumerate(value):
+        _check(isinstance(key, str) and key in CONTEXT_FIELDS,
+               f"segment_keys[{i}]: must be one of {', '.join(CONTEXT_FIELDS)}")
+    _check(len(set(value)) == len(value), "segment_keys: keys must be distinct")
+    _check(not value or not make_policy(policy).needs_history,
+           f"segment_keys: not available with policy {policy!r}, which reads time buckets")
+    return tuple(value)
 
 
 def merge(experiment: Experiment, changes: Any) -> Experiment:

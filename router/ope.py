@@ -19,7 +19,7 @@ logged arm, ``r_i`` whether the visitor converted and ``w_i = pi_i(a_i) / mu_i(a
   mean reward of the kept rows estimates the policy's rate, learning included.
 
 Confidence intervals are normal approximations from the per-sample terms (the
-delta method for SNIPS), or Poisson-bootstrap percentiles. Targets are given as
+delta method for SNIPS, clipped to [0, 1]), or Poisson-bootstrap percentiles. Targets are given as
 probability matrices ``(n, K)`` (``fixed_target``, ``uniform_target``,
 ``policy_target``, ``sequential_target``), so any router policy can be evaluated.
 ``join_log`` turns the event stream into ``LoggedData``. Pure: numpy and the
@@ -230,7 +230,8 @@ def _finish(name: str, value: float, terms: np.ndarray, weights: np.ndarray, exc
     n = len(terms)
     se = float(terms.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
     z = z_value(confidence)
-    low, high, kind = value - z * se, value + z * se, "normal"
+    # a conversion rate lies in [0, 1]; a normal interval from few conversions can stray outside
+    low, high, kind = max(0.0, value - z * se), min(1.0, value + z * se), "normal"
     if resamples:
         if bootstrap is None or rng is None:
             raise OPEError("bootstrap: needs a random generator (rng)")

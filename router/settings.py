@@ -161,6 +161,17 @@ class Settings:
         "CROUPIER_REDIS_TIMEOUT", "Seconds a Redis call may take before it counts as failed."))
     log_level: str = field(default="info", metadata=_meta(
         "CROUPIER_LOG_LEVEL", "debug, info, warning or error."))
+    geo_header: str = field(default="X-Croupier-Geo", metadata=_meta(
+        "CROUPIER_GEO_HEADER", "Header carrying the visitor's '<country>;<city>' from the edge. NGINX's decide "
+        "location overwrites it on every request from $croupier_geo_country/$croupier_geo_city (empty unless "
+        "the deployment sets them from a trusted source), so a client's own copy never counts; render NGINX "
+        "with the same name (nginx.render Options.geo_header)."))
+    context_utc_offset: int = field(default=0, metadata=_meta(
+        "CROUPIER_CONTEXT_UTC_OFFSET", "Minutes added to UTC for the hour-of-day and weekday of a visitor's "
+        "context (e.g. 60 for CET)."))
+    max_segments: int = field(default=50, metadata=_meta(
+        "CROUPIER_MAX_SEGMENTS", "Segments per experiment that get a bandit of their own (the busiest); "
+        "visitors of any other segment get the experiment-wide bandit."))
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
@@ -178,6 +189,10 @@ class Settings:
             ("beacon_rate", 0 <= self.beacon_rate <= 1_000_000, "must be in [0, 1000000] events per second"),
             ("beacon_burst", 1 <= self.beacon_burst <= 1_000_000, "must be in [1, 1000000]"),
             ("redis_timeout", 0 < self.redis_timeout <= 30, "must be in (0, 30] seconds"),
+            ("geo_header", re.fullmatch(r"X-Croupier-[A-Za-z0-9-]{1,40}", self.geo_header) is not None,
+             "must be an X-Croupier-* header name"),
+            ("context_utc_offset", -840 <= self.context_utc_offset <= 840, "must be in [-840, 840] minutes"),
+            ("max_segments", 1 <= self.max_segments <= 10_000, "must be in [1, 10000]"),
             ("log_level", self.log_level in ("debug", "info", "warning", "error"),
              "must be debug, info, warning or error"),
             ("secret_id", re.fullmatch(r"[A-Za-z0-9_-]{1,16}", self.secret_id) is not None,

@@ -15,6 +15,9 @@ Keys:
 - ``croupier:{exp}:buckets``         hash ``<bucket>:<variant>:<counter>`` → total per time bucket
 - ``croupier:{exp}:events``          capped stream of assignments and beacon events
 - ``croupier:{exp}:writers``         hash router id → last assignment write applied (writes apply once)
+- ``croupier:{exp}:segstats``        hash ``<segment>|<variant>:<counter>`` → total per segment
+- ``croupier:{exp}:linear``          hash ``<variant>|<i>|<j>`` → sum of ``x_i x_j`` over assignments and
+                                     ``<variant>|b|<i>`` → conversions with feature ``i`` (contextual policies)
 - ``croupier:{exp}:conv:<visitor>:<goal>`` / ``croupier:{exp}:eid:<id>``  dedupe markers (expire)
 
 Counters: ``trials``, ``expected`` (sum of the propensities the policy gave the
@@ -31,7 +34,7 @@ import json
 import secrets
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +189,8 @@ class AssignmentRecord:
     reason: str
     probabilities: tuple[tuple[str, float], ...]
     ts: float
+    segment: str = ""  # the segment the visitor was assigned in ('' none)
+    features: tuple[int, ...] = ()  # a contextual policy's hashed features of the visitor
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +203,9 @@ class BeaconEvent:
     value: float | None = None
     event_id: str = ""
     ts: float = 0.0
+    segment: str = ""  # from the assignment token: credited to the segment the visitor was assigned in
+    features: tuple[int, ...] = ()  # likewise; a conversion of the experiment's goal adds them to b
+
 
 
 def parse_counters(raw: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -206,6 +214,26 @@ def parse_counters(raw: dict[str, str]) -> dict[str, dict[str, float]]:
     for field, value in raw.items():
         variant, _, counter = field.partition(":")
         out[variant][counter] = float(value)
+    return dict(out)
+
+
+def parse_segment_counters(raw: dict[str, str]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{"device=mobile|b:trials": "3"}`` → ``{"device=mobile": {"b": {"trials": 3.0}}}``."""
+    out: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for field, value in raw.items():
+        segment, _, rest = field.partition("|")
+        variant, _, counter = rest.partition(":")
+        out[segment][variant][counter] = float(value)
+    return {s: dict(v) for s, v in out.items()}
+
+
+def parse_linear(raw: dict[str, str]) -> dict[str, dict[tuple[int, int] | int, float]]:
+    """``{"b|3|7": "2", "b|b|3": "1"}`` → ``{"b": {(3, 7): 2.0, 3: 1.0}}``: pair counts and reward sums."""
+    out: dict[str, dict[tuple[int, int] | int, float]] = defaultdict(dict)
+    for field, value in raw.items():
+        variant, _, rest = field.partition("|")
+        first, _, second = rest.partition("|")
+        out[variant][int(second) if first == "b" else (int(first), int(second))] = float(value)
     return dict(out)
 
 
@@ -319,6 +347,23 @@ class Store:
         return {exp_id: parse_counters(r) for exp_id, r in zip(ids, raw)}
 
     @_translated
+    async def segment_counters(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        """Experiment → segment → variant → counter → total, in one round trip."""
+        ids = list(experiment_ids)
+        if not ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for exp_id in ids:
+                pipe.hgetall(_k(exp_id, "segstats"))
+            raw = await pipe.execute()
+        return {exp_id: parse_segment_counters(r) for exp_id, r in zip(ids, raw)}
+
+    @_translated
+    async def linear_state(self, experiment_id: str) -> dict[str, dict[tuple[int, int] | int, float]]:
+        """A contextual policy's sufficient statistics: variant → {(i, j): sum x_i x_j, i: sum r x_i}."""
+        return parse_linear(await self.redis.hgetall(_k(experiment_id, "linear")))
+
+    @_translated
     async def buckets(self, experiment_id: str) -> dict[int, dict[str, dict[str, float]]]:
         return parse_buckets(await self.redis.hgetall(_k(experiment_id, "buckets")))
 
@@ -368,6 +413,8 @@ class Store:
         # once per (bucket, split), not once per visitor
         splits: Counter[tuple[int, tuple[tuple[str, float], ...]]] = Counter()
         encoded: dict[tuple[tuple[str, float], ...], str] = {}
+        segment_trials: Counter[str] = Counter()
+        gram: Counter[str] = Counter()
         for r in records:
             bucket = self._bucket(r.ts)
             trials[f"{r.variant}:trials"] += 1
@@ -376,27 +423,38 @@ class Store:
             probs = encoded.get(r.probabilities)
             if probs is None:
                 probs = encoded[r.probabilities] = json.dumps(dict(r.probabilities), separators=(",", ":"))
-            entries += [r.variant, r.visitor, r.reason, probs, int(r.ts * 1000)]
+            entries += [r.variant, r.visitor, r.reason, probs, int(r.ts * 1000), r.segment]
+            if r.segment:
+                segment_trials[f"{r.segment}|{r.variant}:trials"] += 1
+            # the upper triangle of x x^T (x binary): a contextual policy's precision grows at assignment
+            for a, i in enumerate(r.features):
+                for j in r.features[a:]:
+                    gram[f"{r.variant}|{i}|{j}"] += 1
         for (bucket, split), n in splits.items():
             for variant, p in split:
                 expected[f"{bucket}:{variant}:expected"] += n * p
         args: list[str | int | float] = [self._ledger.writer, seq, self.settings.stream_maxlen,
-                                         len(trials) + len(bucket_counts)]
+                                         len(trials) + len(bucket_counts) + len(segment_trials) + len(gram)]
         for field, n in trials.items():
             args += [1, field, n]
         for field, n in bucket_counts.items():
             args += [2, field, n]
+        for field, n in segment_trials.items():
+            args += [5, field, n]
+        for field, n in gram.items():
+            args += [6, field, n]
         args.append(len(expected))
         for field, total in expected.items():
             args += [field, repr(total)]
         args += [len(records), *entries]
         keys = [_k(experiment_id, "stats"), _k(experiment_id, "buckets"), _k(experiment_id, "events"),
-                _k(experiment_id, "writers")]
+                _k(experiment_id, "writers"), _k(experiment_id, "segstats"), _k(experiment_id, "linear")]
         await self._record_assignments(keys=keys, args=args)
 
     async def record_event(self, event: BeaconEvent) -> bool:
         """Count one beacon event; False when it was a duplicate. Raises when Redis did not take it."""
-        keys = [_k(event.experiment, "stats"), _k(event.experiment, "buckets"), _k(event.experiment, "events")]
+        keys = [_k(event.experiment, "stats"), _k(event.experiment, "buckets"), _k(event.experiment, "events"),
+                _k(event.experiment, "segstats"), _k(event.experiment, "linear")]
         ttl = self.settings.cookie_max_age
         if event.type == "convert":
             # a visitor converts at most once per goal, however often the beacon is sent
@@ -407,11 +465,11 @@ class Store:
         ts = event.ts or time.time()
         args = [event.type, event.variant, event.goal, "" if event.value is None else repr(float(event.value)),
                 event.visitor, ttl, self._bucket(ts), self.settings.stream_maxlen, int(ts * 1000),
-                event.event_id]
+                event.event_id, event.segment, ",".join(map(str, event.features))]
         try:
             counted = await self._count_event(keys, args)
         except StoreUnavailable:
-            if len(keys) < 4:
+            if len(keys) < 6:
                 raise  # without a dedupe key, a second try could count the event twice
             # Deduplicated, so safe to send again: a cluster client re-reading the topology
             # after a node failure fails commands to healthy nodes too, once.
@@ -427,3 +485,21 @@ class Store:
     async def events(self, experiment_id: str, count: int = 1000, after: str = "-") -> list[tuple[str, dict]]:
         """Stream entries oldest first (for analysis, replays and tests)."""
         return await self.redis.xrange(_k(experiment_id, "events"), min=after, count=count)
+
+    async def iter_events(self, experiment_id: str, batch: int = 1000,
+                          after: str = "-") -> AsyncIterator[tuple[str, dict]]:
+        """Every stream entry after the id ``after`` (exclusive; ``-``: from the start), oldest
+        first, read ``batch`` at a time, so a long stream is never held in one reply."""
+        start = after if after == "-" else f"({after}"
+        while True:
+            page = await self.events(experiment_id, batch, start)
+            for entry in page:
+                yield entry
+            if len(page) < batch:
+                return
+            start = f"({page[-1][0]}"
+
+    @_translated
+    async def event_count(self, experiment_id: str) -> int:
+        """How many entries the experiment's stream holds now."""
+        return int(await self.redis.xlen(_k(experiment_id, "events")))

@@ -1,0 +1,275 @@
+"""What other policies would have converted at, estimated from an experiment's event stream.
+
+Reads the stream (from Redis through the store, or from a JSONL export), joins each
+visitor's assignments with their conversions of the experiment's goal, and prints
+IPS, SNIPS and doubly robust estimates with intervals for each target policy, beside
+the rate the logging policy observed.
+
+    python -m scripts.ope --experiment demo --policy uniform --policy fixed:b --policy thompson
+    python -m scripts.ope --from-file demo.jsonl --policy epsilon_greedy:epsilon=0.1 --json
+    python -m scripts.ope --experiment demo --export demo.jsonl
+
+Target policies:
+  uniform                    an even split over the arms offered
+  fixed:<variant>            everyone gets <variant>; fixed:* each variant in turn
+  logging                    the logged split itself (a check: equals the observed rate)
+  <policy>[:k=v,...]         a router policy (thompson, ucb1, epsilon_greedy, ...) on the
+                             whole log's statistics, e.g. Thompson sampling with the final posterior;
+                             min_share=<x> applies the experiment's floor too
+  sequential:<policy>[:...]  the policy's split at each point of the log, from the log before it
+  replay:<policy>[:...]      Li et al.'s replay of the learning policy on the holdout's uniform rows
+
+Exit codes: 0 done, 1 no data, a policy that cannot be evaluated, or Redis unavailable; 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from router.ope import (Estimate, JoinReport, LoggedData, OPEError, evaluate, fixed_target, join_log, observed,
+                        policy_target, replay, sequential_target, uniform_target)
+from router.policies import PolicyError, make_policy
+from router.settings import Settings, SettingsError
+from scripts.local_stack import DEFAULT_RUN_DIR
+from scripts.progress import Progress
+
+PROGRESS_EVERY = 50_000
+DEFAULT_POLICIES = ("uniform", "fixed:*", "thompson")
+
+
+class UsageError(ValueError):
+    pass
+
+
+# -- reading ----------------------------------------------------------------
+
+def default_redis_url(run_dir: Path = DEFAULT_RUN_DIR) -> str:
+    """CROUPIER_REDIS_URL, else the running local stack's Redis, else the settings' default."""
+    if os.environ.get("CROUPIER_REDIS_URL"):
+        return os.environ["CROUPIER_REDIS_URL"]
+    try:
+        return json.loads((run_dir / "stack.json").read_text())["redis_url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return Settings().redis_url
+
+
+async def read_stream(redis_url: str, experiment: str, progress: Progress) -> tuple[list[tuple[str, dict]], str]:
+    """The experiment's stream entries and its goal ('' when it is no longer in the registry)."""
+    from router.store import Store  # Redis client only when reading from Redis
+
+    store = Store(Settings(redis_url=redis_url))
+    try:
+        found = await store.get_experiment(experiment)
+        total = await store.event_count(experiment)
+        progress.step(f"reading {total} entries of experiment {experiment!r}")
+        entries: list[tuple[str, dict]] = []
+        async for entry in store.iter_events(experiment, batch=5000):
+            entries.append(entry)
+            if len(entries) % PROGRESS_EVERY == 0:
+                progress.note(f"{len(entries)} of ~{total}")
+        return entries, found.goal if found else ""
+    finally:
+        await store.close()
+
+
+def read_file(path: Path) -> Iterator[tuple[str, dict]]:
+    """Entries of a JSONL export: one ``{"id": ..., <fields>}`` object per line."""
+    with path.open() as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+                entry = str(doc.pop("id")), {str(k): str(v) for k, v in doc.items()}
+            except (ValueError, KeyError, AttributeError, TypeError):
+                raise UsageError(f"{path}:{number}: not a stream entry (a JSON object with an 'id')") from None
+            yield entry
+
+
+def export(entries: Iterable[tuple[str, dict]], path: Path) -> int:
+    n = 0
+    with path.open("w") as out:
+        for entry_id, fields in entries:
+            out.write(json.dumps({"id": entry_id, **fields}, separators=(",", ":")) + "\n")
+            n += 1
+    return n
+
+
+def infer_goal(entries: list[tuple[str, dict]]) -> str:
+    goals = sorted({f.get("goal", "") for _, f in entries if f.get("type") == "convert"})
+    if len(goals) > 1:
+        raise UsageError(f"--goal: the log has conversions of several goals ({', '.join(goals)}); pick one")
+    return goals[0] if goals else "signup"
+
+
+# -- target policies --------------------------------------------------------
+
+def _param_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_policy(spec: str) -> tuple[str, str, dict[str, Any]]:
+    """``"replay:thompson:draws=500"`` → ``("replay", "thompson", {"draws": 500})``."""
+    mode = "final"
+    head, _, rest = spec.partition(":")
+    if head in ("sequential", "replay"):
+        mode, (head, _, rest) = head, rest.partition(":")
+    if head in ("uniform", "logging", "fixed") and mode == "final":
+        return head, rest, {}
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--policy {spec}: {item!r} is not key=value")
+        params[key.strip()] = _param_value(value.strip())
+    if not head:
+        raise UsageError(f"--policy {spec}: names no policy")
+    return mode, head, params
+
+
+def estimate_policy(spec: str, log: LoggedData, rng: np.random.Generator, *, confidence: float, bootstrap: int,
+                    refresh: int) -> dict[str, Estimate]:
+    mode, name, params = parse_policy(spec)
+    kw = {"confidence": confidence, "bootstrap": bootstrap, "rng": rng}
+    if mode == "uniform":
+        return evaluate(log, uniform_target(log), **kw)
+    if mode == "logging":
+        return evaluate(log, log.probs, **kw)
+    if mode == "fixed":
+        if not name:
+            raise UsageError(f"--policy {spec}: say which variant, e.g. fixed:{log.arms[0] if log.arms else 'b'}")
+        return evaluate(log, fixed_target(log, name), **kw)
+    min_share = float(params.pop("min_share", 0.0))
+    try:
+        policy = make_policy(name, params)
+    except PolicyError as exc:
+        raise UsageError(f"--policy {spec}: {exc}") from None
+    if mode == "replay":
+        return {"replay": replay(log, policy, rng, min_share=min_share, refresh=refresh, confidence=confidence)}
+    if mode == "sequential":
+        return evaluate(log, sequential_target(log, policy, rng, refresh=refresh, min_share=min_share), **kw)
+    return evaluate(log, policy_target(log, policy, rng, min_share=min_share), **kw)
+
+
+# -- output -----------------------------------------------------------------
+
+def _pct(e: Estimate) -> str:
+    return f"{e.value:6.2%} [{e.ci_low:6.2%}, {e.ci_high:6.2%}]"
+
+
+def print_table(report: JoinReport, goal: str, seen: Estimate, results: dict[str, dict[str, Estimate] | str],
+                out: TextIO) -> None:
+    print(f"goal {goal}  assignments {report.assignments} (holdout {report.holdout})  "
+          f"conversions {report.conversions}: {report.attributed} attributed, {report.unattributed} unattributed",
+          file=out)
+    print(f"{'policy':<28} {'IPS':<26} {'SNIPS':<26} {'DR':<26}", file=out)
+    print(f"{'observed (logging policy)':<28} {_pct(seen)}", file=out)
+    for spec, result in results.items():
+        if isinstance(result, str):
+            print(f"{spec:<28} error: {result}", file=out)
+        elif "replay" in result:
+            e = result["replay"]
+            print(f"{spec:<28} replay {_pct(e)} on {e.n} accepted rows", file=out)
+        else:
+            row = " ".join(f"{_pct(result[k]):<26}" for k in ("ips", "snips", "dr"))
+            notes = []
+            if result["ips"].excluded:
+                notes.append(f"{result['ips'].excluded} rows without propensity excluded")
+            if result["ips"].unsupported > 0:
+                notes.append(f"{result['ips'].unsupported:.1%} of its traffic on arms never offered: biased")
+            print(f"{spec:<28} {row}{'  (' + '; '.join(notes) + ')' if notes else ''}", file=out)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="croupier-ope", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="demo")
+    parser.add_argument("--redis-url", default=None, help="default: CROUPIER_REDIS_URL, else the local stack's")
+    parser.add_argument("--from-file", type=Path, help="read a JSONL export instead of Redis")
+    parser.add_argument("--export", type=Path, help="write the entries read as JSONL")
+    parser.add_argument("--policy", action="append", default=[], help="a target policy (repeat for several)")
+    parser.add_argument("--goal", help="default: the experiment's goal")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (0: normal intervals)")
+    parser.add_argument("--refresh", type=int, default=100, help="rows between splits of sequential/replay")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    args = parser.parse_args(argv)
+    if not args.policy and not args.export:
+        args.policy = list(DEFAULT_POLICIES)
+    if not 0 < args.confidence < 1:
+        parser.error("--confidence must be between 0 and 1")
+    if args.bootstrap < 0 or args.refresh < 1:
+        parser.error("--bootstrap must be at least 0 and --refresh at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    args = parse_args(argv)
+    out = out or sys.stdout
+    progress = Progress(quiet=args.quiet)
+    try:
+        if args.from_file:
+            progress.step(f"reading {args.from_file}")
+            entries, goal = list(read_file(args.from_file)), ""
+        else:
+            entries, goal = asyncio.run(read_stream(args.redis_url or default_redis_url(), args.experiment,
+                                                    progress))
+        if args.export:
+            progress.note(f"wrote {export(entries, args.export)} entries to {args.export}")
+        goal = args.goal or goal or infer_goal(entries)
+        log, report = join_log(entries, goal)
+        if not args.policy:
+            return 0
+        if log.n == 0:
+            print(f"croupier-ope: no assignments in {args.from_file or repr(args.experiment)}", file=sys.stderr)
+            return 1
+        rng = np.random.default_rng(args.seed)
+        seen = observed(log, confidence=args.confidence)
+        results: dict[str, dict[str, Estimate] | str] = {}
+        specs = [s for spec in args.policy
+                 for s in ([f"fixed:{arm}" for arm in log.arms] if spec == "fixed:*" else [spec])]
+        for spec in specs:
+            try:
+                results[spec] = estimate_policy(spec, log, rng, confidence=args.confidence,
+                                                bootstrap=args.bootstrap, refresh=args.refresh)
+            except OPEError as exc:
+                results[spec] = str(exc)
+    except UsageError as exc:
+        print(f"croupier-ope: {exc}", file=sys.stderr)
+        return 2
+    except (SettingsError, OSError) as exc:
+        print(f"croupier-ope: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # Redis away: say so instead of a traceback
+        from router.store import StoreUnavailable
+        if isinstance(exc, StoreUnavailable):
+            print(f"croupier-ope: Redis is unavailable: {exc}", file=sys.stderr)
+            return 1
+        raise
+    if args.json:
+        doc = {"experiment": args.experiment, "goal": goal, "join": report.to_dict(), "observed": seen.to_dict(),
+               "policies": {spec: {"error": r} if isinstance(r, str) else {k: e.to_dict() for k, e in r.items()}
+                            for spec, r in results.items()}}
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+    else:
+        print_table(report, goal, seen, results, out)
+    return 1 if any(isinstance(r, str) for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
