@@ -56,6 +56,12 @@ class Options:
     reuseport: bool = False
     user: str = ""  # worker user; the local stack sets the invoking user when it runs as root
     cookie_prefix: str = "croupier_"  # the router's CROUPIER_COOKIE_PREFIX
+    # The visitor's country and city for the router's context (CROUPIER_GEO_HEADER names the header).
+    # NGINX expressions from a trusted source only, e.g. "$geoip2_data_country_iso_code" (GeoIP2 module)
+    # or "$http_cf_ipcountry" behind a CDN that always sets it; empty: no geo.
+    geo_header: str = "X-Croupier-Geo"
+    geo_country: str = ""
+    geo_city: str = ""
     cache_dir: str = ""  # decision cache; default: <prefix>/cache, or /var/cache/nginx/croupier
     cache_zone_size: str = "16m"  # 1 MB holds about 8,000 keys
     cache_max_size: str = "256m"
@@ -109,6 +115,11 @@ def render(experiments: list[dict], options: Options) -> str:
         re.compile(options.upstream_pattern)
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", options.cookie_prefix):
         raise RenderError("cookie_prefix: must be 1-32 letters, digits, '_' or '-'")
+    if not re.fullmatch(r"X-Croupier-[A-Za-z0-9-]{1,40}", options.geo_header):
+        raise RenderError("geo_header: must be an X-Croupier-* header name (the router's CROUPIER_GEO_HEADER)")
+    for name in ("geo_country", "geo_city"):
+        if not re.fullmatch(r"(\$[A-Za-z0-9_]{1,64})?", getattr(options, name)):
+            raise RenderError(f"{name}: must be one NGINX variable such as $geoip2_data_country_iso_code, or empty")
     if options.fallback_log and not re.fullmatch(r"off|/[A-Za-z0-9_./-]+", options.fallback_log):
         raise RenderError(f"fallback_log: must be 'off' or an absolute path, got {options.fallback_log!r}")
     names = [a for a in addresses if not is_ip_literal(a)]

@@ -24,6 +24,7 @@ from router.history import bucket_arrays
 from router.experiments import (InvalidExperiment, merge, parse_experiment, parse_variant, with_variant,
                                 without_variant)
 from router.openapi import OPENAPI
+from router.segments import shrunk_stats, top_segments
 from router.settings import Settings
 from router.snapshot import SnapshotKeeper, arm_stats
 from router.statistics import posterior_summary, srm_check, stratified_lift
@@ -214,7 +215,10 @@ class AdminAPI:
         _, periods = bucket_arrays(await self.store.buckets(exp_id), ids, ["trials", "expected", conv])
         lift = stratified_lift(periods["trials"], periods[conv], control=ids.index(experiment.control)) \
             if len(periods["trials"]) else None
-        return JSONResponse({
+        extra = {}
+        if experiment.segment_keys:
+            extra["segments"] = await self.segment_rows(experiment, counters)
+        return JSONResponse({**extra,
             "experiment": exp_id, "status": experiment.status, "goal": experiment.goal,
             "policy": experiment.policy, "policy_params": experiment.policy_params,
             "winner": experiment.winner or None,
@@ -224,6 +228,38 @@ class AdminAPI:
             "sample_ratio": srm_check(periods["trials"], periods["expected"]) if len(periods["trials"]) else None,
             "lift": lift,
         })
+
+    async def segment_rows(self, experiment, counters: dict) -> dict[str, list[dict]]:
+        """Per segment (the busiest, up to CROUPIER_MAX_SEGMENTS) and variant: trials, conversions,
+        rate, and the segment bandit's posterior (with its experiment-level prior): 95% interval,
+        probability to be best, and the segment's current share."""
+        by_segment = (await self.store.segment_counters([experiment.id]))[experiment.id]
+        variants = experiment.variants
+        conv = f"conv:{experiment.goal}"
+        seen = {s: sum(c.get("trials", 0.0) for c in by_variant.values()) for s, by_variant in by_segment.items() if s}
+        chosen = top_segments(seen, self.settings.max_segments)
+        if not chosen:
+            return {}
+        trials = np.array([[by_segment[s].get(v.id, {}).get("trials", 0.0) for v in variants] for s in chosen])
+        wins = np.array([[by_segment[s].get(v.id, {}).get(conv, 0.0) for v in variants] for s in chosen])
+        overall = arm_stats(experiment, variants, counters)
+        shrunk = shrunk_stats(trials, wins, overall.trials, overall.successes,
+                              [v.prior_alpha for v in variants], [v.prior_beta for v in variants])
+        live = self.snapshots.current.segments.get(experiment.id)
+        rng = np.random.default_rng()
+        out = {}
+        for i, segment in enumerate(chosen):
+            summary = posterior_summary(type(shrunk)(shrunk.trials[i], shrunk.successes[i], shrunk.prior_alpha[i],
+                                                     shrunk.prior_beta[i]), rng, draws=5000)
+            split = live.arms.get(segment) if live is not None and experiment.status == "running" else None
+            shares = dict(split.labelled()) if split is not None else {}
+            out[segment] = [{
+                "id": v.id, "trials": int(trials[i, k]), "conversions": int(wins[i, k]),
+                "rate": float(wins[i, k] / trials[i, k]) if trials[i, k] else 0.0,
+                "ci95": [float(summary["ci_low"][k]), float(summary["ci_high"][k])],
+                "p_best": float(summary["p_best"][k]), "share": shares.get(v.id, 0.0),
+            } for k, v in enumerate(variants)]
+        return out
 
     async def timeseries(self, request: Request) -> Response:
         """Per time bucket and variant: trials, expected trials, conversions, views and clicks."""

@@ -32,7 +32,8 @@ log = logging.getLogger("croupier")
 def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     store = store or Store(settings)
     metrics = Metrics()
-    snapshots = SnapshotKeeper(store, settings.refresh_interval, np.random.default_rng(), settings.bucket_seconds)
+    snapshots = SnapshotKeeper(store, settings.refresh_interval, np.random.default_rng(), settings.bucket_seconds,
+                               settings.max_segments)
     recorder = AssignmentRecorder(store, metrics, settings.flush_interval, settings.max_pending)
     decider = Decider(settings, snapshots, recorder, metrics)
     beacon = Beacon(settings, store, snapshots, metrics)

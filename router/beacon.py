@@ -149,8 +149,11 @@ class Beacon:
             self.metrics.tokens_rejected.labels(exc.reason).inc()
             raise Rejected(403, "bad_token", f"assignment cookie refused: {exc.reason}") from None
         goal = fields["goal"] or (experiment.goal if fields["type"] == "convert" else "")
+        # the segment and features the visitor was assigned with (from the signed token): a
+        # contextual policy learns only from its experiment's own goal
+        features = held.features if goal == experiment.goal else ()
         return BeaconEvent(experiment.id, held.variant, held.visitor, fields["type"], goal,
-                           fields["value"], fields["id"], time.time())
+                           fields["value"], fields["id"], time.time(), held.segment, features)
 
     async def script_endpoint(self, request: Request) -> Response:
         return Response(self.script, media_type="application/javascript",

@@ -15,11 +15,13 @@ import re
 import time
 from dataclasses import dataclass
 
+from router.context import Context, ContextReader, feature_indices
 from router.experiments import Experiment, Variant
 from router.metrics import Metrics
 from router.recorder import AssignmentRecorder
 from router.settings import Settings
-from router.snapshot import SnapshotKeeper
+from router.segments import segment_id
+from router.snapshot import Arms, SnapshotKeeper
 from router.store import AssignmentRecord
 from router.token import Assignment, TokenError, new_visitor_id, sign, verify
 
@@ -35,6 +37,17 @@ class Decision:
     cookie: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a visitor's context puts them in an experiment: the segment whose bandit assigns
+    them ('' for the experiment-wide one), the hashed features a contextual policy used, and
+    the split to draw from (None: the experiment-wide split)."""
+
+    segment: str = ""
+    features: tuple[int, ...] = ()
+    arms: Arms | None = None
+
+
 class Decider:
     def __init__(self, settings: Settings, snapshots: SnapshotKeeper, recorder: AssignmentRecorder,
                  metrics: Metrics, rand: random.Random | None = None) -> None:
@@ -47,13 +60,16 @@ class Decider:
         self._counters: dict[tuple[str, str, str], object] = {}
         self.kid, self.key = settings.secret_id, self.keys[settings.secret_id]
         self.is_bot = re.compile(settings.bot_pattern, re.IGNORECASE).search
+        self.context_reader = ContextReader(settings.context_utc_offset, self.is_bot, self._holds_valid_cookie)
+        self.geo_header = settings.geo_header.lower().encode()
         # only a returning visitor's answer may be cached by NGINX (keyed by their token)
         self.returning_cache = [(b"x-accel-expires", str(settings.decision_cache_seconds).encode())] \
             if settings.decision_cache_seconds else []
         self.cookie_attrs = f"; Path=/; Max-Age={settings.cookie_max_age}; HttpOnly; SameSite=Lax" + (
             "; Secure" if settings.cookie_secure else "")
 
-    def decide(self, host: str, uri: str, user_agent: str, cookies: dict[str, str], now: float) -> Decision:
+    def decide(self, host: str, uri: str, user_agent: str, cookies: dict[str, str], now: float,
+               headers: dict[bytes, bytes] | None = None) -> Decision:
         path = uri.split("?", 1)[0]
         experiment = self.snapshots.current.match(host.split(":", 1)[0].lower(), path)
         if experiment is None:
@@ -80,7 +96,12 @@ class Decider:
                     return Decision(variant.upstream, experiment.id, variant.id, "returning")
                 visitor, reason = held.visitor, "reassigned"
 
-        arms = self.snapshots.current.arms.get(experiment.id)
+        placement = None
+        if self.uses_context(experiment):  # plain experiments never pay for reading a context
+            context = self.read_context(host, uri, user_agent, headers or {}, now, returning=visitor is not None)
+            placement = self.place(experiment, context)
+        arms = placement.arms if placement is not None and placement.arms is not None \
+            else self.snapshots.current.arms.get(experiment.id)
         if arms is None:  # no active variant, or not refreshed yet: control, uncounted
             return self._fixed(experiment, experiment.control_variant, "no_arms")
         variant, in_holdout = arms.pick(self.rand.random())
@@ -88,11 +109,64 @@ class Decider:
             reason = "holdout"
         visitor = visitor or new_visitor_id()
         issued = int(now)
-        self.recorder.add(AssignmentRecord(experiment.id, variant.id, visitor, reason, arms.labelled(), now))
+        segment, features = (placement.segment, placement.features) if placement is not None else ("", ())
+        self.recorder.add(AssignmentRecord(experiment.id, variant.id, visitor, reason, arms.labelled(), now,
+                                           segment, features))
+        # a placement's segment and features ride in the token, so the beacon credits them without a lookup
+        assignment = Assignment(visitor, experiment.id, variant.id, issued, segment, features)
         cookie = (f"{self.settings.cookie_prefix}{experiment.id}="
-                  f"{sign(Assignment(visitor, experiment.id, variant.id, issued), self.kid, self.key)}"
-                  f"{self.cookie_attrs}")
+                  f"{sign(assignment, self.kid, self.key)}{self.cookie_attrs}")
         return Decision(variant.upstream, experiment.id, variant.id, reason, cookie)
+
+    def uses_context(self, experiment: Experiment) -> bool:
+        """Whether assignments of ``experiment`` depend on the visitor's context (segments or a contextual policy)."""
+        return bool(experiment.segment_keys) or experiment.id in self.snapshots.current.contextual
+
+    def read_context(self, host: str, uri: str, user_agent: str, headers: dict[bytes, bytes], now: float,
+                     returning: bool | None = None) -> Context:
+        """The visitor's context from the decide subrequest's headers; never raises."""
+        get = headers.get
+        return self.context_reader.read(
+            host=host, uri=uri, user_agent=user_agent, referer=get(b"referer", b"").decode("latin-1"),
+            accept_language=get(b"accept-language", b"").decode("latin-1"),
+            geo_value=get(self.geo_header, b"").decode("latin-1"),
+            cookie_header=get(b"cookie", b"").decode("latin-1"), now=now, returning=returning)
+
+    def place(self, experiment: Experiment, context: Context) -> Placement:
+        """The visitor's segment and features, and the split that assigns them; from the snapshot only.
+
+        A segment without a bandit of its own yet is assigned by the experiment-wide one but
+        counted in its segment, so it gets one at the next refresh; once the experiment has
+        its cap of segments, other segments are neither given one nor counted apart."""
+        snapshot = self.snapshots.current
+        segment, arms, features = "", None, ()
+        if experiment.segment_keys:
+            segment = segment_id(context, experiment.segment_keys)
+            table = snapshot.segments.get(experiment.id)
+            if table is not None:
+                arms = table.arms.get(segment)
+                if arms is None and table.full:
+                    segment = ""
+        contextual = snapshot.contextual.get(experiment.id)
+        if contextual is not None:
+            features = feature_indices(context, contextual.policy.dimensions)
+            arms = contextual.arms_for(features)
+        return Placement(segment, features, arms)
+
+    def _holds_valid_cookie(self, cookie_header: str, limit: int = 4) -> bool:
+        """Whether any Croupier assignment cookie in the header verifies (at most ``limit`` checked)."""
+        prefix = self.settings.cookie_prefix
+        for part in cookie_header.split(";")[:64]:
+            name, _, value = part.strip().partition("=")
+            if name.startswith(prefix):
+                try:
+                    verify(value, self.keys, now=int(time.time()), max_age=self.settings.cookie_max_age)
+                    return True
+                except TokenError:
+                    limit -= 1
+                    if limit <= 0:
+                        return False
+        return False
 
     @staticmethod
     def _fixed(experiment: Experiment, variant: Variant | None, reason: str) -> Decision:
@@ -108,6 +182,7 @@ class Decider:
             user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
             cookies=CookieHeader(headers.get(b"cookie", b"").decode("latin-1")),
             now=time.time(),
+            headers=headers,
         )
         # NGINX lets an earlier Cache-Control: no-store win over X-Accel-Expires, so a
         # cacheable answer carries only the latter

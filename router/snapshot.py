@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from router.allocation import allocate_with_holdout
+from router.allocation import allocate_with_holdout, apply_floor
 from router.history import Buckets, bucket_arrays
 from router.experiments import Experiment, Variant
 from router.policies import ArmStats, make_policy
+from router.policies.contextual import LinearThompson, pool_shares
+from router.segments import shrunk_stats, top_segments
 from router.store import Store, StoreUnavailable
 
 log = logging.getLogger("croupier.snapshot")
@@ -61,6 +63,42 @@ class Arms:
 
 
 @dataclass(frozen=True)
+class SegmentArms:
+    """A segmented experiment's bandits: one ``Arms`` per segment that has one (the busiest,
+    up to the cap). ``full``: the cap is reached, so a visitor of any other segment is
+    assigned by the experiment-wide bandit and not counted in a segment of their own."""
+
+    arms: dict[str, Arms]
+    full: bool = False
+
+
+class ContextualArms:
+    """A contextual experiment's posterior pool, from which each visitor's split is computed.
+
+    Visitors with the same features share a split: it is cached (per snapshot, bounded)."""
+
+    CACHE = 4096
+
+    def __init__(self, variants: tuple[Variant, ...], policy: LinearThompson, pool: np.ndarray | None,
+                 min_share: float, holdout: float) -> None:
+        self.variants, self.policy, self.pool = variants, policy, pool
+        self.min_share, self.holdout = min_share, holdout
+        self._cache: dict[tuple[int, ...], Arms] = {}
+
+    def arms_for(self, features: tuple[int, ...]) -> Arms:
+        found = self._cache.get(features)
+        if found is None:
+            k = len(self.variants)
+            # pool None: burning in, every arm alike
+            shares = np.full(k, 1.0 / k) if self.pool is None or k == 1 else \
+                apply_floor(pool_shares(self.pool, features), self.min_share)
+            if len(self._cache) >= self.CACHE:
+                self._cache.clear()
+            found = self._cache[features] = Arms.build(self.variants, shares, self.holdout)
+        return found
+
+
+@dataclass(frozen=True)
 class Snapshot:
     experiments: dict[str, Experiment] = field(default_factory=dict)
     arms: dict[str, Arms] = field(default_factory=dict)
@@ -69,13 +107,18 @@ class Snapshot:
     loaded_at: float = 0.0
     # (host, prefix) pairs, longest prefix first, host-specific before any-host
     _routes: tuple[tuple[str, str, Experiment], ...] = ()
+    segments: dict[str, SegmentArms] = field(default_factory=dict)
+    contextual: dict[str, ContextualArms] = field(default_factory=dict)
 
     @classmethod
     def build(cls, experiments: list[Experiment], arms: dict[str, Arms],
-              counters: dict[str, dict[str, dict[str, float]]], version: int) -> Snapshot:
+              counters: dict[str, dict[str, dict[str, float]]], version: int, *,
+              segments: dict[str, SegmentArms] | None = None,
+              contextual: dict[str, ContextualArms] | None = None) -> Snapshot:
         routes = sorted(((e.host, e.path_prefix, e) for e in experiments),
                         key=lambda r: (-len(r[1]), r[0] == ""))
-        return cls({e.id: e for e in experiments}, arms, counters, version, time.time(), tuple(routes))
+        return cls({e.id: e for e in experiments}, arms, counters, version, time.time(), tuple(routes),
+                   segments or {}, contextual or {})
 
     def match(self, host: str, path: str) -> Experiment | None:
         """The experiment owning ``host`` + ``path``: longest path prefix wins."""
@@ -126,12 +169,70 @@ def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], 
     return Arms.build(variants, probs, holdout)
 
 
+def compute_segment_arms(experiment: Experiment, counters: dict[str, dict[str, float]],
+                         segment_counters: dict[str, dict[str, dict[str, float]]], rng: np.random.Generator,
+                         cap: int) -> SegmentArms | None:
+    """One bandit per segment seen (the ``cap`` busiest), each on its own counts with the
+    experiment-level prior (``router.segments.shrunk_stats``), all in one batched policy call."""
+    variants = experiment.active_variants
+    if not variants:
+        return None
+    goal = f"conv:{experiment.goal}"
+    seen = {seg: sum(by_variant.get(v.id, {}).get("trials", 0.0) for v in variants)
+            for seg, by_variant in segment_counters.items() if seg}
+    chosen = top_segments(seen, cap)
+    full = len(seen) >= cap
+    if not chosen:
+        return SegmentArms({}, full)
+    trials = np.array([[segment_counters[s].get(v.id, {}).get("trials", 0.0) for v in variants] for s in chosen])
+    successes = np.array([[segment_counters[s].get(v.id, {}).get(goal, 0.0) for v in variants] for s in chosen])
+    overall = arm_stats(experiment, variants, counters)
+    stats = shrunk_stats(trials, successes, overall.trials, overall.successes,
+                         [v.prior_alpha for v in variants], [v.prior_beta for v in variants])
+    policy = make_policy(experiment.policy, experiment.policy_params)
+    probs, holdout = allocate_with_holdout(policy, stats, rng, min_share=experiment.min_share,
+                                           burn_in=experiment.burn_in, holdout=experiment.holdout,
+                                           burn_in_trials=np.broadcast_to(overall.trials, trials.shape))
+    return SegmentArms({s: Arms.build(variants, probs[i], holdout) for i, s in enumerate(chosen)}, full)
+
+
+def linear_arrays(variants: tuple[Variant, ...], state: dict[str, dict], dimensions: int) -> tuple[np.ndarray, np.ndarray]:
+    """The summed ``x x^T`` (K, d, d) and ``r x`` (K, d) of each variant from the store's pair counts."""
+    gram = np.zeros((len(variants), dimensions, dimensions))
+    rewards = np.zeros((len(variants), dimensions))
+    for k, v in enumerate(variants):
+        for key, total in state.get(v.id, {}).items():
+            if isinstance(key, tuple):
+                i, j = key
+                if i < dimensions and j < dimensions:
+                    gram[k, i, j] = gram[k, j, i] = total
+            elif key < dimensions:
+                rewards[k, key] = total
+    return gram, rewards
+
+
+def compute_contextual(experiment: Experiment, counters: dict[str, dict[str, float]], state: dict[str, dict],
+                       rng: np.random.Generator) -> ContextualArms | None:
+    """The posterior pool of a contextual policy, or none (uniform) during the burn-in."""
+    variants = experiment.active_variants
+    policy = make_policy(experiment.policy, experiment.policy_params)
+    if not variants or not isinstance(policy, LinearThompson):
+        return None
+    trials = arm_stats(experiment, variants, counters).trials
+    pool = None
+    if not (trials < experiment.burn_in).any():
+        gram, rewards = linear_arrays(variants, state, policy.dimensions)
+        pool = policy.posterior_pool(gram, rewards, rng)
+    return ContextualArms(variants, policy, pool, experiment.min_share, experiment.holdout)
+
+
 class SnapshotKeeper:
     """Owns the current snapshot and the task that refreshes it."""
 
     def __init__(self, store: Store, refresh_interval: float, rng: np.random.Generator,
-                 bucket_seconds: int = 60) -> None:
+                 bucket_seconds: int = 60, max_segments: int = 50) -> None:
         self.store = store
+        self.max_segments = max_segments
         self.refresh_interval = refresh_interval
         self.bucket_seconds = bucket_seconds
         self.rng = rng
@@ -149,6 +250,20 @@ class SnapshotKeeper:
         counters = await self.store.counters(e.id for e in experiments)
         arms = {}
         now = time.time()
+        running = [e for e in experiments if e.status == "running"]
+        segmented = await self.store.segment_counters(e.id for e in running if e.segment_keys)
+        segments, contextual = {}, {}
+        for e in running:
+            if e.segment_keys:
+                computed_segments = compute_segment_arms(e, counters.get(e.id, {}), segmented.get(e.id, {}),
+                                                         self.rng, self.max_segments)
+                if computed_segments:
+                    segments[e.id] = computed_segments
+            if make_policy(e.policy, e.policy_params).needs_context:
+                computed_contextual = compute_contextual(e, counters.get(e.id, {}),
+                                                         await self.store.linear_state(e.id), self.rng)
+                if computed_contextual:
+                    contextual[e.id] = computed_contextual
         for e in experiments:
             if e.status != "running":
                 continue
@@ -159,7 +274,8 @@ class SnapshotKeeper:
                                     bucket_seconds=self.bucket_seconds, now=now)
             if computed:
                 arms[e.id] = computed
-        self.current = Snapshot.build(experiments, arms, counters, version)
+        self.current = Snapshot.build(experiments, arms, counters, version, segments=segments,
+                                      contextual=contextual)
         self.last_error = None
         return self.current
 

@@ -3,6 +3,13 @@
 A token is ``v1.<kid>.<visitor>.<experiment>.<variant>.<issued>.<mac>``, the MAC
 being HMAC-SHA256 (truncated to 128 bits) over every field before it. It names
 the key that signed it, so keys can be rotated without logging everyone out.
+
+An assignment made in a segment, or by a contextual policy, is a v2 token
+``v2.<kid>.<visitor>.<experiment>.<variant>.<issued>.<segment>.<features>.<mac>``:
+the segment id and the hashed feature indices (one byte each), both base64url,
+so the beacon credits the segment and the features the visitor was assigned
+with, without a lookup. Both versions verify; v1 is still written when there is
+neither, so plain experiments' cookies are unchanged.
 Pure: no I/O, no clock of its own (callers pass ``now``).
 """
 
@@ -15,6 +22,8 @@ import secrets
 from dataclasses import dataclass
 
 VERSION = "v1"
+VERSION_2 = "v2"
+_SEGMENT = re.compile(r"[a-z0-9._=,-]{1,200}")
 _ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 _VISITOR = re.compile(r"[A-Za-z0-9_-]{16,32}")
 _MAC_BYTES = 16
@@ -34,6 +43,8 @@ class Assignment:
     experiment: str
     variant: str
     issued: int
+    segment: str = ""  # the segment the visitor was assigned in ('' none)
+    features: tuple[int, ...] = ()  # hashed context features a contextual policy used (each < 256)
 
 
 class _RandomPool:
@@ -71,9 +82,20 @@ def hmac_tag(key: bytes, payload: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def sign(assignment: Assignment, kid: str, key: bytes) -> str:
-    payload = ".".join((VERSION, kid, assignment.visitor, assignment.experiment,
-                        assignment.variant, str(assignment.issued)))
+    fields = [VERSION, kid, assignment.visitor, assignment.experiment, assignment.variant, str(assignment.issued)]
+    if assignment.segment or assignment.features:
+        fields[0] = VERSION_2
+        fields += [_b64(assignment.segment.encode()), _b64(bytes(assignment.features))]
+    payload = ".".join(fields)
     return f"{payload}.{hmac_tag(key, payload)}"
 
 
@@ -81,9 +103,13 @@ def verify(token: str, keys: dict[str, bytes], *, now: int, max_age: int,
            experiment: str | None = None) -> Assignment:
     """The assignment a token carries, or ``TokenError`` saying why not."""
     parts = token.split(".")
-    if len(parts) != 7 or parts[0] != VERSION:
+    if len(parts) == 7 and parts[0] == VERSION:
+        _, kid, visitor, exp, variant, issued_s, mac = parts
+        extra = None
+    elif len(parts) == 9 and parts[0] == VERSION_2:
+        _, kid, visitor, exp, variant, issued_s, *extra, mac = parts
+    else:
         raise TokenError("malformed")
-    _, kid, visitor, exp, variant, issued_s, mac = parts
     key = keys.get(kid)
     if key is None:
         raise TokenError("unknown_key")
@@ -98,4 +124,12 @@ def verify(token: str, keys: dict[str, bytes], *, now: int, max_age: int,
         raise TokenError("expired")
     if experiment is not None and exp != experiment:
         raise TokenError("wrong_experiment")
-    return Assignment(visitor, exp, variant, issued)
+    if extra is None:
+        return Assignment(visitor, exp, variant, issued)
+    try:
+        segment, features = _unb64(extra[0]).decode("ascii"), tuple(_unb64(extra[1]))
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise TokenError("malformed") from None
+    if segment and not _SEGMENT.fullmatch(segment):
+        raise TokenError("malformed")
+    return Assignment(visitor, exp, variant, issued, segment, features)

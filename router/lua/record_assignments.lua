@@ -8,16 +8,18 @@
 -- KEYS[2]  buckets hash    croupier:{exp}:buckets  fields <bucket>:<variant>:<counter>
 -- KEYS[3]  event stream    croupier:{exp}:events
 -- KEYS[4]  writers hash    croupier:{exp}:writers  fields <router id> → last sequence number applied
+-- KEYS[5]  segments hash   croupier:{exp}:segstats fields <segment>|<variant>:<counter>
+-- KEYS[6]  linear hash     croupier:{exp}:linear   fields <variant>|<i>|<j> (x x^T of a contextual policy)
 --
 -- ARGV[1]  router id       random per router process
 -- ARGV[2]  sequence        increasing per router; a number at or below the last applied one is a repeat
 -- ARGV[3]  stream maxlen   approximate cap of the stream
 -- ARGV[4]  n               number of integer increments that follow, then n times:
---          hash (1 = stats, 2 = buckets), field, amount
+--          hash (the index in KEYS: 1 = stats, 2 = buckets, 5 = segments, 6 = linear), field, amount
 -- then     m               number of float increments (expected trials), then m times:
 --          field, amount   (buckets hash)
 -- then     k               number of stream entries, then k times:
---          variant, visitor, reason, probabilities (JSON), timestamp (unix ms)
+--          variant, visitor, reason, probabilities (JSON), timestamp (unix ms), segment ('' none)
 --
 -- Returns the number of stream entries written, or -1 when this write was applied before.
 
@@ -45,7 +47,7 @@ local k = tonumber(ARGV[i])
 for _ = 1, k do
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
     'type', 'assign', 'variant', ARGV[i + 1], 'visitor', ARGV[i + 2], 'reason', ARGV[i + 3],
-    'probs', ARGV[i + 4], 'ts', ARGV[i + 5])
-  i = i + 5
+    'probs', ARGV[i + 4], 'ts', ARGV[i + 5], 'segment', ARGV[i + 6])
+  i = i + 6
 end
 return k

@@ -3,7 +3,9 @@
 -- KEYS[1]  stats hash      croupier:{exp}:stats    fields <variant>:<counter>
 -- KEYS[2]  buckets hash    croupier:{exp}:buckets  fields <bucket>:<variant>:<counter>
 -- KEYS[3]  event stream    croupier:{exp}:events
--- KEYS[4]  dedupe key      (optional) croupier:{exp}:conv:<visitor>:<goal> or croupier:{exp}:eid:<id>
+-- KEYS[4]  segments hash   croupier:{exp}:segstats fields <segment>|<variant>:<counter>
+-- KEYS[5]  linear hash     croupier:{exp}:linear   fields <variant>|b|<i> (a contextual policy's sum r x)
+-- KEYS[6]  dedupe key      (optional) croupier:{exp}:conv:<visitor>:<goal> or croupier:{exp}:eid:<id>
 --
 -- ARGV[1]  type            view | click | convert
 -- ARGV[2]  variant id
@@ -15,11 +17,13 @@
 -- ARGV[8]  stream maxlen   approximate cap of the stream
 -- ARGV[9]  timestamp       unix milliseconds
 -- ARGV[10] event id        '' for none
+-- ARGV[11] segment         the segment the visitor was assigned in, '' for none
+-- ARGV[12] features        (convert of the experiment's goal only) hashed feature indices 'i,j,k', '' for none
 --
 -- Returns 1 when counted, 0 when it was a duplicate (nothing changed).
 
-if KEYS[4] then
-  if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[6])) then
+if KEYS[6] then
+  if not redis.call('SET', KEYS[6], '1', 'NX', 'EX', tonumber(ARGV[6])) then
     return 0
   end
 end
@@ -37,7 +41,20 @@ if value ~= '' then
   redis.call('HINCRBYFLOAT', KEYS[1], variant .. ':value2:' .. goal, v * v)
   redis.call('HINCRBYFLOAT', KEYS[2], ARGV[7] .. ':' .. variant .. ':value:' .. goal, v)
 end
+local segment = ARGV[11] or ''
+if segment ~= '' then
+  redis.call('HINCRBY', KEYS[4], segment .. '|' .. variant .. ':' .. counter, 1)
+  if value ~= '' then
+    redis.call('HINCRBYFLOAT', KEYS[4], segment .. '|' .. variant .. ':value:' .. goal, tonumber(value))
+  end
+end
+local features = ARGV[12] or ''
+if kind == 'convert' and features ~= '' then
+  for index in string.gmatch(features, '[^,]+') do
+    redis.call('HINCRBY', KEYS[5], variant .. '|b|' .. index, 1)
+  end
+end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*',
   'type', kind, 'variant', variant, 'visitor', ARGV[5], 'goal', goal,
-  'value', value, 'ts', ARGV[9], 'id', ARGV[10])
+  'value', value, 'ts', ARGV[9], 'id', ARGV[10], 'segment', segment)
 return 1
