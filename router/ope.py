@@ -388,15 +388,18 @@ class JoinReport:
 
 
 def stream_context(fields: dict[str, str]) -> dict[str, Any]:
-    """The default context of an assignment entry: its ``context`` field (a JSON object) if any."""
+    """The default context of an assignment entry: its ``context`` field (a JSON object) if
+    any, else the fields of its ``segment`` (``"device=mobile,country=de"``), else none."""
     raw = fields.get("context")
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    if raw:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    pairs = (part.partition("=") for part in fields.get("segment", "").split(",") if part)
+    return {key: value for key, sep, value in pairs if sep}
 
 
 def join_log(entries: Iterable[tuple[str, dict[str, str]]], goal: str, *,

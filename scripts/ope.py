@@ -140,9 +140,9 @@ def parse_policy(spec: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def estimate_policy(spec: str, log: LoggedData, rng: np.random.Generator, *, confidence: float, bootstrap: int,
-                    refresh: int) -> dict[str, Estimate]:
+                    refresh: int, reward_model: np.ndarray | None = None) -> dict[str, Estimate]:
     mode, name, params = parse_policy(spec)
-    kw = {"confidence": confidence, "bootstrap": bootstrap, "rng": rng}
+    kw = {"confidence": confidence, "bootstrap": bootstrap, "rng": rng, "reward_model": reward_model}
     if mode == "uniform":
         return evaluate(log, uniform_target(log), **kw)
     if mode == "logging":
@@ -201,6 +201,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export", type=Path, help="write the entries read as JSONL")
     parser.add_argument("--policy", action="append", default=[], help="a target policy (repeat for several)")
     parser.add_argument("--goal", help="default: the experiment's goal")
+    parser.add_argument("--dr-model", choices=("arms", "logistic"), default="arms",
+                        help="DR's reward model: per-arm rates, or the logistic model on the log's context")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (0: normal intervals)")
     parser.add_argument("--refresh", type=int, default=100, help="rows between splits of sequential/replay")
@@ -240,12 +242,17 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         rng = np.random.default_rng(args.seed)
         seen = observed(log, confidence=args.confidence)
         results: dict[str, dict[str, Estimate] | str] = {}
+        reward_model = None
+        if args.dr_model == "logistic":
+            from router.model import fit_log
+            reward_model = fit_log(log).predict_log(log.contexts, log.arms, log.n)
         specs = [s for spec in args.policy
                  for s in ([f"fixed:{arm}" for arm in log.arms] if spec == "fixed:*" else [spec])]
         for spec in specs:
             try:
                 results[spec] = estimate_policy(spec, log, rng, confidence=args.confidence,
-                                                bootstrap=args.bootstrap, refresh=args.refresh)
+                                                bootstrap=args.bootstrap, refresh=args.refresh,
+                                                reward_model=reward_model)
             except OPEError as exc:
                 results[spec] = str(exc)
     except UsageError as exc:

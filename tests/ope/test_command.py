@@ -46,7 +46,7 @@ def test_from_file_json(tmp_path):
     code, text = run("--from-file", str(path), "--json", "--seed", "1", "--policy", "fixed:*", "--policy", "uniform",
                      "--policy", "logging", "--policy", "thompson", "--policy", "sequential:thompson:draws=500",
                      "--policy", "epsilon_greedy:epsilon=0.1", "--policy", "replay:thompson:draws=500",
-                     "--confidence", "0.999")
+                     "--confidence", "0.999", "--dr-model", "logistic")
     assert code == 0, text
     doc = json.loads(text)
     assert doc["goal"] == "signup" and doc["join"]["assignments"] == 4000

@@ -49,10 +49,11 @@ def test_join_attributes_by_visitor_and_time():
 def test_join_reads_context_and_survives_junk():
     entries = [
         assign(100, "v1", "a", {"a": 1.0}, context=json.dumps({"device": "mobile"})),
+        assign(102, "v3", "b", {"b": 1.0}, segment="device=desktop,country=de"),
         (("101-0"), {"type": "assign", "variant": "a", "visitor": "v2", "probs": "not json", "ts": "101"}),
     ]
     log, report = join_log(entries, "signup")
-    assert log.contexts == ({"device": "mobile"},)
+    assert log.contexts == ({"device": "mobile"}, {"device": "desktop", "country": "de"})
     assert report.malformed == 1
     empty, report = join_log([], "signup")
     assert empty.n == 0 and report.assignments == 0
