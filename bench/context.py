@@ -134,7 +134,7 @@ def update_linear(gram: np.ndarray, rewards: np.ndarray, arms: np.ndarray, featu
 
 def context_cost(n: int = 20_000) -> float:
     """Seconds one ``ContextReader.read`` takes on a typical decide subrequest's fields."""
-    reader = ContextReader(holds_valid_cookie=lambda header: False)
+    reader = ContextReader(holds_valid_cookie=lambda header, now: False)
     fields = dict(host="shop.example", uri="/spring/?utm_source=newsletter&utm_medium=email&utm_campaign=spring",
                   user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
                              "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
@@ -149,6 +149,45 @@ def context_cost(n: int = 20_000) -> float:
     for _ in range(n):
         feature_indices(ctx, DIMENSIONS)
     return read, (time.perf_counter() - started) / n
+
+
+def decide_cost(n: int = 5000) -> dict[str, float]:
+    """Seconds ``Decider.decide`` takes for a new visitor (in process, no HTTP): a plain
+    experiment, one with ``segment_keys = ["device"]`` and one with the contextual policy."""
+    import random
+
+    from router.decide import Decider
+    from router.experiments import parse_experiment
+    from router.metrics import Metrics
+    from router.recorder import AssignmentRecorder
+    from router.settings import Settings
+    from router.snapshot import Snapshot, SnapshotKeeper, compute_arms, compute_contextual, compute_segment_arms
+
+    rng = np.random.default_rng(0)
+    variants = [{"id": v, "upstream": f"{v}:80"} for v in ARMS]
+    experiments = [parse_experiment({"id": name, "path_prefix": f"/{name}/", "variants": variants, **extra})
+                   for name, extra in (("plain", {}), ("segmented", {"segment_keys": ["device"]}),
+                                       ("contextual", {"policy": "linear_thompson",
+                                                       "policy_params": {"dimensions": DIMENSIONS}}))]
+    keeper = SnapshotKeeper(store=None, refresh_interval=1, rng=rng)
+    counts = {v: {"trials": 1000.0, "conv:signup": 50.0} for v in ARMS}
+    keeper.current = Snapshot.build(
+        experiments, {e.id: compute_arms(e, {}, rng) for e in experiments}, {}, 1,
+        segments={"segmented": compute_segment_arms(experiments[1], {}, {"device=mobile": counts}, rng, 50)},
+        contextual={"contextual": compute_contextual(experiments[2], {}, {}, rng)})
+    recorder = AssignmentRecorder(store=None, metrics=Metrics(), flush_interval=1, max_pending=n)
+    decider = Decider(Settings(secret="s" * 32), keeper, recorder, Metrics(), random.Random(0))
+    agents = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148 Safari/604.1",
+              "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0 Safari/537.36")
+    headers = {b"referer": b"https://www.google.com/", b"accept-language": b"en-GB,en;q=0.9",
+               b"x-croupier-geo": b"GB;London"}
+    out = {}
+    for e in experiments:
+        started = time.perf_counter()
+        for i in range(n):
+            decider.decide("shop.example", f"/{e.id}/?utm_source=x{i % 7}", agents[i % 2], {}, 1.7e9, headers)
+        out[e.id] = (time.perf_counter() - started) / n
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<14} {c.mean():>10.1f} ± {se(c):<6.1f} {r.mean():>12.1f} ± {se(r):<6.1f}")
     free = result["regret"]["context-free"]
     read, features = context_cost()
+    decide = decide_cost()
     elapsed = time.perf_counter() - started
     print(f"context extraction: {read * 1e6:.1f} µs per decision (+ {features * 1e6:.1f} µs for the "
           f"contextual policy's features)")
+    print("decide for a new visitor, in process: " + ", ".join(f"{k} {v * 1e6:.1f} µs" for k, v in decide.items()))
     goals = []
     for name in ("segmented", "contextual"):
         saved = free - result["regret"][name]  # paired: the same visitors in every run

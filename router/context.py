@@ -19,6 +19,7 @@ router; values that are not a two-letter country code are dropped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import zlib
@@ -34,9 +35,9 @@ SOURCES = ("search", "social", "email", "direct", "other")
 
 _MAX = 32
 _UNSAFE = re.compile(r"[^a-z0-9._-]+")
-_TABLET = re.compile(r"ipad|tablet|kindle|silk/|playbook|nexus (7|9|10)|sm-t\d|android(?!.*mobile)", re.I)
-_MOBILE = re.compile(r"mobi|iphone|ipod|android|windows phone|blackberry|bb10|opera mini|iemobile", re.I)
-_DESKTOP = re.compile(r"windows nt|macintosh|mac os x|x11|linux|cros", re.I)
+_TABLET = ("ipad", "tablet", "kindle", "silk/", "playbook", "nexus 7", "nexus 9", "nexus 10", "sm-t", "sm-x")
+_MOBILE = ("mobi", "iphone", "ipod", "android", "windows phone", "blackberry", "bb10", "opera mini")
+_DESKTOP = ("windows nt", "macintosh", "mac os x", "x11", "linux", "cros")
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
 # referrer host → source class; matched on the registrable part of the host
 _SEARCH = ("google.", "bing.", "duckduckgo.", "yahoo.", "baidu.", "yandex.", "ecosia.", "search.brave.",
@@ -79,17 +80,22 @@ def token(value: str) -> str:
     return _UNSAFE.sub("-", value.strip().lower())[:_MAX].strip("-")
 
 
+@functools.lru_cache(maxsize=4096)  # a site sees few distinct User-Agents, again and again
 def device_class(user_agent: str, is_bot: Callable[[str], object] | None = None) -> str:
-    """mobile, tablet, desktop, bot (crawlers and tools) or unknown (no User-Agent)."""
+    """mobile, tablet, desktop, bot (crawlers and tools) or unknown (no User-Agent).
+
+    Substring tests on the lowercased string (Android without "mobile" is a tablet,
+    as Google's own guidance for Android User-Agents has it)."""
     if not user_agent:
         return "unknown"
     if is_bot is not None and is_bot(user_agent):
         return "bot"
-    if _TABLET.search(user_agent):
+    ua = user_agent.lower()
+    if any(m in ua for m in _TABLET) or ("android" in ua and "mobile" not in ua):
         return "tablet"
-    if _MOBILE.search(user_agent):
+    if any(m in ua for m in _MOBILE):
         return "mobile"
-    if _DESKTOP.search(user_agent):
+    if any(m in ua for m in _DESKTOP):
         return "desktop"
     return "unknown"
 
@@ -108,6 +114,11 @@ def source_class(referer: str, own_host: str, utm_medium: str = "") -> str:
     host = _host_of(referer) if referer else ""
     if not host or host == own_host.split(":", 1)[0].lower().removeprefix("www."):
         return "direct"
+    return _host_class(host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_class(host: str) -> str:
     for prefixes, label in ((_EMAIL, "email"), (_SEARCH, "search"), (_SOCIAL, "social")):
         for p in prefixes:
             if host.startswith(p) or f".{p}" in host or host == p.rstrip("."):
@@ -154,13 +165,13 @@ def clock(now: float, utc_offset_minutes: int = 0) -> tuple[str, str]:
 class ContextReader:
     """Reads a ``Context`` from the decide subrequest's fields, with the router's settings applied.
 
-    ``holds_valid_cookie(cookie_header)`` says whether any Croupier cookie in the
+    ``holds_valid_cookie(cookie_header, now)`` says whether any Croupier cookie in the
     header verifies (the router passes one that checks signatures).
     """
 
     utc_offset_minutes: int = 0
     is_bot: Callable[[str], object] | None = None
-    holds_valid_cookie: Callable[[str], bool] | None = None
+    holds_valid_cookie: Callable[[str, float], bool] | None = None
 
     def read(self, *, host: str = "", uri: str = "/", user_agent: str = "", referer: str = "",
              accept_language: str = "", geo_value: str = "", cookie_header: str = "", now: float = 0.0,
@@ -172,7 +183,7 @@ class ContextReader:
             hour, weekday = clock(now, self.utc_offset_minutes)
             if returning is None:
                 returning = bool(cookie_header) and self.holds_valid_cookie is not None \
-                    and self.holds_valid_cookie(cookie_header)
+                    and self.holds_valid_cookie(cookie_header, now)
             return Context(
                 device=device_class(user_agent, self.is_bot),
                 source=source_class(referer, host, medium),

@@ -153,14 +153,14 @@ class Decider:
             arms = contextual.arms_for(features)
         return Placement(segment, features, arms)
 
-    def _holds_valid_cookie(self, cookie_header: str, limit: int = 4) -> bool:
+    def _holds_valid_cookie(self, cookie_header: str, now: float, limit: int = 4) -> bool:
         """Whether any Croupier assignment cookie in the header verifies (at most ``limit`` checked)."""
         prefix = self.settings.cookie_prefix
         for part in cookie_header.split(";")[:64]:
             name, _, value = part.strip().partition("=")
             if name.startswith(prefix):
                 try:
-                    verify(value, self.keys, now=int(time.time()), max_age=self.settings.cookie_max_age)
+                    verify(value, self.keys, now=int(now), max_age=self.settings.cookie_max_age)
                     return True
                 except TokenError:
                     limit -= 1

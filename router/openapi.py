@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from router.context import FIELDS as CONTEXT_FIELDS
+
 _ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,39}$"}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _EXP_OUT = {"description": "the experiment",
@@ -49,6 +51,10 @@ EXPERIMENT = {
         "min_share": {"type": "number", "minimum": 0, "maximum": 1},
         "burn_in": {"type": "integer", "minimum": 0, "maximum": 10000000},
         "holdout": {"type": "number", "minimum": 0, "maximum": 0.5},
+        "segment_keys": {"type": "array", "maxItems": 3, "uniqueItems": True,
+                         "description": "context fields whose values split visitors into segments, each with "
+                                        "its own bandit (e.g. [\"device\"] or [\"country\", \"device\"])",
+                         "items": {"type": "string", "enum": list(CONTEXT_FIELDS)}},
         "variants": {"type": "array", "minItems": 1, "maxItems": 32, "items": {"$ref": "#/components/schemas/Variant"}},
     },
 }
@@ -76,7 +82,10 @@ OPENAPI = {
                     "id": {"type": "string"}, "trials": {"type": "integer"}, "conversions": {"type": "integer"},
                     "rate": {"type": "number"}, "ci95": {"type": "array", "items": {"type": "number"}},
                     "p_best": {"type": "number"}, "expected_loss": {"type": "number"},
-                    "share": {"type": "number"}}}}}},
+                    "share": {"type": "number"}}}},
+                "segments": {"type": "object", "description": "experiments with segment_keys: per segment "
+                             "(\"device=mobile\"), per variant: trials, conversions, rate, ci95, p_best, share",
+                             "additionalProperties": {"type": "array", "items": {"type": "object"}}}}},
         },
     },
     "paths": {

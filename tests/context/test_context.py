@@ -86,7 +86,7 @@ def test_tokens_are_safe_everywhere():
 
 
 def test_reader_builds_the_whole_context():
-    reader = ContextReader(utc_offset_minutes=0, holds_valid_cookie=lambda header: "croupier_x=ok" in header)
+    reader = ContextReader(utc_offset_minutes=0, holds_valid_cookie=lambda header, now: "croupier_x=ok" in header)
     ctx = reader.read(host="shop.example", uri="/?utm_source=fb&utm_medium=social", user_agent=IPHONE,
                       referer="https://facebook.com/", accept_language="pt-BR,pt;q=0.9", geo_value="BR;Recife",
                       cookie_header="a=1; croupier_x=ok", now=1709595000)
@@ -97,7 +97,7 @@ def test_reader_builds_the_whole_context():
 
 
 def test_extraction_never_fails_a_decision():
-    def broken(header):
+    def broken(header, now):
         raise RuntimeError("boom")
 
     reader = ContextReader(holds_valid_cookie=broken)
@@ -118,7 +118,7 @@ def test_features_are_stable_sorted_and_in_range():
 
 
 def test_extraction_is_cheap():
-    reader = ContextReader(holds_valid_cookie=lambda header: False)
+    reader = ContextReader(holds_valid_cookie=lambda header, now: False)
     started = time.perf_counter()
     for _ in range(2000):
         reader.read(host="a.example", uri="/?utm_source=x", user_agent=IPHONE, referer="https://www.google.com/",

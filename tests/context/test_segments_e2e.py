@@ -88,3 +88,30 @@ def test_a_client_cannot_choose_its_country(segmented):
     found = eventually(lambda: totals(segments(segmented)["country=none,device=mobile"], "trials") >= before + 3
                        and segments(segmented), timeout=10)
     assert not any("country=fr" in s for s in found), sorted(found)
+
+
+def test_a_contextual_policy_learns_from_assignments_and_conversions(make_stack):
+    import redis
+
+    from router.store import parse_linear
+
+    stack = make_stack()
+    with stack.admin() as admin:
+        admin.patch("/experiments/demo", json={"policy": "linear_thompson",
+                                               "policy_params": {"dimensions": 32}}).raise_for_status()
+    eventually(lambda: visit(stack, IPHONE, converts=False), timeout=10)  # v2 tokens: the policy is live
+    client = redis.Redis(port=stack.config.redis_port, decode_responses=True)
+    try:
+        for _ in range(5):
+            visit(stack, IPHONE, converts=True)
+
+        def learned():
+            state = parse_linear(client.hgetall("croupier:{demo}:linear"))
+            intercepts = sum(by_variant.get((0, 0), 0) for by_variant in state.values())
+            rewards = sum(by_variant.get(0, 0) for by_variant in state.values())
+            assert intercepts >= 6 and rewards == 5, (intercepts, rewards)
+            return True
+
+        eventually(learned, timeout=10)
+    finally:
+        client.close()
