@@ -207,7 +207,6 @@ class BeaconEvent:
     features: tuple[int, ...] = ()  # likewise; a conversion of the experiment's goal adds them to b
 
 
-
 def parse_counters(raw: dict[str, str]) -> dict[str, dict[str, float]]:
     """``{"b:trials": "3"}`` → ``{"b": {"trials": 3.0}}``."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
