@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test bench-policies bench-load bench-scale clean
+.PHONY: demo stack test bench-policies bench-load bench-scale bench-context clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -27,6 +27,9 @@ bench-load: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(PY) -m bench.scale
+
+bench-context: $(STAMP)
+	$(PY) -m bench.context
 
 clean:
 	rm -rf $(VENV) run .pytest_cache
