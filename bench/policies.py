@@ -171,7 +171,10 @@ def cases(horizon: int, delay: float) -> list[Case]:
     for sc in stationary:
         out.append(Case(sc, "thompson"))
         routed = replace(sc, batch=REFRESH)
-        out += [Case(routed, name, feedback=f"every {REFRESH}") for name in POLICIES]
+        # context-free visitors: a contextual policy would only repeat Thompson sampling here
+        # (bench/context.py measures it where visitors have a context)
+        out += [Case(routed, name, feedback=f"every {REFRESH}") for name, cls in POLICIES.items()
+                if not cls.needs_context]
     for sc in stationary[:2]:
         out.append(Case(replace(sc, batch=REFRESH), "thompson", feedback=f"every {REFRESH}, floor 1%",
                         controls=Controls(min_share=0.01)))
