@@ -21,6 +21,8 @@ from starlette.routing import Route
 
 from router.dashboard import CsrfRefused, session_authorizes
 from router.history import bucket_arrays
+from router.hybrid import StoredModel, decode
+from router.model import ModelError
 from router.experiments import (InvalidExperiment, merge, parse_experiment, parse_variant, with_variant,
                                 without_variant)
 from router.openapi import OPENAPI
@@ -93,6 +95,8 @@ class AdminAPI:
             Route("/experiments/{id}/promote", g(self.promote), methods=["POST"]),
             Route("/experiments/{id}/stats", g(self.stats), methods=["GET"]),
             Route("/experiments/{id}/timeseries", g(self.timeseries), methods=["GET"]),
+            Route("/experiments/{id}/model", g(self.model), methods=["GET"]),
+            Route("/experiments/{id}/model/prior", g(self.model_prior), methods=["GET"]),
             Route("/experiments/{id}/variants", g(self.add_variant), methods=["POST"]),
             Route("/experiments/{id}/variants/{vid}", g(self.update_variant), methods=["PATCH"]),
             Route("/experiments/{id}/variants/{vid}", g(self.remove_variant), methods=["DELETE"]),
@@ -218,6 +222,15 @@ class AdminAPI:
         extra = {}
         if experiment.segment_keys:
             extra["segments"] = await self.segment_rows(experiment, counters)
+        if experiment.model_weight > 0:
+            try:
+                stored = await self.stored_model(exp_id)
+            except ModelError as exc:  # the bandit runs alone meanwhile (router.snapshot)
+                extra["model"] = {"error": f"the stored model cannot be read: {exc}"}
+            else:
+                if stored is not None:
+                    extra["model"] = {**stored.summary([v.id for v in experiment.variants]),
+                                      "weight": experiment.model_weight}
         return JSONResponse({**extra,
             "experiment": exp_id, "status": experiment.status, "goal": experiment.goal,
             "policy": experiment.policy, "policy_params": experiment.policy_params,
@@ -278,7 +291,64 @@ class AdminAPI:
         })
 
 
+    async def stored_model(self, exp_id: str) -> StoredModel | None:
+        """The experiment's trained model: the snapshot's copy while its version is current."""
+        held = self.snapshots.models.get(exp_id)
+        if held is not None and (await self.store.model_versions([exp_id]))[exp_id] == held.version:
+            return held
+        found = await self.store.load_model(exp_id)
+        return decode(found[1], found[0]) if found else None
+
+    async def _model_of(self, request: Request) -> tuple[object, StoredModel]:
+        exp_id = request.path_params["id"]
+        experiment = await self.store.get_experiment(exp_id)
+        if experiment is None:
+            raise ExperimentNotFound(exp_id)
+        try:
+            stored = await self.stored_model(exp_id)
+        except ModelError as exc:
+            raise ModelUnavailable(f"the stored model of experiment {exp_id!r} cannot be read ({exc}); "
+                                   f"train it again: croupier-model train --experiment {exp_id}") from None
+        if stored is None:
+            raise ModelUnavailable(f"experiment {exp_id!r} has no trained model; "
+                                   f"train one: croupier-model train --experiment {exp_id}")
+        return experiment, stored
+
+    async def model(self, request: Request) -> Response:
+        """The stored conversion model: version, training, and each variant's predicted rate."""
+        try:
+            experiment, stored = await self._model_of(request)
+        except ModelUnavailable as exc:
+            return error(404, str(exc))
+        return JSONResponse({"experiment": experiment.id, "model_weight": experiment.model_weight,
+                             "in_use": experiment.model_weight > 0,
+                             **stored.summary([v.id for v in experiment.variants])})
+
+    async def model_prior(self, request: Request) -> Response:
+        """A new variant's Beta prior from the model: its predicted rate worth ``strength``
+        visitors at most (less when the model is unsure)."""
+        raw = request.query_params.get("strength", "200")
+        try:
+            strength = float(raw)
+        except ValueError:
+            strength = float("nan")
+        if not 0 < strength <= 1e6:
+            raise InvalidExperiment(f"strength: must be a number above 0 and at most 1000000, got {raw!r}")
+        try:
+            experiment, stored = await self._model_of(request)
+        except ModelUnavailable as exc:
+            return error(404, str(exc))
+        alpha, beta = stored.prior(strength)
+        return JSONResponse({"experiment": experiment.id, "version": stored.version, "strength": strength,
+                             "prior_alpha": alpha, "prior_beta": beta, "rate": alpha / (alpha + beta),
+                             "weight": alpha + beta})
+
+
 class VariantNotFound(Exception):
+    pass
+
+
+class ModelUnavailable(Exception):
     pass
 
 

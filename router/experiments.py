@@ -65,6 +65,7 @@ class Experiment:
     burn_in: int = 0
     holdout: float = 0.0
     segment_keys: tuple[str, ...] = ()  # context fields whose values split visitors into segments
+    model_weight: float = 0.0  # 0: the bandit alone; (0, 1]: the trained conversion model's share in its priors
 
     def variant(self, variant_id: str) -> Variant | None:
         return next((v for v in self.variants if v.id == variant_id), None)
@@ -119,7 +120,7 @@ def _known_keys(data: Any, allowed: set[str], label: str) -> None:
 VARIANT_FIELDS = {"id", "upstream", "status", "name", "prior_alpha", "prior_beta", "params"}
 EXPERIMENT_FIELDS = {"id", "variants", "control", "name", "host", "path_prefix", "goal", "status",
                      "winner", "policy", "policy_params", "min_share", "burn_in", "holdout",
-                     "segment_keys"}
+                     "segment_keys", "model_weight"}
 
 
 def parse_variant(data: Any, label: str = "variant") -> Variant:
@@ -193,6 +194,7 @@ def parse_experiment(data: Any) -> Experiment:
         burn_in=burn_in,
         holdout=_number(data, "holdout", 0.0, 0.0, 0.5, label="holdout"),
         segment_keys=segment_keys,
+        model_weight=_number(data, "model_weight", 0.0, 0.0, 1.0, label="model_weight"),
     )
 
 

@@ -51,6 +51,10 @@ EXPERIMENT = {
         "min_share": {"type": "number", "minimum": 0, "maximum": 1},
         "burn_in": {"type": "integer", "minimum": 0, "maximum": 10000000},
         "holdout": {"type": "number", "minimum": 0, "maximum": 0.5},
+        "model_weight": {"type": "number", "minimum": 0, "maximum": 1, "default": 0,
+                         "description": "0: the bandit alone; above 0: the trained conversion model's "
+                                        "predictions (croupier-model train) join the bandit's priors, "
+                                        "per segment where segments are on, with this weight"},
         "segment_keys": {"type": "array", "maxItems": 3, "uniqueItems": True,
                          "description": "context fields whose values split visitors into segments, each with "
                                         "its own bandit (e.g. [\"device\"] or [\"country\", \"device\"])",
@@ -85,7 +89,21 @@ OPENAPI = {
                     "share": {"type": "number"}}}},
                 "segments": {"type": "object", "description": "experiments with segment_keys: per segment "
                              "(\"device=mobile\"), per variant: trials, conversions, rate, ci95, p_best, share",
-                             "additionalProperties": {"type": "array", "items": {"type": "object"}}}}},
+                             "additionalProperties": {"type": "array", "items": {"type": "object"}}},
+                "model": {"$ref": "#/components/schemas/Model",
+                          "description": "when model_weight > 0 and a model is trained: the model in use"}}},
+            "Model": {"type": "object", "properties": {
+                "version": {"type": "integer"}, "trained_at": {"type": "number"}, "goal": {"type": "string"},
+                "rows": {"type": "integer", "description": "assignments it was trained on"},
+                "weight": {"type": "number"}, "model_weight": {"type": "number"}, "in_use": {"type": "boolean"},
+                "arms": {"type": "object", "description": "per variant: predicted rate, its standard deviation, "
+                                                          "and whether the model saw the variant",
+                         "additionalProperties": {"type": "object", "properties": {
+                             "rate": {"type": "number"}, "sd": {"type": "number"}, "seen": {"type": "boolean"}}}}}},
+            "ModelPrior": {"type": "object", "properties": {
+                "prior_alpha": {"type": "number"}, "prior_beta": {"type": "number"}, "rate": {"type": "number"},
+                "weight": {"type": "number", "description": "prior_alpha + prior_beta: at most strength"},
+                "strength": {"type": "number"}, "version": {"type": "integer"}}},
         },
     },
     "paths": {
@@ -118,6 +136,22 @@ OPENAPI = {
             "parameters": [_EXP_PARAM],
             "get": {"summary": "Per time bucket and variant: trials, expected trials, conversions, views, clicks",
                     "responses": {"200": {"description": "time series"}, **_errors(404)}},
+        },
+        "/experiments/{id}/model": {
+            "parameters": [_EXP_PARAM],
+            "get": {"summary": "The trained conversion model: version and each variant's predicted rate",
+                    "responses": {"200": {"description": "the model", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Model"}}}}, **_errors(404)}},
+        },
+        "/experiments/{id}/model/prior": {
+            "parameters": [_EXP_PARAM, {"name": "strength", "in": "query", "required": False,
+                                        "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6,
+                                                   "default": 200},
+                                        "description": "at most that many visitors' worth"}],
+            "get": {"summary": "A Beta prior for a new variant from the model's prediction",
+                    "responses": {"200": {"description": "prior_alpha and prior_beta", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ModelPrior"}}}},
+                        **_errors(404, 422)}},
         },
         "/experiments/{id}/variants": {
             "parameters": [_EXP_PARAM],

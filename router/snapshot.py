@@ -4,6 +4,10 @@ A background task rebuilds it every ``refresh_interval``: the registry when its
 version changed, the counters every time, and each running experiment's
 allocation (the policy's probabilities, computed once here and then sampled
 per visitor). The snapshot object is immutable and swapped whole.
+
+An experiment with ``model_weight`` > 0 and a trained conversion model gets the
+model's predictions folded into its arms' priors before allocation
+(``router.hybrid``); the model is read again only when its stored version changed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import numpy as np
 from router.allocation import allocate_with_holdout, apply_floor
 from router.history import Buckets, bucket_arrays
 from router.experiments import Experiment, Variant
+from router.hybrid import StoredModel, blend_overall, blend_segments, decode
+from router.model import ModelError
 from router.policies import ArmStats, make_policy
 from router.policies.contextual import LinearThompson, pool_shares
 from router.segments import shrunk_stats, top_segments
@@ -154,7 +160,8 @@ def history_arm_stats(experiment: Experiment, variants: tuple[Variant, ...], pol
 
 
 def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], rng: np.random.Generator,
-                 *, buckets: Buckets | None = None, bucket_seconds: int = 60, now: float = 0.0) -> Arms | None:
+                 *, buckets: Buckets | None = None, bucket_seconds: int = 60, now: float = 0.0,
+                 model: StoredModel | None = None) -> Arms | None:
     variants = experiment.active_variants
     if not variants:
         return None
@@ -163,6 +170,8 @@ def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], 
     stats = lifetime
     if policy.needs_history:
         stats = history_arm_stats(experiment, variants, policy, buckets or {}, bucket_seconds, now or time.time())
+    if model is not None and experiment.model_weight > 0:
+        stats = blend_overall(stats, [v.id for v in variants], model, experiment.model_weight)
     probs, holdout = allocate_with_holdout(policy, stats, rng, min_share=experiment.min_share,
                                            burn_in=experiment.burn_in, holdout=experiment.holdout,
                                            burn_in_trials=lifetime.trials)
@@ -171,7 +180,7 @@ def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], 
 
 def compute_segment_arms(experiment: Experiment, counters: dict[str, dict[str, float]],
                          segment_counters: dict[str, dict[str, dict[str, float]]], rng: np.random.Generator,
-                         cap: int) -> SegmentArms | None:
+                         cap: int, model: StoredModel | None = None) -> SegmentArms | None:
     """One bandit per segment seen (the ``cap`` busiest), each on its own counts with the
     experiment-level prior (``router.segments.shrunk_stats``), all in one batched policy call."""
     variants = experiment.active_variants
@@ -189,6 +198,8 @@ def compute_segment_arms(experiment: Experiment, counters: dict[str, dict[str, f
     overall = arm_stats(experiment, variants, counters)
     stats = shrunk_stats(trials, successes, overall.trials, overall.successes,
                          [v.prior_alpha for v in variants], [v.prior_beta for v in variants])
+    if model is not None and experiment.model_weight > 0:
+        stats = blend_segments(stats, chosen, [v.id for v in variants], model, experiment.model_weight)
     policy = make_policy(experiment.policy, experiment.policy_params)
     probs, holdout = allocate_with_holdout(policy, stats, rng, min_share=experiment.min_share,
                                            burn_in=experiment.burn_in, holdout=experiment.holdout,
@@ -239,6 +250,8 @@ class SnapshotKeeper:
         self.current = Snapshot()
         self.last_error: str | None = None
         self._task: asyncio.Task | None = None
+        self.models: dict[str, StoredModel] = {}  # experiment → the conversion model in use
+        self._unreadable: dict[str, int] = {}  # experiment → a model version that could not be read
 
     async def refresh(self) -> Snapshot:
         previous = self.current
@@ -252,11 +265,12 @@ class SnapshotKeeper:
         now = time.time()
         running = [e for e in experiments if e.status == "running"]
         segmented = await self.store.segment_counters(e.id for e in running if e.segment_keys)
+        models = await self.load_models(running)
         segments, contextual = {}, {}
         for e in running:
             if e.segment_keys:
                 computed_segments = compute_segment_arms(e, counters.get(e.id, {}), segmented.get(e.id, {}),
-                                                         self.rng, self.max_segments)
+                                                         self.rng, self.max_segments, models.get(e.id))
                 if computed_segments:
                     segments[e.id] = computed_segments
             if make_policy(e.policy, e.policy_params).needs_context:
@@ -271,13 +285,34 @@ class SnapshotKeeper:
             buckets = await self.store.buckets(e.id) if make_policy(e.policy, e.policy_params).needs_history \
                 else None
             computed = compute_arms(e, counters.get(e.id, {}), self.rng, buckets=buckets,
-                                    bucket_seconds=self.bucket_seconds, now=now)
+                                    bucket_seconds=self.bucket_seconds, now=now, model=models.get(e.id))
             if computed:
                 arms[e.id] = computed
         self.current = Snapshot.build(experiments, arms, counters, version, segments=segments,
                                       contextual=contextual)
         self.last_error = None
         return self.current
+
+    async def load_models(self, running: list[Experiment]) -> dict[str, StoredModel]:
+        """The conversion models of the experiments that blend one in: a pipelined version check
+        per refresh, and a read of the model itself only when its version changed."""
+        versions = await self.store.model_versions(e.id for e in running if e.model_weight > 0)
+        models = {}
+        for exp_id, version in versions.items():
+            held = self.models.get(exp_id)
+            if held is not None and held.version == version:
+                models[exp_id] = held
+            elif version and self._unreadable.get(exp_id) != version:
+                found = await self.store.load_model(exp_id)
+                if found is None:
+                    continue
+                try:
+                    models[exp_id] = decode(found[1], found[0])
+                except ModelError as exc:  # the bandit alone until a readable model is trained
+                    log.warning("experiment %s: stored model version %s is unreadable: %s", exp_id, found[0], exc)
+                    self._unreadable[exp_id] = found[0]
+        self.models = models
+        return models
 
     async def _run(self) -> None:
         while True:
@@ -296,6 +331,9 @@ class SnapshotKeeper:
         self._task = asyncio.create_task(self._run(), name="croupier-snapshot")
 
     async def stop(self) -> None:
-        if self._task:
+        # Cancel until the task is done: redis-py can absorb a cancellation that lands inside a
+        # command (it catches it to drop the connection), and the loop would then refresh on
+        # while stop waited for it forever.
+        while self._task and not self._task.done():
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=0.1)

@@ -18,6 +18,8 @@ Keys:
 - ``croupier:{exp}:segstats``        hash ``<segment>|<variant>:<counter>`` → total per segment
 - ``croupier:{exp}:linear``          hash ``<variant>|<i>|<j>`` → sum of ``x_i x_j`` over assignments and
                                      ``<variant>|b|<i>`` → conversions with feature ``i`` (contextual policies)
+- ``croupier:{exp}:model``           hash: ``doc`` the trained conversion model (JSON, ``router.hybrid``),
+                                     ``version`` its version, ``seq`` the last version handed out
 - ``croupier:{exp}:conv:<visitor>:<goal>`` / ``croupier:{exp}:eid:<id>``  dedupe markers (expire)
 
 Counters: ``trials``, ``expected`` (sum of the propensities the policy gave the
@@ -51,6 +53,7 @@ from router.settings import Settings
 
 REGISTRY = "croupier:experiments"
 REGISTRY_VERSION = "croupier:registry-version"
+MODEL_MAX_BYTES = 2_000_000  # a stored model is read by every router when it changes: keep it small
 _LUA = Path(__file__).with_name("lua")
 
 # What callers catch: any Redis failure. A cluster whose slots are not all served
@@ -365,6 +368,46 @@ class Store:
     @_translated
     async def buckets(self, experiment_id: str) -> dict[int, dict[str, dict[str, float]]]:
         return parse_buckets(await self.redis.hgetall(_k(experiment_id, "buckets")))
+
+    # -- the conversion model ---------------------------------------------
+
+    @_translated
+    async def save_model(self, experiment_id: str, doc: dict) -> int:
+        """Store an experiment's trained model (replacing the last one); returns its version.
+
+        The document and its version are written by one HSET, so a reader never sees a
+        version with another version's document."""
+        body = json.dumps(doc, separators=(",", ":"))
+        if len(body) > MODEL_MAX_BYTES:
+            raise ValueError(f"model: {len(body)} bytes, more than the {MODEL_MAX_BYTES} a stored model may have")
+        key = _k(experiment_id, "model")
+        version = int(await self.redis.hincrby(key, "seq", 1))
+        await self.redis.hset(key, mapping={"doc": body, "version": version})
+        return version
+
+    @_translated
+    async def load_model(self, experiment_id: str) -> tuple[int, dict] | None:
+        """The stored model's version and document, or None when none was trained."""
+        version, body = await self.redis.hmget(_k(experiment_id, "model"), ["version", "doc"])
+        return (int(version), json.loads(body)) if version and body else None
+
+    @_translated
+    async def model_versions(self, experiment_ids: Iterable[str]) -> dict[str, int]:
+        """Each experiment's stored model version (0: none), in one round trip: the cheap check
+        that tells a router whether to load a model again."""
+        ids = list(experiment_ids)
+        if not ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for exp_id in ids:
+                pipe.hget(_k(exp_id, "model"), "version")
+            raw = await pipe.execute()
+        return {exp_id: int(v or 0) for exp_id, v in zip(ids, raw)}
+
+    @_translated
+    async def delete_model(self, experiment_id: str) -> bool:
+        # ``seq`` stays: a later model must not reuse a version a router may still hold
+        return bool(await self.redis.hdel(_k(experiment_id, "model"), "doc", "version"))
 
     async def record_assignments(self, records: list[AssignmentRecord]) -> None:
         """Write a batch of assignments: one script call per experiment, all at once.

@@ -68,5 +68,8 @@ class AdminClient:
     def remove_variant(self, experiment: str, variant_id: str) -> None:
         self._call("DELETE", f"/experiments/{experiment}/variants/{variant_id}")
 
+    def model_prior(self, experiment: str, strength: float) -> dict:
+        return self._call("GET", f"/experiments/{experiment}/model/prior?strength={strength!r}")
+
     def promote(self, experiment: str, variant_id: str) -> dict:
         return self._call("POST", f"/experiments/{experiment}/promote", {"variant": variant_id})

@@ -3,6 +3,7 @@
     python -m scripts.variant list
     python -m scripts.variant add spring --from-template --headline "Spring into savings" \\
         --cta "Start saving" --primary '#2a9d8f' --prior-rate 0.05 --prior-weight 200
+    python -m scripts.variant add summer --from-template --headline "Summer deals" --prior-from-model
     python -m scripts.variant pause spring
     python -m scripts.variant promote b --yes
 
@@ -32,6 +33,7 @@ from scripts.variant_params import PageChanges, build_params, load_template, par
 from scripts.variant_table import stats_table
 from variants.params import InvalidParams
 
+DEFAULT_MODEL_PRIOR_WEIGHT = 200.0
 FAILURES = (AdminError, DeployError, StartError, MissingBinary, InvalidParams, StackNotFound, OSError)
 
 
@@ -117,9 +119,9 @@ def cmd_add(ctx: Context) -> None:
         params_file = params_path(exp, vid, args.params_dir)
         if params_file.exists():
             raise Failed(f"{params_file} already exists (from an earlier add?); remove it or pick another id")
+    alpha, beta = model_prior(ctx) if args.prior_from_model else prior(args)  # before deploying anything
     reload_nginx = ctx.nginx_reloader(args.target)
     target = make_target(ctx, args.image_ref or "")
-    alpha, beta = prior(args)
     new = NewVariant(VariantSpec(exp, vid, params, params_file, image=args.image_ref or ""), alpha, beta)
     deployment = add_variant(ctx.admin, target, new, ctx.progress, health_timeout=args.health_timeout,
                              reload_nginx=reload_nginx)
@@ -127,6 +129,15 @@ def cmd_add(ctx: Context) -> None:
               "where": deployment.where, "params_file": str(params_file) if params_file else None,
               "prior_alpha": alpha, "prior_beta": beta}
     ctx.output(result, f"{vid}: active in experiment {exp!r} ({deployment.where}, upstream {deployment.upstream})")
+
+
+def model_prior(ctx: Context) -> tuple[float, float]:
+    """The prior the experiment's trained model suggests; the API says when there is no model."""
+    strength = ctx.args.prior_weight or DEFAULT_MODEL_PRIOR_WEIGHT
+    found = ctx.admin.model_prior(ctx.experiment, strength)
+    ctx.progress.note(f"prior from the model (version {found['version']}): rate {found['rate']:.2%} "
+                      f"worth {found['weight']:.0f} visitors")
+    return found["prior_alpha"], found["prior_beta"]
 
 
 def set_status(ctx: Context, status: str) -> None:

@@ -118,7 +118,11 @@ def _add_options(add: argparse.ArgumentParser) -> None:
         page.add_argument(f"--{name}", type=colour, metavar="#RRGGBB", help=f"{name} colour")
     prior = add.add_argument_group("warm start (optional)")
     prior.add_argument("--prior-rate", type=positive, help="expected conversion rate, e.g. 0.05")
-    prior.add_argument("--prior-weight", type=positive, help="worth that many visitors, e.g. 200")
+    prior.add_argument("--prior-weight", type=positive,
+                       help="worth that many visitors, e.g. 200 (with --prior-from-model: at most; default 200)")
+    prior.add_argument("--prior-from-model", action="store_true",
+                       help="the rate the experiment's trained conversion model predicts for a new variant "
+                            "(croupier-model train)")
     prior.add_argument("--prior-alpha", type=positive)
     prior.add_argument("--prior-beta", type=positive)
     _target_options(add)
@@ -137,8 +141,11 @@ def check_add_usage(args: argparse.Namespace, fail) -> None:
                               "copy_style", "image", *COLOR_NAMES) if getattr(args, f) is not None]
     if page_flags and args.from_template is None:
         fail(f"--{page_flags[0].replace('_', '-')} changes a template: add --from-template")
-    by_rate = args.prior_rate is not None or args.prior_weight is not None
+    by_model = args.prior_from_model
     by_counts = args.prior_alpha is not None or args.prior_beta is not None
+    if by_model and (args.prior_rate is not None or by_counts):
+        fail("--prior-from-model takes the rate from the model: not with --prior-rate or --prior-alpha/--prior-beta")
+    by_rate = args.prior_rate is not None or (args.prior_weight is not None and not by_model)
     if by_rate and by_counts:
         fail("give the prior as --prior-rate/--prior-weight or as --prior-alpha/--prior-beta, not both")
     if by_rate and (args.prior_rate is None or args.prior_weight is None):
@@ -157,6 +164,7 @@ def check_add_usage(args: argparse.Namespace, fail) -> None:
 
 
 def prior(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """The prior given on the command line (--prior-from-model asks the admin API instead)."""
     if args.prior_rate is not None:
         # rate r worth w visitors: Beta(r·w, (1-r)·w), as if w visitors had converted at r
         return args.prior_rate * args.prior_weight, (1 - args.prior_rate) * args.prior_weight

@@ -119,7 +119,8 @@ def test_openapi_document_lists_every_route(api):
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/experiments", "/experiments/{id}", "/experiments/{id}/promote",
                                  "/experiments/{id}/stats", "/experiments/{id}/timeseries", "/experiments/{id}/variants",
-                                 "/experiments/{id}/variants/{vid}"}
+                                 "/experiments/{id}/variants/{vid}", "/experiments/{id}/model",
+                                 "/experiments/{id}/model/prior"}
 
 
 def test_health_endpoints(redis_url):
