@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 
 from router.admin import AdminAPI
 from router.beacon import Beacon
+from router.channels import ChannelsAPI
 from router.dashboard import Dashboard
 from router.decide import Decider
 from router.metrics import Metrics
@@ -38,6 +39,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     decider = Decider(settings, snapshots, recorder, metrics)
     beacon = Beacon(settings, store, snapshots, metrics)
     admin = AdminAPI(settings, store, snapshots)
+    channels = ChannelsAPI(settings, store, snapshots, decider)
 
     async def livez(request: Request) -> Response:
         return PlainTextResponse("ok")  # never touches Redis: a Redis outage must not restart routers
@@ -76,7 +78,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Mount("/api/v1", routes=admin.routes()),
+            Mount("/api/v1", routes=[*channels.routes(), *admin.routes()]),  # channels: API keys, not the admin token
             Mount("/dashboard", routes=Dashboard(settings, store).routes(), name="dashboard"),
         ],
         lifespan=lifespan,

@@ -24,6 +24,7 @@ from router.ratelimit import TokenBuckets, client_key, retry_after
 from router.settings import Settings
 from router.snapshot import SnapshotKeeper
 from router.store import BeaconEvent, Store, StoreUnavailable
+from router.tenants import TenantKeys
 from router.token import TokenError, is_valid_id, verify
 
 EVENT_TYPES = ("view", "click", "convert")
@@ -104,6 +105,7 @@ class Beacon:
         self.snapshots = snapshots
         self.metrics = metrics
         self.keys = settings.signing_keys()
+        self.tenant_keys = TenantKeys(self.keys, settings.secret_id)
         self.script = BEACON_JS.read_bytes() if BEACON_JS.exists() else b""
         self.limiter = TokenBuckets(settings.beacon_rate, settings.beacon_burst) if settings.beacon_rate else None
 
@@ -131,7 +133,8 @@ class Beacon:
 
     async def _accept(self, request: Request) -> BeaconEvent:
         headers = request.headers
-        check_origin(headers, headers.get("x-forwarded-host") or headers.get("host", ""))
+        site = headers.get("x-forwarded-host") or headers.get("host", "")
+        check_origin(headers, site)
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
             raise Rejected(415, "bad_content_type", "Content-Type must be application/json")
@@ -139,12 +142,15 @@ class Beacon:
         experiment = self.snapshots.current.experiments.get(fields["experiment"])
         if experiment is None:
             raise Rejected(404, "unknown_experiment", f"experiment {fields['experiment']!r} is not known")
+        if experiment.host and experiment.host != site.rsplit(":", 1)[0].lower():
+            # its cookies are another site's: one tenant's site cannot report for another's experiment
+            raise Rejected(403, "wrong_host", f"experiment {experiment.id!r} is not served on this host")
         token = request.cookies.get(self.settings.cookie_prefix + experiment.id)
         if not token:
             raise Rejected(403, "no_assignment", "no assignment cookie for this experiment")
         try:
-            held = verify(token, self.keys, now=int(time.time()), max_age=self.settings.cookie_max_age,
-                          experiment=experiment.id)
+            held = verify(token, self.tenant_keys.keys(experiment.tenant), now=int(time.time()),
+                          max_age=self.settings.cookie_max_age, experiment=experiment.id)
         except TokenError as exc:
             self.metrics.tokens_rejected.labels(exc.reason).inc()
             raise Rejected(403, "bad_token", f"assignment cookie refused: {exc.reason}") from None

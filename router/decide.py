@@ -23,6 +23,7 @@ from router.settings import Settings
 from router.segments import segment_id
 from router.snapshot import Arms, SnapshotKeeper
 from router.store import AssignmentRecord
+from router.tenants import TenantKeys
 from router.token import Assignment, TokenError, new_visitor_id, sign, verify
 
 log = logging.getLogger("croupier.decide")
@@ -59,6 +60,7 @@ class Decider:
         self.keys = settings.signing_keys()
         self._counters: dict[tuple[str, str, str], object] = {}
         self.kid, self.key = settings.secret_id, self.keys[settings.secret_id]
+        self.tenant_keys = TenantKeys(self.keys, settings.secret_id)  # a tenant's tokens bind the tenant
         self.is_bot = re.compile(settings.bot_pattern, re.IGNORECASE).search
         self.context_reader = ContextReader(settings.context_utc_offset, self.is_bot, self._holds_valid_cookie)
         self.geo_header = settings.geo_header.lower().encode()
@@ -86,8 +88,8 @@ class Decider:
         token = cookies.get(self.settings.cookie_prefix + experiment.id)
         if token:
             try:
-                held = verify(token, self.keys, now=int(now), max_age=self.settings.cookie_max_age,
-                              experiment=experiment.id)
+                held = verify(token, self.tenant_keys.keys(experiment.tenant) if experiment.tenant else self.keys,
+                              now=int(now), max_age=self.settings.cookie_max_age, experiment=experiment.id)
             except TokenError as exc:
                 self.metrics.tokens_rejected.labels(exc.reason).inc()
             else:
@@ -100,22 +102,16 @@ class Decider:
         if self.uses_context(experiment):  # plain experiments never pay for reading a context
             context = self.read_context(host, uri, user_agent, headers or {}, now, returning=visitor is not None)
             placement = self.place(experiment, context)
-        arms = placement.arms if placement is not None and placement.arms is not None \
-            else self.snapshots.current.arms.get(experiment.id)
-        if arms is None:  # no active variant, or not refreshed yet: control, uncounted
+        drawn = self.draw(experiment, placement)
+        if drawn is None:  # no active variant, or not refreshed yet: control, uncounted
             return self._fixed(experiment, experiment.control_variant, "no_arms")
-        variant, in_holdout = arms.pick(self.rand.random())
+        variant, in_holdout, arms = drawn
         if in_holdout:
             reason = "holdout"
         visitor = visitor or new_visitor_id()
-        issued = int(now)
-        segment, features = (placement.segment, placement.features) if placement is not None else ("", ())
-        self.recorder.add(AssignmentRecord(experiment.id, variant.id, visitor, reason, arms.labelled(), now,
-                                           segment, features))
-        # a placement's segment and features ride in the token, so the beacon credits them without a lookup
-        assignment = Assignment(visitor, experiment.id, variant.id, issued, segment, features)
+        self.record(experiment, variant, visitor, reason, arms, now, placement)
         cookie = (f"{self.settings.cookie_prefix}{experiment.id}="
-                  f"{sign(assignment, self.kid, self.key)}{self.cookie_attrs}")
+                  f"{self.token(experiment, visitor, variant.id, int(now), placement)}{self.cookie_attrs}")
         return Decision(variant.upstream, experiment.id, variant.id, reason, cookie)
 
     def uses_context(self, experiment: Experiment) -> bool:
@@ -167,6 +163,39 @@ class Decider:
                     if limit <= 0:
                         return False
         return False
+
+    # The assignment core, shared with the channels API (router/channels.py). Drawing and
+    # recording are separate steps because the API records only after its claim on the
+    # customer won: concurrent first calls for one customer must count one trial.
+
+    def draw(self, experiment: Experiment, placement: Placement | None = None) -> tuple[Variant, bool, Arms] | None:
+        """An arm for a new or reassigned assignment, drawn from the snapshot's allocation (the
+        placement's split when it has one); whether it came from the holdout; and the allocation
+        (every arm's probability, for the log). None while the experiment has no arms."""
+        arms = placement.arms if placement is not None and placement.arms is not None \
+            else self.snapshots.current.arms.get(experiment.id)
+        if arms is None:
+            return None
+        variant, in_holdout = arms.pick(self.rand.random())
+        return variant, in_holdout, arms
+
+    def record(self, experiment: Experiment, variant: Variant, visitor: str, reason: str, arms: Arms,
+               now: float, placement: Placement | None = None) -> None:
+        """Queue the assignment (with every arm's probability, its segment and features) for the recorder."""
+        segment, features = (placement.segment, placement.features) if placement is not None else ("", ())
+        self.recorder.add(AssignmentRecord(experiment.id, variant.id, visitor, reason, arms.labelled(), now,
+                                           segment, features))
+
+    def token(self, experiment: Experiment, visitor: str, variant_id: str, issued: int,
+              placement: Placement | None = None) -> str:
+        """The signed assignment; a tenant's experiments sign with that tenant's key. A placement's
+        segment and features ride in the token, so the beacon credits them without a lookup."""
+        segment, features = (placement.segment, placement.features) if placement is not None else ("", ())
+        assignment = Assignment(visitor, experiment.id, variant_id, issued, segment, features)
+        if experiment.tenant:
+            kid, key = self.tenant_keys.signing(experiment.tenant)
+            return sign(assignment, kid, key)
+        return sign(assignment, self.kid, self.key)
 
     @staticmethod
     def _fixed(experiment: Experiment, variant: Variant | None, reason: str) -> Decision:

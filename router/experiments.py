@@ -64,6 +64,8 @@ class Experiment:
     min_share: float = 0.01
     burn_in: int = 0
     holdout: float = 0.0
+    tenant: str = ""  # '' is the default tenant; an API key acts only on its tenant's experiments
+    slots: tuple[str, ...] = ()  # names the channels API may use instead of the id (unique per tenant)
     segment_keys: tuple[str, ...] = ()  # context fields whose values split visitors into segments
     model_weight: float = 0.0  # 0: the bandit alone; (0, 1]: the trained conversion model's share in its priors
 
@@ -83,6 +85,7 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["variants"] = [asdict(v) for v in self.variants]
+        data["slots"] = list(self.slots)
         data["segment_keys"] = list(self.segment_keys)
         return data
 
@@ -119,8 +122,9 @@ def _known_keys(data: Any, allowed: set[str], label: str) -> None:
 
 VARIANT_FIELDS = {"id", "upstream", "status", "name", "prior_alpha", "prior_beta", "params"}
 EXPERIMENT_FIELDS = {"id", "variants", "control", "name", "host", "path_prefix", "goal", "status",
-                     "winner", "policy", "policy_params", "min_share", "burn_in", "holdout",
+                     "winner", "policy", "policy_params", "min_share", "burn_in", "holdout", "tenant", "slots",
                      "segment_keys", "model_weight"}
+MAX_SLOTS = 16
 
 
 def parse_variant(data: Any, label: str = "variant") -> Variant:
@@ -193,6 +197,8 @@ def parse_experiment(data: Any) -> Experiment:
         min_share=min_share,
         burn_in=burn_in,
         holdout=_number(data, "holdout", 0.0, 0.0, 0.5, label="holdout"),
+        tenant=_tenant(data.get("tenant", "")),
+        slots=_slots(data.get("slots", [])),
         segment_keys=segment_keys,
         model_weight=_number(data, "model_weight", 0.0, 0.0, 1.0, label="model_weight"),
     )
@@ -209,6 +215,22 @@ def _segment_keys(value: Any, policy: str) -> tuple[str, ...]:
     _check(len(set(value)) == len(value), "segment_keys: keys must be distinct")
     _check(not value or not make_policy(policy).needs_history,
            f"segment_keys: not available with policy {policy!r}, which reads time buckets")
+    return tuple(value)
+
+
+def _tenant(value: Any) -> str:
+    _check(isinstance(value, str) and (value == "" or is_valid_id(value)),
+           "tenant: must be empty (the default tenant) or 1-40 lowercase letters, digits, '_' or '-'")
+    return "" if value == "default" else value  # 'default' names the default tenant in CROUPIER_API_KEYS
+
+
+def _slots(value: Any) -> tuple[str, ...]:
+    _check(isinstance(value, (list, tuple)), "slots: must be a list of slot ids")
+    _check(len(value) <= MAX_SLOTS, f"slots: at most {MAX_SLOTS}")
+    for i, slot in enumerate(value):
+        _check(isinstance(slot, str) and is_valid_id(slot),
+               f"slots[{i}]: must be 1-40 lowercase letters, digits, '_' or '-'")
+    _check(len(set(value)) == len(value), "slots: must be unique")
     return tuple(value)
 
 

@@ -41,6 +41,10 @@ EXPERIMENT = {
         "id": _ID,
         "name": {"type": "string", "maxLength": 200},
         "host": {"type": "string", "description": "host it owns; empty for any host"},
+        "tenant": {"type": "string", "pattern": "^([a-z0-9][a-z0-9_-]{0,39})?$",
+                   "description": "the tenant it belongs to; empty for the default tenant"},
+        "slots": {"type": "array", "maxItems": 16, "uniqueItems": True, "items": _ID,
+                  "description": "names the channels API may use instead of the id (unique per tenant)"},
         "path_prefix": {"type": "string", "pattern": "^/", "maxLength": 201},
         "goal": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"},
         "status": {"type": "string", "enum": ["running", "paused", "ended"]},
@@ -62,6 +66,72 @@ EXPERIMENT = {
         "variants": {"type": "array", "minItems": 1, "maxItems": 32, "items": {"$ref": "#/components/schemas/Variant"}},
     },
 }
+# The channels API (router/channels.py): API keys, not the admin token.
+_CUSTOMER = {"type": "string", "pattern": "^[A-Za-z0-9._:@+=-]{1,128}$"}
+_CHANNEL_ERRORS = {str(c): _ERROR for c in (400, 401, 403, 404, 409, 503)}
+CHANNEL_SCHEMAS = {
+    "DecideRequest": {
+        "type": "object", "additionalProperties": False, "required": ["customer_id"],
+        "description": "experiment or slot (one of them)",
+        "properties": {
+            "experiment": _ID, "slot": _ID, "customer_id": _CUSTOMER,
+            "channel": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$",
+                        "description": "email, sms, app, banner, ... (echoed back)"},
+            "context": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 64},
+                        "description": "the customer's context for segmented experiments, with the fields "
+                                       "the web path reads (device, source, utm_*, country, city, language, "
+                                       "hour, weekday, returning)"},
+        },
+    },
+    "Decision": {
+        "type": "object", "required": ["experiment", "variant", "params", "propensity", "probabilities",
+                                       "token", "sticky", "reason"],
+        "properties": {
+            "experiment": _ID, "variant": _ID,
+            "params": {"type": "object", "description": "the variant's content parameters"},
+            "propensity": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "the probability the policy gave the chosen variant (logged)"},
+            "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+            "token": {"type": ["string", "null"], "description": "signed assignment, for /conversions; "
+                                                                 "null when the experiment is paused or ended"},
+            "sticky": {"type": "boolean", "description": "the customer's existing assignment"},
+            "reason": {"type": "string", "enum": ["new", "returning", "reassigned", "holdout", "paused", "ended",
+                                                  "no_arms"]},
+            "channel": {"type": ["string", "null"]},
+        },
+    },
+    "ConversionRequest": {
+        "type": "object", "additionalProperties": False,
+        "description": "experiment or slot, and token or customer_id (one of each)",
+        "properties": {
+            "experiment": _ID, "slot": _ID, "customer_id": _CUSTOMER,
+            "token": {"type": "string", "maxLength": 512},
+            "goal": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$",
+                     "description": "default: the experiment's goal"},
+            "value": {"type": "number", "minimum": 0, "maximum": 1e9},
+            "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$", "description": "your event id"},
+        },
+    },
+    "ConversionAccepted": {
+        "type": "object", "required": ["experiment", "variant", "goal", "counted"],
+        "properties": {"experiment": _ID, "variant": _ID, "goal": {"type": "string"},
+                       "counted": {"type": "boolean", "description": "false: already counted for this "
+                                                                     "customer and goal"}},
+    },
+}
+CHANNEL_PATHS = {
+    "/decide": {"post": {
+        "summary": "Which variant a customer gets, for channels that are not web pages (sticky per customer)",
+        "security": [{"apiKey": []}], "requestBody": _json_body("DecideRequest"),
+        "responses": {"200": {"description": "the decision", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Decision"}}}}, **_CHANNEL_ERRORS}}},
+    "/conversions": {"post": {
+        "summary": "A server-to-server conversion, by token or customer id; counted once per customer and goal",
+        "security": [{"apiKey": []}], "requestBody": _json_body("ConversionRequest"),
+        "responses": {"202": {"description": "accepted", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/ConversionAccepted"}}}}, **_CHANNEL_ERRORS}}},
+}
+
 EXPERIMENT_PATCH = {**EXPERIMENT, "required": [],
                     "properties": {k: v for k, v in EXPERIMENT["properties"].items() if k != "id"}}
 
@@ -72,7 +142,9 @@ OPENAPI = {
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearer": []}],
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                            "apiKey": {"type": "http", "scheme": "bearer",
+                                       "description": "a tenant's key from CROUPIER_API_KEYS"}},
         "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
             "Variant": VARIANT,
@@ -80,6 +152,7 @@ OPENAPI = {
             "Experiment": EXPERIMENT,
             "ExperimentPatch": EXPERIMENT_PATCH,
             "Promote": {"type": "object", "required": ["variant"], "properties": {"variant": _ID}},
+            **CHANNEL_SCHEMAS,
             "Stats": {"type": "object", "properties": {
                 "experiment": {"type": "string"}, "status": {"type": "string"}, "policy": {"type": "string"},
                 "variants": {"type": "array", "items": {"type": "object", "properties": {
@@ -165,5 +238,6 @@ OPENAPI = {
             "delete": {"summary": "Remove a variant", "responses": {"204": {"description": "removed"},
                                                                     **_errors(404, 422)}},
         },
+        **CHANNEL_PATHS,
     },
 }

@@ -172,6 +172,10 @@ class Settings:
     max_segments: int = field(default=50, metadata=_meta(
         "CROUPIER_MAX_SEGMENTS", "Segments per experiment that get a bandit of their own (the busiest); "
         "visitors of any other segment get the experiment-wide bandit."))
+    api_keys: str = field(default="", metadata=_meta(
+        "CROUPIER_API_KEYS", "Keys for the channels API (/api/v1/decide, /api/v1/conversions), as "
+        "'tenant:key,tenant:key'; a key acts only on its tenant's experiments ('default' is the experiments "
+        "without a tenant). Keys of 24+ characters; unset disables the channels API."))
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
@@ -209,6 +213,7 @@ class Settings:
         except re.error as exc:
             raise SettingsError(f"CROUPIER_BOT_PATTERN is not a valid regular expression: {exc}") from None
         self.signing_keys()  # validates CROUPIER_OLD_SECRETS
+        self.api_key_tenants()  # validates CROUPIER_API_KEYS
         if self.secret and len(self.secret) < 16:
             raise SettingsError("CROUPIER_SECRET must be at least 16 characters")
 
@@ -240,6 +245,23 @@ class Settings:
                 raise SettingsError("CROUPIER_OLD_SECRETS must be 'id:key,...' with keys of 16+ characters")
             keys.setdefault(kid, key.encode())
         return keys
+
+
+    def api_key_tenants(self) -> tuple[tuple[str, str], ...]:
+        """(key, tenant) pairs from CROUPIER_API_KEYS; tenant '' is the default tenant."""
+        pairs: list[tuple[str, str]] = []
+        for item in filter(None, (part.strip() for part in self.api_keys.split(","))):
+            tenant, sep, key = item.partition(":")
+            if not sep or re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", tenant) is None:
+                raise SettingsError("CROUPIER_API_KEYS must be 'tenant:key,...' with tenants of lowercase "
+                                    f"letters, digits, '_' or '-'; got an entry with tenant {tenant!r}")
+            if re.fullmatch(r"[A-Za-z0-9_.~+/=-]{24,200}", key) is None:
+                raise SettingsError(f"CROUPIER_API_KEYS: the key of tenant {tenant!r} must be 24-200 letters, "
+                                    "digits or '_.~+/=-'")
+            if any(key == known for known, _ in pairs):
+                raise SettingsError(f"CROUPIER_API_KEYS: tenant {tenant!r} reuses a key given to another entry")
+            pairs.append((key, "" if tenant == "default" else tenant))
+        return tuple(pairs)
 
 
 def _env_name(field_name: str) -> str:

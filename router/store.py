@@ -21,6 +21,7 @@ Keys:
 - ``croupier:{exp}:model``           hash: ``doc`` the trained conversion model (JSON, ``router.hybrid``),
                                      ``version`` its version, ``seq`` the last version handed out
 - ``croupier:{exp}:conv:<visitor>:<goal>`` / ``croupier:{exp}:eid:<id>``  dedupe markers (expire)
+- ``croupier:{exp}:cust:<customer>``  the channels API's assignment of one customer, JSON (expires)
 
 Counters: ``trials``, ``expected`` (sum of the propensities the policy gave the
 arm: the expected number of trials, for the sample-ratio check), ``view``,
@@ -197,6 +198,32 @@ class AssignmentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerAssignment:
+    """What one customer of the channels API was given, kept for the life of the experiment."""
+
+    variant: str
+    visitor: str  # the visitor id the customer's tokens and conversions carry
+    issued: int
+    propensity: float
+    probabilities: tuple[tuple[str, float], ...]
+    segment: str = ""  # where the customer's context placed them, credited with their conversions
+    features: tuple[int, ...] = ()
+    raw: str = ""  # the stored JSON, which a reassignment must find unchanged to replace
+
+    def encode(self) -> str:
+        return json.dumps({"variant": self.variant, "visitor": self.visitor, "issued": self.issued,
+                           "propensity": self.propensity, "probabilities": dict(self.probabilities),
+                           "segment": self.segment, "features": list(self.features)}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: str) -> CustomerAssignment:
+        doc = json.loads(raw)
+        return cls(doc["variant"], doc["visitor"], int(doc["issued"]), float(doc["propensity"]),
+                   tuple((k, float(v)) for k, v in doc["probabilities"].items()), doc.get("segment", ""),
+                   tuple(doc.get("features", ())), raw)
+
+
+@dataclass(frozen=True, slots=True)
 class BeaconEvent:
     experiment: str
     variant: str
@@ -257,6 +284,7 @@ class Store:
         self._record_event = self.redis.register_script((_LUA / "record_event.lua").read_text())
         self._record_assignments = self.redis.register_script((_LUA / "record_assignments.lua").read_text())
         self._update_experiment = self.redis.register_script((_LUA / "update_experiment.lua").read_text())
+        self._claim_customer = self.redis.register_script((_LUA / "claim_customer.lua").read_text())
         self._ledger = _AssignmentLedger()
 
     async def close(self) -> None:
@@ -545,3 +573,20 @@ class Store:
     async def event_count(self, experiment_id: str) -> int:
         """How many entries the experiment's stream holds now."""
         return int(await self.redis.xlen(_k(experiment_id, "events")))
+
+    # -- customers of the channels API ------------------------------------
+
+    @_translated
+    async def customer_assignment(self, experiment_id: str, customer: str) -> CustomerAssignment | None:
+        raw = await self.redis.get(_k(experiment_id, f"cust:{customer}"))
+        return CustomerAssignment.decode(raw) if raw else None
+
+    @_translated
+    async def claim_customer_assignment(self, experiment_id: str, customer: str, drawn: CustomerAssignment,
+                                        replacing: CustomerAssignment | None) -> tuple[CustomerAssignment, bool]:
+        """Store ``drawn`` unless another call stored an assignment first (or changed the one
+        being replaced). Returns the assignment that holds, and whether it is ``drawn``."""
+        won, held = await self._claim_customer(keys=[_k(experiment_id, f"cust:{customer}")],
+                                               args=[replacing.raw if replacing else "", drawn.encode(),
+                                                     self.settings.cookie_max_age])
+        return CustomerAssignment.decode(held), won == 1

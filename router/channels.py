@@ -1,0 +1,280 @@
+"""The channels API: decisions and conversions for what is not a web page.
+
+``POST /api/v1/decide`` tells an email, SMS, app or banner system which variant a
+customer gets (with the variant's content parameters and the propensity to log);
+``POST /api/v1/conversions`` reports a conversion server to server, by the signed
+token the decision returned (or a web assignment cookie) or by customer id.
+
+Behind API keys (``CROUPIER_API_KEYS``), each acting for one tenant only. A
+customer keeps one assignment for the life of the experiment: it is stored in
+Redis under the experiment's hash tag and claimed with compare-and-set, so
+concurrent first calls agree, and it is drawn by the same core as the web
+decision (``Decider.draw``/``record``), so the bandit sees one population.
+Conversions go through the beacon's Lua script: counted once per visitor and goal.
+
+Slots: an experiment may list ``slots``, names a tenant's systems use instead of
+its id ("welcome-email-hero"), so a new experiment can take over a slot without
+changing the caller. A slot is unique within a tenant among running experiments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from router.beacon import MAX_VALUE, Rejected, read_limited
+from router.context import FIELDS as CONTEXT_FIELDS, Context, token as context_token
+from router.decide import Decider, Placement
+from router.experiments import Experiment, Variant
+from router.settings import Settings
+from router.snapshot import Snapshot, SnapshotKeeper
+from router.store import BeaconEvent, CustomerAssignment, Store, StoreUnavailable
+from router.tenants import ApiKeys
+from router.token import TokenError, is_valid_id, new_visitor_id, verify
+
+MAX_BODY = 16384
+DECIDE_FIELDS = {"experiment", "slot", "customer_id", "context", "channel"}
+CONVERSION_FIELDS = {"experiment", "slot", "token", "customer_id", "goal", "value", "id"}
+_CUSTOMER = re.compile(r"[A-Za-z0-9._:@+=-]{1,128}")
+_CHANNEL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_GOAL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+Handler = Callable[[Request, str], Awaitable[Response]]
+
+
+def bad(field: str, why: str) -> Rejected:
+    return Rejected(400, f"bad_{field}", f"{field}: {why}")
+
+
+async def json_object(request: Request, allowed: set[str]) -> dict:
+    try:
+        body = json.loads(await read_limited(request, MAX_BODY))
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected(400, "bad_json", "body: is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Rejected(400, "bad_json", "body: must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise Rejected(400, "unknown_field", f"{unknown[0]}: unknown field")
+    return body
+
+
+def _id(body: dict, name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not (isinstance(value, str) and is_valid_id(value)):
+        raise bad(name, "must be 1-40 lowercase letters, digits, '_' or '-'")
+    return value
+
+
+def customer_id(body: dict, required: bool) -> str | None:
+    value = body.get("customer_id")
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not _CUSTOMER.fullmatch(value):
+        raise bad("customer_id", "must be 1-128 letters, digits or '._:@+=-'" + (" (required)" if required else ""))
+    return value
+
+
+def parse_context(value: object) -> Context | None:
+    """The caller's context, as the web path would have read it: known fields, short lowercase tokens."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise bad("context", "must be a JSON object")
+    values = {}
+    for name, raw in value.items():
+        if name not in CONTEXT_FIELDS:
+            raise bad("context", f"{name!r} is not a context field (one of {', '.join(CONTEXT_FIELDS)})")
+        if not isinstance(raw, (str, int)) or isinstance(raw, bool) or len(str(raw)) > 64:
+            raise bad("context", f"{name}: must be a string of at most 64 characters")
+        values[name] = context_token(str(raw))
+    return Context(**values)
+
+
+def conversion_value(body: dict) -> float | None:
+    value = body.get("value")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= MAX_VALUE:
+        raise bad("value", f"must be a number between 0 and {MAX_VALUE:g}")
+    return float(value)
+
+
+class ChannelsAPI:
+    def __init__(self, settings: Settings, store: Store, snapshots: SnapshotKeeper, decider: Decider) -> None:
+        self.settings = settings
+        self.store = store
+        self.snapshots = snapshots
+        self.decider = decider
+        self.api_keys = ApiKeys(settings.api_key_tenants())
+        self._slots: tuple[Snapshot | None, dict[tuple[str, str], list[Experiment]]] = (None, {})
+
+    def routes(self) -> list[Route]:
+        return [Route("/decide", self.guarded(self.decide), methods=["POST"]),
+                Route("/conversions", self.guarded(self.convert), methods=["POST"])]
+
+    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """API key check (the key's tenant goes to the handler) and the mapping of errors to answers."""
+        @wraps(handler)
+        async def wrapper(request: Request) -> Response:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            tenant = self.api_keys.tenant(given.strip()) if scheme.lower() == "bearer" else None
+            if tenant is None:
+                why = "missing or unknown API key (Authorization: Bearer <key>)" if self.api_keys else \
+                    "the channels API is disabled: set CROUPIER_API_KEYS"
+                return JSONResponse({"error": why, "reason": "unauthorized"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            try:
+                return await handler(request, tenant)
+            except Rejected as exc:
+                return JSONResponse({"error": exc.message, "reason": exc.reason}, status_code=exc.status)
+            except StoreUnavailable:
+                return JSONResponse({"error": "Redis is unavailable, try again", "reason": "unavailable"},
+                                    status_code=503, headers={"Retry-After": "1"})
+        return wrapper
+
+    # -- which experiment ---------------------------------------------------
+
+    def experiment(self, body: dict, tenant: str) -> Experiment:
+        """The experiment named by ``experiment`` or ``slot``, if the tenant may use it."""
+        exp_id, slot = _id(body, "experiment"), _id(body, "slot")
+        if (exp_id is None) == (slot is None):
+            raise bad("experiment", "give either experiment or slot")
+        snapshot = self.snapshots.current
+        if exp_id is not None:
+            experiment = snapshot.experiments.get(exp_id)
+            if experiment is None:
+                raise Rejected(404, "unknown_experiment", f"experiment: {exp_id!r} is not known")
+            if experiment.tenant != tenant:
+                raise Rejected(403, "other_tenant", f"experiment: {exp_id!r} belongs to another tenant")
+            return experiment
+        found = self.slot_index(snapshot).get((tenant, slot), [])
+        if len(found) > 1:  # more than one running experiment claims the slot
+            raise Rejected(409, "slot_conflict", f"slot: {slot!r} is claimed by experiments "
+                                                 f"{', '.join(sorted(e.id for e in found))}")
+        if not found:
+            raise Rejected(404, "unknown_slot", f"slot: {slot!r} is not a slot of any of your experiments")
+        return found[0]
+
+    def slot_index(self, snapshot: Snapshot) -> dict[tuple[str, str], list[Experiment]]:
+        """(tenant, slot) → experiments, rebuilt once per snapshot; a running experiment hides the others."""
+        cached, index = self._slots
+        if cached is snapshot:
+            return index
+        index = {}
+        for e in snapshot.experiments.values():
+            for slot in e.slots:
+                index.setdefault((e.tenant, slot), []).append(e)
+        for key, found in index.items():
+            running = [e for e in found if e.status == "running"]
+            index[key] = running or found[:1]
+        self._slots = (snapshot, index)
+        return index
+
+    # -- POST /decide -------------------------------------------------------
+
+    async def decide(self, request: Request, tenant: str) -> Response:
+        body = await json_object(request, DECIDE_FIELDS)
+        experiment = self.experiment(body, tenant)
+        customer = customer_id(body, required=True)
+        context = parse_context(body.get("context"))
+        channel = body.get("channel", "")
+        if channel and (not isinstance(channel, str) or not _CHANNEL.fullmatch(channel)):
+            raise bad("channel", "must be 1-32 lowercase letters, digits, '_' or '-' (email, sms, app, banner, ...)")
+        if experiment.status == "ended":
+            return self.fixed(experiment, experiment.variant(experiment.winner), "ended", channel)
+        if experiment.status == "paused":
+            return self.fixed(experiment, experiment.control_variant, "paused", channel)
+
+        now = time.time()
+        stored = await self.store.customer_assignment(experiment.id, customer)
+        if stored is not None:
+            variant = experiment.variant(stored.variant)
+            if variant is not None and variant.active:
+                return self.answer(experiment, variant, stored, "returning", channel)
+        placement = None
+        if self.decider.uses_context(experiment):  # no context given: placed like a web visitor without one
+            placement = self.decider.place(experiment, context or Context())
+        drawn = self.decider.draw(experiment, placement)
+        if drawn is None:  # no active variant, or not refreshed yet: control, uncounted
+            return self.fixed(experiment, experiment.control_variant, "no_arms", channel)
+        variant, in_holdout, arms = drawn
+        reason = "holdout" if in_holdout else "reassigned" if stored else "new"
+        visitor = stored.visitor if stored else new_visitor_id()
+        labelled = arms.labelled()
+        mine = CustomerAssignment(variant.id, visitor, int(now), dict(labelled)[variant.id], labelled,
+                                  placement.segment if placement else "", placement.features if placement else ())
+        held, won = await self.store.claim_customer_assignment(experiment.id, customer, mine, stored)
+        if not won:  # a concurrent call claimed the customer first: its assignment holds, counted by it
+            return self.answer(experiment, experiment.variant(held.variant) or variant, held, "returning", channel)
+        self.decider.record(experiment, variant, visitor, reason, arms, now, placement)
+        return self.answer(experiment, variant, held, reason, channel)
+
+    def answer(self, experiment: Experiment, variant: Variant, held: CustomerAssignment, reason: str,
+               channel: str) -> Response:
+        token = self.decider.token(experiment, held.visitor, variant.id, held.issued,
+                                   Placement(held.segment, held.features))
+        return JSONResponse({
+            "experiment": experiment.id, "variant": variant.id, "params": variant.params,
+            "propensity": held.propensity, "probabilities": dict(held.probabilities),
+            "token": token, "sticky": reason == "returning", "reason": reason, "channel": channel or None,
+        })
+
+    @staticmethod
+    def fixed(experiment: Experiment, variant: Variant | None, reason: str, channel: str) -> Response:
+        """Everyone gets one variant (paused or ended experiment): no assignment, nothing counted."""
+        variant = variant or experiment.control_variant
+        return JSONResponse({
+            "experiment": experiment.id, "variant": variant.id, "params": variant.params,
+            "propensity": 1.0, "probabilities": {variant.id: 1.0}, "token": None, "sticky": False,
+            "reason": reason, "channel": channel or None,
+        })
+
+    # -- POST /conversions --------------------------------------------------
+
+    async def convert(self, request: Request, tenant: str) -> Response:
+        body = await json_object(request, CONVERSION_FIELDS)
+        experiment = self.experiment(body, tenant)
+        token, customer = body.get("token"), customer_id(body, required=False)
+        if (token is None) == (customer is None):
+            raise bad("token", "give either token or customer_id")
+        goal = body.get("goal") or experiment.goal
+        if not isinstance(goal, str) or not _GOAL.fullmatch(goal):
+            raise bad("goal", "must be 1-32 lowercase letters, digits, '_' or '-'")
+        value = conversion_value(body)
+        event_id = body.get("id") or ""
+        if not isinstance(event_id, str) or (event_id and not _EVENT_ID.fullmatch(event_id)):
+            raise bad("id", "must be 8-64 letters, digits, '_' or '-'")
+
+        now = time.time()
+        if token is not None:
+            if not isinstance(token, str) or len(token) > 512:
+                raise bad("token", "must be the token a decision returned")
+            try:
+                held = verify(token, self.decider.tenant_keys.keys(experiment.tenant), now=int(now),
+                              max_age=self.settings.cookie_max_age, experiment=experiment.id)
+            except TokenError as exc:
+                self.decider.metrics.tokens_rejected.labels(exc.reason).inc()
+                raise Rejected(403, "bad_token", f"token: refused ({exc.reason})") from None
+            variant, visitor, segment, features = held.variant, held.visitor, held.segment, held.features
+        else:
+            stored = await self.store.customer_assignment(experiment.id, customer)
+            if stored is None:
+                raise Rejected(404, "no_assignment",
+                               f"customer_id: no assignment for this customer in experiment {experiment.id!r}")
+            variant, visitor, segment, features = stored.variant, stored.visitor, stored.segment, stored.features
+        event = BeaconEvent(experiment.id, variant, visitor, "convert", goal, value, event_id, now, segment,
+                            features if goal == experiment.goal else ())
+        counted = await self.store.record_event(event)
+        return JSONResponse({"experiment": experiment.id, "variant": variant, "goal": goal, "counted": counted},
+                            status_code=202)

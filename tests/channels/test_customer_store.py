@@ -1,0 +1,47 @@
+"""The store's customer assignments: compare-and-set claims on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from router.settings import Settings
+from router.store import CustomerAssignment, Store, _k
+
+
+def drawn(variant: str, visitor: str) -> CustomerAssignment:
+    return CustomerAssignment(variant, visitor, 1_800_000_000, 0.5, (("a", 0.5), ("b", 0.5)))
+
+
+def run(redis_url: str, scenario):
+    async def main():
+        store = Store(Settings(redis_url=redis_url, secret="s" * 32, cookie_max_age=3600))
+        try:
+            return await scenario(store)
+        finally:
+            await store.close()
+    return asyncio.run(main())
+
+
+def test_concurrent_first_claims_agree_on_one_winner(redis_url):
+    async def scenario(store):
+        mine = [drawn("ab"[i % 2], f"visitor{i:012d}") for i in range(40)]
+        return await asyncio.gather(*(store.claim_customer_assignment("promo", "c1", m, None) for m in mine)), \
+            await store.customer_assignment("promo", "c1"), await store.redis.ttl(_k("promo", "cust:c1"))
+
+    results, stored, ttl = run(redis_url, scenario)
+    assert sum(won for _, won in results) == 1
+    assert {held.visitor for held, _ in results} == {stored.visitor}
+    assert 3500 < ttl <= 3600  # lives as long as an assignment cookie
+
+
+def test_a_reassignment_replaces_only_the_assignment_it_read(redis_url):
+    async def scenario(store):
+        first, _ = await store.claim_customer_assignment("promo", "c1", drawn("a", "v" * 22), None)
+        moved = [drawn("b", "v" * 22), drawn("b", "v" * 22)]  # identical draws: still only one wins
+        one = await store.claim_customer_assignment("promo", "c1", moved[0], first)
+        two = await store.claim_customer_assignment("promo", "c1", moved[1], first)  # read the old one: loses
+        return one, two
+
+    (held1, won1), (held2, won2) = run(redis_url, scenario)
+    assert (won1, won2) == (True, False)
+    assert held1.variant == held2.variant == "b"
