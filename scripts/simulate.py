@@ -60,10 +60,20 @@ class Tally:
         return {vid: n / total for vid, n in sorted(counts.items())}
 
 
+async def get_page(client: httpx.AsyncClient, url: str, **kwargs) -> httpx.Response:
+    """GET like a browser: a keep-alive connection the server closed just as the request
+    went out (no response byte at all) is retried once on a fresh connection, as
+    HTTP/1.1 allows for idempotent requests (RFC 9112, section 9.3.1)."""
+    try:
+        return await client.get(url, **kwargs)
+    except httpx.RemoteProtocolError:
+        return await client.get(url, **kwargs)
+
+
 async def one_visitor(client: httpx.AsyncClient, base_url: str, rates: dict[str, float], tally: Tally,
                       rand: random.Random) -> None:
     try:
-        page = await client.get(f"{base_url}/", headers={"User-Agent": BROWSER_UA})
+        page = await get_page(client, f"{base_url}/", headers={"User-Agent": BROWSER_UA})
     except httpx.HTTPError as exc:
         tally.errors[type(exc).__name__] += 1
         return

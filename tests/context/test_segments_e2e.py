@@ -48,6 +48,9 @@ def segmented(make_stack):
         return token.startswith("v2.")
 
     eventually(segmented_cookie)  # the router's snapshot has the new segment_keys
+    # that first segmented visit (a desktop browser) is counted once its batch is written:
+    # wait for it, so the tests' "before" figures include it
+    eventually(lambda: totals(segments(stack).get("device=desktop", []), "trials") >= 1)
     return stack
 
 

@@ -18,7 +18,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
-from scripts.simulate import _EXPERIMENT, _VARIANT, BROWSER_UA
+from scripts.simulate import get_page, _EXPERIMENT, _VARIANT, BROWSER_UA
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Seen:
 async def _visit(client: httpx.AsyncClient, base_url: str, path: str, rate: float, seen: Seen,
                  rand: random.Random, flag: threading.Event | None) -> None:
     try:
-        page = await client.get(f"{base_url}{path}", headers={"User-Agent": BROWSER_UA})
+        page = await get_page(client, f"{base_url}{path}", headers={"User-Agent": BROWSER_UA})
     except httpx.HTTPError as exc:
         seen.errors[f"page {type(exc).__name__}"] += 1
         return
