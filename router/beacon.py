@@ -52,17 +52,24 @@ def check_origin(headers, request_host: str) -> None:
         raise Rejected(403, "cross_site", "Origin does not match this site")
 
 
-def parse_body(raw: bytes) -> dict:
-    """The event fields, validated; ``Rejected`` names what is wrong."""
+def json_fields(raw: bytes, allowed: set[str]) -> dict:
+    """A JSON object with no field outside ``allowed``; ``Rejected`` (400) otherwise.
+    Shared by every endpoint that takes events or decisions from outside."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise Rejected(400, "bad_json", "body is not valid JSON") from None
+        raise Rejected(400, "bad_json", "body: is not valid JSON") from None
     if not isinstance(body, dict):
-        raise Rejected(400, "bad_json", "body must be a JSON object")
-    unknown = sorted(set(body) - BODY_FIELDS)
+        raise Rejected(400, "bad_json", "body: must be a JSON object")
+    unknown = sorted(set(body) - allowed)
     if unknown:
         raise Rejected(400, "unknown_field", f"{unknown[0]}: unknown field")
+    return body
+
+
+def parse_body(raw: bytes) -> dict:
+    """The event fields, validated; ``Rejected`` names what is wrong."""
+    body = json_fields(raw, BODY_FIELDS)
     experiment = body.get("experiment")
     if not isinstance(experiment, str) or not is_valid_id(experiment):
         raise Rejected(400, "bad_experiment", "experiment: must be an experiment id")

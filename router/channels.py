@@ -19,7 +19,6 @@ changing the caller. A slot is unique within a tenant among running experiments.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -30,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from router.beacon import MAX_VALUE, Rejected, read_limited
+from router.beacon import MAX_VALUE, Rejected, json_fields, read_limited
 from router.context import FIELDS as CONTEXT_FIELDS, Context, token as context_token
 from router.decide import Decider, Placement
 from router.experiments import Experiment, Variant
@@ -56,16 +55,7 @@ def bad(field: str, why: str) -> Rejected:
 
 
 async def json_object(request: Request, allowed: set[str]) -> dict:
-    try:
-        body = json.loads(await read_limited(request, MAX_BODY))
-    except (ValueError, UnicodeDecodeError):
-        raise Rejected(400, "bad_json", "body: is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise Rejected(400, "bad_json", "body: must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise Rejected(400, "unknown_field", f"{unknown[0]}: unknown field")
-    return body
+    return json_fields(await read_limited(request, MAX_BODY), allowed)
 
 
 def _id(body: dict, name: str) -> str | None:

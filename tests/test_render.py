@@ -1,7 +1,6 @@
 """NGINX configuration: rendered from the registry, accepted by `nginx -t`."""
 
 import json
-import subprocess
 
 import pytest
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import re
 from typing import Any
 from urllib.parse import quote
 

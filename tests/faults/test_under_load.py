@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -17,7 +16,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from scripts.processes import require_binary, start_redis
 from scripts.simulate import BROWSER_UA

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 
-import httpx
-import numpy as np
 import pytest
 
 from router.policies import ThompsonSampling
