@@ -88,7 +88,7 @@ class Decider:
         token = cookies.get(self.settings.cookie_prefix + experiment.id)
         if token:
             try:
-                held = verify(token, self.tenant_keys.keys(experiment.tenant) if experiment.tenant else self.keys,
+                held = verify(token, self.tenant_keys.keys(experiment.tenant),
                               now=int(now), max_age=self.settings.cookie_max_age, experiment=experiment.id)
             except TokenError as exc:
                 self.metrics.tokens_rejected.labels(exc.reason).inc()
@@ -152,11 +152,15 @@ class Decider:
     def _holds_valid_cookie(self, cookie_header: str, now: float, limit: int = 4) -> bool:
         """Whether any Croupier assignment cookie in the header verifies (at most ``limit`` checked)."""
         prefix = self.settings.cookie_prefix
+        experiments = self.snapshots.current.experiments
         for part in cookie_header.split(";")[:64]:
             name, _, value = part.strip().partition("=")
             if name.startswith(prefix):
+                # a tenant's cookies are signed with that tenant's keys
+                known = experiments.get(name[len(prefix):])
+                keys = self.tenant_keys.keys(known.tenant) if known is not None else self.keys
                 try:
-                    verify(value, self.keys, now=int(now), max_age=self.settings.cookie_max_age)
+                    verify(value, keys, now=int(now), max_age=self.settings.cookie_max_age)
                     return True
                 except TokenError:
                     limit -= 1

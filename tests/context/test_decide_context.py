@@ -112,3 +112,10 @@ def test_a_returning_visitor_is_one_with_any_valid_cookie():
     other = decider.decide("x", "/other/", IPHONE, {}, NOW).cookie.split(";", 1)[0]
     assert decider.read_context("x", "/seg/", IPHONE, {b"cookie": other.encode()}, NOW).returning == "yes"
     assert decider.read_context("x", "/seg/", IPHONE, {b"cookie": b"croupier_other=v1.forged"}, NOW).returning == "no"
+
+
+def test_a_tenants_cookie_makes_a_returning_visitor_too():
+    decider, _ = decider_for([experiment("seg", segment_keys=["returning"]),
+                              experiment("shop", tenant="acme")])
+    shop = decider.decide("x", "/shop/", IPHONE, {}, NOW).cookie.split(";", 1)[0]
+    assert decider.read_context("x", "/seg/", IPHONE, {b"cookie": shop.encode()}, NOW).returning == "yes"
