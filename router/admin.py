@@ -23,7 +23,7 @@ from router.dashboard import CsrfRefused, session_authorizes
 from router.history import bucket_arrays
 from router.hybrid import StoredModel, decode
 from router.model import ModelError
-from router.experiments import (InvalidExperiment, merge, parse_experiment, parse_variant, with_variant,
+from router.experiments import (Experiment, InvalidExperiment, merge, parse_experiment, parse_variant, with_variant,
                                 without_variant)
 from router.openapi import OPENAPI
 from router.segments import shrunk_stats, top_segments
@@ -102,6 +102,13 @@ class AdminAPI:
             Route("/experiments/{id}/variants/{vid}", g(self.remove_variant), methods=["DELETE"]),
         ]
 
+    async def experiment(self, exp_id: str) -> Experiment:
+        """The registry's experiment, or ``ExperimentNotFound`` (404)."""
+        experiment = await self.store.get_experiment(exp_id)
+        if experiment is None:
+            raise ExperimentNotFound(exp_id)
+        return experiment
+
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -115,9 +122,7 @@ class AdminAPI:
 
     async def get_experiment(self, request: Request) -> Response:
         exp_id = request.path_params["id"]
-        experiment = await self.store.get_experiment(exp_id)
-        if experiment is None:
-            raise ExperimentNotFound(exp_id)
+        experiment = await self.experiment(exp_id)
         return JSONResponse(experiment.to_dict())
 
     async def update_experiment(self, request: Request) -> Response:
@@ -186,9 +191,7 @@ class AdminAPI:
 
     async def stats(self, request: Request) -> Response:
         exp_id = request.path_params["id"]
-        experiment = await self.store.get_experiment(exp_id)
-        if experiment is None:
-            raise ExperimentNotFound(exp_id)
+        experiment = await self.experiment(exp_id)
         counters = (await self.store.counters([exp_id]))[exp_id]
         arms = arm_stats(experiment, experiment.variants, counters)
         summary = posterior_summary(arms, np.random.default_rng(), draws=20_000)
@@ -277,9 +280,7 @@ class AdminAPI:
     async def timeseries(self, request: Request) -> Response:
         """Per time bucket and variant: trials, expected trials, conversions, views and clicks."""
         exp_id = request.path_params["id"]
-        experiment = await self.store.get_experiment(exp_id)
-        if experiment is None:
-            raise ExperimentNotFound(exp_id)
+        experiment = await self.experiment(exp_id)
         ids = [v.id for v in experiment.variants]
         conv = f"conv:{experiment.goal}"
         names = {"trials": "trials", "expected": "expected", conv: "conversions", "view": "views",
@@ -301,9 +302,7 @@ class AdminAPI:
 
     async def _model_of(self, request: Request) -> tuple[object, StoredModel]:
         exp_id = request.path_params["id"]
-        experiment = await self.store.get_experiment(exp_id)
-        if experiment is None:
-            raise ExperimentNotFound(exp_id)
+        experiment = await self.experiment(exp_id)
         try:
             stored = await self.stored_model(exp_id)
         except ModelError as exc:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from router.experiments import GOAL
 from router.metrics import Metrics
 from router.ratelimit import TokenBuckets, client_key, retry_after
 from router.settings import Settings
@@ -29,8 +30,7 @@ from router.token import TokenError, is_valid_id, verify
 
 EVENT_TYPES = ("view", "click", "convert")
 BODY_FIELDS = {"experiment", "type", "goal", "value", "id"}
-_GOAL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
-_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+EVENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 MAX_VALUE = 1e9
 BEACON_JS = Path(__file__).with_name("static") / "beacon.js"
 
@@ -67,6 +67,17 @@ def json_fields(raw: bytes, allowed: set[str]) -> dict:
     return body
 
 
+def conversion_value(body: dict) -> float | None:
+    """A conversion's optional ``value``: a finite number in [0, MAX_VALUE]."""
+    value = body.get("value")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= MAX_VALUE:
+        raise Rejected(400, "bad_value", f"value: must be a number between 0 and {MAX_VALUE:g}")
+    return float(value)
+
+
 def parse_body(raw: bytes) -> dict:
     """The event fields, validated; ``Rejected`` names what is wrong."""
     body = json_fields(raw, BODY_FIELDS)
@@ -77,17 +88,15 @@ def parse_body(raw: bytes) -> dict:
     if kind not in EVENT_TYPES:
         raise Rejected(400, "bad_type", f"type: must be one of {', '.join(EVENT_TYPES)}")
     goal = body.get("goal")
-    if goal is not None and (not isinstance(goal, str) or not _GOAL.fullmatch(goal)):
+    if goal is not None and (not isinstance(goal, str) or not GOAL.fullmatch(goal)):
         raise Rejected(400, "bad_goal", "goal: must be 1-32 lowercase letters, digits, '_' or '-'")
     value = body.get("value")
     if value is not None:
         if kind != "convert":
             raise Rejected(400, "bad_value", "value: only a convert event carries a value")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or not 0 <= value <= MAX_VALUE:
-            raise Rejected(400, "bad_value", f"value: must be a number between 0 and {MAX_VALUE:g}")
+        value = conversion_value(body)
     event_id = body.get("id")
-    if event_id is not None and (not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id)):
+    if event_id is not None and (not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id)):
         raise Rejected(400, "bad_id", "id: must be 8-64 letters, digits, '_' or '-'")
     return {"experiment": experiment, "type": kind, "goal": goal, "value": value, "id": event_id or ""}
 

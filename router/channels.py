@@ -19,7 +19,6 @@ changing the caller. A slot is unique within a tenant among running experiments.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -29,10 +28,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from router.beacon import MAX_VALUE, Rejected, json_fields, read_limited
+from router.beacon import EVENT_ID, Rejected, conversion_value, json_fields, read_limited
 from router.context import FIELDS as CONTEXT_FIELDS, Context, token as context_token
 from router.decide import Decider, Placement
-from router.experiments import Experiment, Variant
+from router.experiments import GOAL, Experiment, Variant
 from router.settings import Settings
 from router.snapshot import Snapshot, SnapshotKeeper
 from router.store import BeaconEvent, CustomerAssignment, Store, StoreUnavailable
@@ -44,8 +43,6 @@ DECIDE_FIELDS = {"experiment", "slot", "customer_id", "context", "channel"}
 CONVERSION_FIELDS = {"experiment", "slot", "token", "customer_id", "goal", "value", "id"}
 _CUSTOMER = re.compile(r"[A-Za-z0-9._:@+=-]{1,128}")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
-_GOAL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
-_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 Handler = Callable[[Request, str], Awaitable[Response]]
 
@@ -88,16 +85,6 @@ def parse_context(value: object) -> Context | None:
             raise bad("context", f"{name}: must be a string of at most 64 characters")
         values[name] = context_token(str(raw))
     return Context(**values)
-
-
-def conversion_value(body: dict) -> float | None:
-    value = body.get("value")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 <= value <= MAX_VALUE:
-        raise bad("value", f"must be a number between 0 and {MAX_VALUE:g}")
-    return float(value)
 
 
 class ChannelsAPI:
@@ -239,11 +226,11 @@ class ChannelsAPI:
         if (token is None) == (customer is None):
             raise bad("token", "give either token or customer_id")
         goal = body.get("goal") or experiment.goal
-        if not isinstance(goal, str) or not _GOAL.fullmatch(goal):
+        if not isinstance(goal, str) or not GOAL.fullmatch(goal):
             raise bad("goal", "must be 1-32 lowercase letters, digits, '_' or '-'")
         value = conversion_value(body)
         event_id = body.get("id") or ""
-        if not isinstance(event_id, str) or (event_id and not _EVENT_ID.fullmatch(event_id)):
+        if not isinstance(event_id, str) or (event_id and not EVENT_ID.fullmatch(event_id)):
             raise bad("id", "must be 8-64 letters, digits, '_' or '-'")
 
         now = time.time()

@@ -24,7 +24,7 @@ VARIANT_STATUSES = ("active", "paused")
 _UPSTREAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}")
 _HOST = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")  # no port: hosts match without it
 _PATH_PREFIX = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}")
-_GOAL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+GOAL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 MAX_VARIANTS = 32
 MAX_PARAMS_BYTES = 8192
 
@@ -189,7 +189,7 @@ def parse_experiment(data: Any) -> Experiment:
         name=_string(data, "name", "", None, label="name", allow_empty=True),
         host=_string(data, "host", "", _HOST, label="host", allow_empty=True).lower(),
         path_prefix=_string(data, "path_prefix", "/", _PATH_PREFIX, label="path_prefix"),
-        goal=_string(data, "goal", "signup", _GOAL, label="goal"),
+        goal=_string(data, "goal", "signup", GOAL, label="goal"),
         status=status,
         winner=winner,
         policy=policy,

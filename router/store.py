@@ -364,29 +364,27 @@ class Store:
 
     # -- statistics -------------------------------------------------------
 
-    @_translated
-    async def counters(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, dict[str, float]]]:
-        """Experiment → variant → counter → total, for many experiments in one round trip."""
+    async def _hashes(self, experiment_ids: Iterable[str], suffix: str) -> dict[str, dict[str, str]]:
+        """One hash of each experiment, for many experiments in one round trip."""
         ids = list(experiment_ids)
         if not ids:
             return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for exp_id in ids:
-                pipe.hgetall(_k(exp_id, "stats"))
+                pipe.hgetall(_k(exp_id, suffix))
             raw = await pipe.execute()
-        return {exp_id: parse_counters(r) for exp_id, r in zip(ids, raw)}
+        return dict(zip(ids, raw))
+
+    @_translated
+    async def counters(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, dict[str, float]]]:
+        """Experiment → variant → counter → total, for many experiments in one round trip."""
+        return {exp_id: parse_counters(r) for exp_id, r in (await self._hashes(experiment_ids, "stats")).items()}
 
     @_translated
     async def segment_counters(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
         """Experiment → segment → variant → counter → total, in one round trip."""
-        ids = list(experiment_ids)
-        if not ids:
-            return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for exp_id in ids:
-                pipe.hgetall(_k(exp_id, "segstats"))
-            raw = await pipe.execute()
-        return {exp_id: parse_segment_counters(r) for exp_id, r in zip(ids, raw)}
+        return {exp_id: parse_segment_counters(r)
+                for exp_id, r in (await self._hashes(experiment_ids, "segstats")).items()}
 
     @_translated
     async def linear_state(self, experiment_id: str) -> dict[str, dict[tuple[int, int] | int, float]]:
