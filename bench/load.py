@@ -6,7 +6,10 @@ Five ways to serve the same page, measured with wrk in one run on this machine:
   plain          NGINX proxying straight to the variant (the baseline)
   null           NGINX + auth_request to a scorer that decides nothing (the ceiling)
   new            NGINX + Croupier, visitors without a cookie (full decision, assignment recorded)
-  returning      NGINX + Croupier, visitors with a valid assignment cookie
+  returning      NGINX + Croupier, visitors with a valid assignment cookie and routing pass
+                 (a visitor's next page views within CROUPIER_PASS_SECONDS of the last answer)
+  returning_router  the same visitors once their pass expired: the router verifies the
+                 cookie and renews the pass (shown for comparison, no goal)
   split_clients  NGINX's own static A/B split
 For each: requests per second and p50/p99 latency under load (``--connections``),
 p50 at a moderate load (one connection), and the connections NGINX opened to the
@@ -37,12 +40,13 @@ from pathlib import Path
 import httpx
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from nginx.render import Options, render, write_config
+from nginx.render import Options, pass_key_path, render, write_config, write_pass_key
+from router.passes import token_of
 from scripts.processes import (ROOT, Process, free_port, free_port_block, http_ok, require_binary, start_nginx,
                                start_redis, start_router, start_variant, stop_all)
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
-CONFIGS = ("plain", "null", "new", "returning", "split_clients")
+CONFIGS = ("plain", "null", "new", "returning", "returning_router", "split_clients")
 LOAD_CORE, SERVER_CORE = "0", "1"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -90,6 +94,17 @@ request = function()
   return wrk.format("GET", "/", headers)
 end
 """)
+
+
+def first_visits(port: int, n: int) -> list[str]:
+    """The assignment cookies (``name=value``, the value carrying a routing pass) of ``n`` new visitors."""
+    cookies = []
+    with httpx.Client(headers={"User-Agent": BROWSER_UA}) as client:
+        for _ in range(n):
+            response = client.get(f"http://127.0.0.1:{port}/")
+            cookies.append(response.headers["set-cookie"].split(";", 1)[0])
+            client.cookies.clear()
+    return cookies
 
 
 def run_wrk(url: str, script: Path, *, connections: int, duration: float) -> dict:
@@ -184,7 +199,7 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Result], dict]:
             raise SystemExit(f"bench.load: {tool} is missing (util-linux, iproute2, procps)")
     run_dir = Path(tempfile.mkdtemp(prefix="croupier-bench-"))
     processes: list[Process] = []
-    token, secret = "bench-admin-token", "bench-secret-" + "x" * 20
+    token, secret, pass_key = "bench-admin-token", "bench-secret-" + "x" * 20, "bench-pass-key-" + "y" * 24
     try:
         redis_port, router_port, null_port = free_port(), free_port(), free_port()
         croupier_port, python_variant_port = free_port(), free_port()
@@ -193,7 +208,7 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Result], dict]:
         static_variant = f"127.0.0.1:{base + 3}"
         processes.append(start_redis(run_dir, redis_port))
         env = {"CROUPIER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROUPIER_SECRET": secret,
-               "CROUPIER_ADMIN_TOKEN": token, "CROUPIER_LOG_LEVEL": "warning"}
+               "CROUPIER_ADMIN_TOKEN": token, "CROUPIER_LOG_LEVEL": "warning", "CROUPIER_PASS_KEY": pass_key}
         processes.append(start_router(run_dir, router_port, env))
         processes.append(start_variant(run_dir, ROOT / "variants/examples/demo/a.json", python_variant_port,
                                        name="variant"))
@@ -216,9 +231,10 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Result], dict]:
         admin.post("/experiments", json=experiment).raise_for_status()
         (run_dir / "croupier" / "tmp").mkdir(parents=True)
         conf = run_dir / "croupier" / "nginx.conf"
-        write_config(render([experiment], Options(
-            listen=f"127.0.0.1:{croupier_port}", routers=[f"127.0.0.1:{router_port}"],
-            prefix=str(conf.parent), user="root" if os.geteuid() == 0 else "")), conf)
+        options = Options(listen=f"127.0.0.1:{croupier_port}", routers=[f"127.0.0.1:{router_port}"],
+                          prefix=str(conf.parent), user="root" if os.geteuid() == 0 else "")
+        write_pass_key(Path(pass_key_path(options)), pass_key)
+        write_config(render([experiment], options), conf)
         if static_root:
             page_server = render_baselines(run_dir / "variant", ports, variant, "", static_root, variant_only=True)
             processes.append(start_nginx(page_server, page_server.parent, base + 3, name="nginx-variant"))
@@ -228,25 +244,30 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Result], dict]:
         time.sleep(args.refresh_wait)  # the router's snapshot picks the experiment up
         pin(processes, SERVER_CORE)
 
-        # returning visitors: real cookies from real first visits
-        cookies = []
-        with httpx.Client(headers={"User-Agent": BROWSER_UA}) as client:
-            for _ in range(args.returning_pool):
-                response = client.get(f"http://127.0.0.1:{croupier_port}/")
-                cookies.append(response.headers["set-cookie"].split(";", 1)[0])
-                client.cookies.clear()
-        scripts = {"fresh": run_dir / "fresh.lua", "returning": run_dir / "returning.lua"}
+        scripts = {"fresh": run_dir / "fresh.lua", "returning": run_dir / "returning.lua",
+                   "returning_router": run_dir / "returning_router.lua"}
         wrk_script(scripts["fresh"], [])
-        wrk_script(scripts["returning"], cookies)
+
+        def returning_visitors() -> None:
+            """Real cookies from real first visits, taken just before a returning run, as a
+            browser holds them: the assignment with a pass still valid for the whole run; and
+            the same assignments with the pass cut off, as after it expired."""
+            cookies = first_visits(croupier_port, args.returning_pool)
+            wrk_script(scripts["returning"], cookies)
+            wrk_script(scripts["returning_router"], [token_of(c) for c in cookies])
+
         targets = {
             "plain": (ports["plain"], "fresh", None),
             "null": (ports["null"], "fresh", null_port),
             "new": (croupier_port, "fresh", router_port),
             "returning": (croupier_port, "returning", router_port),
+            "returning_router": (croupier_port, "returning_router", router_port),
             "split_clients": (ports["split_clients"], "fresh", None),
         }
         for name in CONFIGS:  # warm up every path once
             port, script, _ = targets[name]
+            if name == "returning":
+                returning_visitors()
             run_wrk(f"http://127.0.0.1:{port}/", scripts[script], connections=args.connections, duration=1)
             settle(router_port)
         # rounds interleave the configurations, so a slow spell of this shared machine
@@ -256,6 +277,9 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Result], dict]:
             for name in CONFIGS:
                 port, script, scorer = targets[name]
                 url = f"http://127.0.0.1:{port}/"
+                if name == "returning":
+                    returning_visitors()
+                    settle(router_port)
                 print(f"  round {round_no + 1}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
                 watch = ConnectionWatch(scorer) if scorer else None
                 if watch:
@@ -293,6 +317,7 @@ def _cpu_model() -> str:
 
 def report(results: dict[str, Result], meta: dict) -> list[tuple[str, str, bool]]:
     plain, null, new, returning = (results[n] for n in ("plain", "null", "new", "returning"))
+    scored = (null, new, returning, results["returning_router"])
     print(f"\nload benchmark: {meta['cores']} cores ({meta['cpu']}); wrk on core {LOAD_CORE}, NGINX, router, "
           f"Redis and variant on core {SERVER_CORE}; {meta['connections']} connections, {meta['duration_s']} s "
           f"per configuration; variant: {meta['variant']}")
@@ -307,7 +332,7 @@ def report(results: dict[str, Result], meta: dict) -> list[tuple[str, str, bool]
     added_new = new.idle_p50_ms - plain.idle_p50_ms
     added_returning = returning.idle_p50_ms - plain.idle_p50_ms
     keepalive_ok = all(r.scorer_connections is not None and r.scorer_connections <= 2 * meta["connections"]
-                       and (r.scorer_time_wait or 0) <= 2 * meta["connections"] for r in (null, new, returning))
+                       and (r.scorer_time_wait or 0) <= 2 * meta["connections"] for r in scored)
     goals = [
         ("new-vs-null", f"new = {new.rps / null.rps:.2f} x null (>= 0.85)", new.rps >= 0.85 * null.rps),
         ("returning-vs-plain", f"returning = {returning.rps / plain.rps:.2f} x plain (>= 0.8)",
@@ -317,7 +342,7 @@ def report(results: dict[str, Result], meta: dict) -> list[tuple[str, str, bool]
         ("added-p50-new", f"{added_new:+.3f} ms over plain at one connection (<= 0.5)", added_new <= 0.5),
         ("keepalive", "scorer connections " + ", ".join(
             f"{r.name} {r.scorer_connections} opened / {r.scorer_time_wait} closed for {r.requests} requests"
-            for r in (null, new, returning)), keepalive_ok),
+            for r in scored), keepalive_ok),
         ("no-errors", f"{sum(r.errors for r in results.values())} failed requests",
          all(r.errors == 0 for r in results.values())),
     ]

@@ -8,6 +8,8 @@ so they cannot drift from the template:
 
     nginx/compose.conf  nginx/compose-experiments.json    (docker-compose.yml)
     k8s/base/nginx.conf k8s/base/experiments.json          (kustomize configMapGenerator)
+    k8s/base/nginx-start.sh                                (a copy of nginx/start.sh: kustomize
+                                                            reads files under its own directory only)
 
     python -m nginx.deploy            # rewrite them
     python -m nginx.deploy --check    # exit 1 when one is stale
@@ -27,6 +29,7 @@ from scripts import k8s_objects
 from scripts.stack import StackConfig, demo_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
+START_SCRIPT = ROOT / "nginx" / "start.sh"  # writes the pass key from CROUPIER_PASS_KEY, then runs nginx
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Target:
     options: Options
     config_path: Path
     experiments_path: Path
+    start_script_path: Path | None = None  # where this target needs its own copy of nginx/start.sh
 
     def experiments(self) -> list[dict]:
         demo = demo_experiment(StackConfig())
@@ -45,8 +49,11 @@ class Target:
 
     def files(self) -> dict[Path, str]:
         experiments = self.experiments()
-        return {self.experiments_path: json.dumps(experiments, indent=2, ensure_ascii=False) + "\n",
-                self.config_path: render(experiments, self.options)}
+        files = {self.experiments_path: json.dumps(experiments, indent=2, ensure_ascii=False) + "\n",
+                 self.config_path: render(experiments, self.options)}
+        if self.start_script_path:
+            files[self.start_script_path] = START_SCRIPT.read_text()
+        return files
 
 
 COMPOSE = Target(
@@ -75,6 +82,7 @@ K8S = Target(
         upstream_pattern=rf"^variant-[a-z0-9-]+\.{k8s_objects.NAMESPACE}\.svc\.cluster\.local:8080$"),
     config_path=ROOT / "k8s" / "base" / "nginx.conf",
     experiments_path=ROOT / "k8s" / "base" / "experiments.json",
+    start_script_path=ROOT / "k8s" / "base" / "nginx-start.sh",
 )
 
 TARGETS = {t.name: t for t in (COMPOSE, K8S)}

@@ -22,8 +22,12 @@ from pathlib import Path
 import httpx
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from router.passes import KEY as PASS_KEY
+
 TEMPLATE = "croupier.conf.j2"
+PASS_KEY_FILE = "/var/run/croupier-pass-key.conf"  # compose and Kubernetes: on a tmpfs, written at start
 TARGETS = ("local", "compose", "k8s")
+_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 _ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}")
 
 
@@ -62,9 +66,9 @@ class Options:
     geo_header: str = "X-Croupier-Geo"
     geo_country: str = ""
     geo_city: str = ""
-    cache_dir: str = ""  # decision cache; default: <prefix>/cache, or /var/cache/nginx/croupier
-    cache_zone_size: str = "16m"  # 1 MB holds about 8,000 keys
-    cache_max_size: str = "256m"
+    # The file defining $croupier_pass_key (write_pass_key), the routers' CROUPIER_PASS_KEY;
+    # default: <prefix>/pass-key.conf, or PASS_KEY_FILE where the container writes it at start.
+    pass_key_file: str = ""
 
 
 def group_name(address: str) -> str:
@@ -106,6 +110,10 @@ def render(experiments: list[dict], options: Options) -> str:
     for exp in experiments:
         for variant in exp["variants"]:
             addresses[variant["upstream"]] = None
+            # ids are written into the configuration (the control and pass maps)
+            for value in (exp["id"], variant["id"]):
+                if not _ID.fullmatch(str(value)):
+                    raise RenderError(f"experiment or variant id {value!r} is not lowercase letters, digits, '_' or '-'")
     if options.default_upstream:
         addresses[options.default_upstream] = None
     for address in [*addresses, *options.routers]:
@@ -120,6 +128,8 @@ def render(experiments: list[dict], options: Options) -> str:
     for name in ("geo_country", "geo_city"):
         if not re.fullmatch(r"(\$[A-Za-z0-9_]{1,64})?", getattr(options, name)):
             raise RenderError(f"{name}: must be one NGINX variable such as $geoip2_data_country_iso_code, or empty")
+    if options.pass_key_file and not re.fullmatch(r"/[A-Za-z0-9_./-]+", options.pass_key_file):
+        raise RenderError(f"pass_key_file: must be an absolute path, got {options.pass_key_file!r}")
     if options.fallback_log and not re.fullmatch(r"off|/[A-Za-z0-9_./-]+", options.fallback_log):
         raise RenderError(f"fallback_log: must be 'off' or an absolute path, got {options.fallback_log!r}")
     names = [a for a in addresses if not is_ip_literal(a)]
@@ -145,9 +155,11 @@ def render(experiments: list[dict], options: Options) -> str:
                       keep_trailing_newline=True, autoescape=False)
     return env.get_template(TEMPLATE).render(
         **{k: getattr(options, k) for k in Options.__dataclass_fields__
-           if k not in ("prefix", "default_upstream", "cache_dir", "fallback_log")},
+           if k not in ("prefix", "default_upstream", "pass_key_file", "fallback_log")},
         fallback_log=options.fallback_log or (f"{prefix}/fallback.log" if prefix else "/dev/stdout"),
-        cache_dir=options.cache_dir or (f"{prefix}/cache" if prefix else "/var/cache/nginx/croupier"),
+        pass_key_file=pass_key_path(options),
+        pass_routes=[{"experiment": exp["id"], "variant": v["id"], "group": proxy_target(v["upstream"])}
+                     for exp in experiments for v in exp["variants"]],
         upstreams=[{"address": a, "group": proxy_target(a)} for a in addresses],
         controls=controls,
         default_group=default_group,
@@ -155,6 +167,30 @@ def render(experiments: list[dict], options: Options) -> str:
         error_log=f"{prefix}/error.log" if prefix else "/dev/stderr",
         temp_dir=f"{prefix}/tmp" if prefix else "",
     )
+
+
+def pass_key_path(options: Options) -> str:
+    """Where NGINX reads the pass key from, for these options."""
+    return options.pass_key_file or (f"{options.prefix}/pass-key.conf" if options.prefix else PASS_KEY_FILE)
+
+
+def pass_key_conf(key: str) -> str:
+    """The file NGINX includes for the routing passes' key (Options.pass_key_file). Compose and
+    Kubernetes write the same line from CROUPIER_PASS_KEY when the container starts."""
+    if PASS_KEY.fullmatch(key) is None:
+        raise RenderError("pass key: must be 32-128 letters, digits, '_' or '-' (CROUPIER_PASS_KEY)")
+    return f'map $host $croupier_pass_key {{ default "{key}"; }}\n'
+
+
+def write_pass_key(path: Path, key: str) -> None:
+    """Write the pass key file, readable by its owner only."""
+    text = pass_key_conf(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def fetch_experiments(admin_url: str, token: str) -> list[dict]:

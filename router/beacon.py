@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from router.experiments import GOAL
 from router.metrics import Metrics
+from router.passes import token_of
 from router.ratelimit import TokenBuckets, client_key, retry_after
 from router.settings import Settings
 from router.snapshot import SnapshotKeeper
@@ -161,7 +162,7 @@ class Beacon:
         if experiment.host and experiment.host != site.rsplit(":", 1)[0].lower():
             # its cookies are another site's: one tenant's site cannot report for another's experiment
             raise Rejected(403, "wrong_host", f"experiment {experiment.id!r} is not served on this host")
-        token = request.cookies.get(self.settings.cookie_prefix + experiment.id)
+        token = token_of(request.cookies.get(self.settings.cookie_prefix + experiment.id) or "")
         if not token:
             raise Rejected(403, "no_assignment", "no assignment cookie for this experiment")
         try:

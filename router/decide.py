@@ -2,9 +2,11 @@
 
 Contract (DESIGN §1): always 200. ``X-Croupier-Upstream`` says where NGINX
 proxies, ``X-Croupier-Variant`` and ``X-Croupier-Experiment`` what was chosen,
-and ``Set-Cookie`` carries a new signed assignment. Reads only the in-memory
-snapshot: a returning visitor costs one HMAC, a new one a uniform draw, and the
-assignment is queued for the recorder, never written inline.
+and ``Set-Cookie`` carries the signed assignment with a fresh routing pass
+(router/passes.py), with which NGINX routes the visitor's next page views itself
+until it expires. Reads only the in-memory snapshot: a returning visitor costs
+one HMAC, a new one a uniform draw, and the assignment is queued for the
+recorder, never written inline.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from router.context import Context, ContextReader, feature_indices
 from router.experiments import Experiment, Variant
 from router.metrics import Metrics
+from router.passes import token_of, with_pass
 from router.recorder import AssignmentRecorder
 from router.settings import Settings
 from router.segments import segment_id
@@ -64,9 +67,7 @@ class Decider:
         self.is_bot = re.compile(settings.bot_pattern, re.IGNORECASE).search
         self.context_reader = ContextReader(settings.context_utc_offset, self.is_bot, self._holds_valid_cookie)
         self.geo_header = settings.geo_header.lower().encode()
-        # only a returning visitor's answer may be cached by NGINX (keyed by their token)
-        self.returning_cache = [(b"x-accel-expires", str(settings.decision_cache_seconds).encode())] \
-            if settings.decision_cache_seconds else []
+        self.pass_key = settings.pass_key if settings.pass_seconds else ""
         self.cookie_attrs = f"; Path=/; Max-Age={settings.cookie_max_age}; HttpOnly; SameSite=Lax" + (
             "; Secure" if settings.cookie_secure else "")
 
@@ -85,8 +86,9 @@ class Decider:
 
         visitor = None
         reason = "new"
-        token = cookies.get(self.settings.cookie_prefix + experiment.id)
-        if token:
+        cookie = cookies.get(self.settings.cookie_prefix + experiment.id)
+        if cookie:
+            token = token_of(cookie)
             try:
                 held = verify(token, self.tenant_keys.keys(experiment.tenant),
                               now=int(now), max_age=self.settings.cookie_max_age, experiment=experiment.id)
@@ -94,8 +96,9 @@ class Decider:
                 self.metrics.tokens_rejected.labels(exc.reason).inc()
             else:
                 variant = experiment.variant(held.variant)
-                if variant is not None and variant.active:
-                    return Decision(variant.upstream, experiment.id, variant.id, "returning")
+                if variant is not None and variant.active:  # the same assignment, with a fresh pass
+                    return Decision(variant.upstream, experiment.id, variant.id, "returning",
+                                    self.cookie(experiment, token, now) if self.pass_key else "")
                 visitor, reason = held.visitor, "reassigned"
 
         placement = None
@@ -110,9 +113,14 @@ class Decider:
             reason = "holdout"
         visitor = visitor or new_visitor_id()
         self.record(experiment, variant, visitor, reason, arms, now, placement)
-        cookie = (f"{self.settings.cookie_prefix}{experiment.id}="
-                  f"{self.token(experiment, visitor, variant.id, int(now), placement)}{self.cookie_attrs}")
-        return Decision(variant.upstream, experiment.id, variant.id, reason, cookie)
+        token = self.token(experiment, visitor, variant.id, int(now), placement)
+        return Decision(variant.upstream, experiment.id, variant.id, reason, self.cookie(experiment, token, now))
+
+    def cookie(self, experiment: Experiment, token: str, now: float) -> str:
+        """The Set-Cookie value for an assignment: the token and, when passes are on, a pass
+        (holdout visitors get one too: their variant is as sticky as anyone's)."""
+        value = with_pass(token, int(now) + self.settings.pass_seconds, self.pass_key) if self.pass_key else token
+        return f"{self.settings.cookie_prefix}{experiment.id}={value}{self.cookie_attrs}"
 
     def uses_context(self, experiment: Experiment) -> bool:
         """Whether assignments of ``experiment`` depend on the visitor's context (segments or a contextual policy)."""
@@ -160,7 +168,7 @@ class Decider:
                 known = experiments.get(name[len(prefix):])
                 keys = self.tenant_keys.keys(known.tenant) if known is not None else self.keys
                 try:
-                    verify(value, keys, now=int(now), max_age=self.settings.cookie_max_age)
+                    verify(token_of(value), keys, now=int(now), max_age=self.settings.cookie_max_age)
                     return True
                 except TokenError:
                     limit -= 1
@@ -217,13 +225,7 @@ class Decider:
             now=time.time(),
             headers=headers,
         )
-        # NGINX lets an earlier Cache-Control: no-store win over X-Accel-Expires, so a
-        # cacheable answer carries only the latter
-        if decision.reason == "returning" and self.returning_cache:
-            out = list(self.returning_cache)
-        else:
-            out = [(b"cache-control", b"no-store")]
-        out.append((b"x-croupier-upstream", decision.upstream.encode()))
+        out = [(b"x-croupier-upstream", decision.upstream.encode())]
         if decision.experiment:
             out.append((b"x-croupier-experiment", decision.experiment.encode()))
             out.append((b"x-croupier-variant", decision.variant.encode()))

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from router.passes import KEY as PASS_KEY
+
 log = logging.getLogger("croupier.settings")
 
 # Crawlers, link previewers, monitors and headless tools: they get control and
@@ -131,9 +133,14 @@ class Settings:
         "CROUPIER_COOKIE_SECURE", "Mark cookies Secure (set it when the site is served over HTTPS)."))
     default_upstream: str = field(default="", metadata=_meta(
         "CROUPIER_DEFAULT_UPSTREAM", "Upstream for paths no experiment owns (empty: NGINX's default)."))
-    decision_cache_seconds: int = field(default=5, metadata=_meta(
-        "CROUPIER_DECISION_CACHE_SECONDS", "Seconds NGINX may reuse the answer for a returning visitor's valid "
-        "cookie (0: ask the router every time). Pausing a variant reaches its returning visitors within this."))
+    pass_key: str = field(default="", metadata=_meta(
+        "CROUPIER_PASS_KEY", "Key shared with NGINX (32-128 letters, digits, '_' or '-') for the routing passes "
+        "that let NGINX send a returning visitor to their variant without asking the router; NGINX reads it "
+        "from the file nginx.render includes (Options.pass_key_file). Unset: no passes, every page view asks "
+        "the router."))
+    pass_seconds: int = field(default=30, metadata=_meta(
+        "CROUPIER_PASS_SECONDS", "Seconds a routing pass is valid (0: issue none). Pausing or ending a variant "
+        "reaches its returning visitors within this plus the refresh interval."))
     refresh_interval: float = field(default=0.5, metadata=_meta(
         "CROUPIER_REFRESH_INTERVAL", "Seconds between background refreshes of the in-memory snapshot."))
     flush_interval: float = field(default=0.2, metadata=_meta(
@@ -182,7 +189,7 @@ class Settings:
             ("port", 0 <= self.port <= 65535, "must be a port number (0-65535)"),
             ("workers", self.workers >= 1, "must be at least 1"),
             ("cookie_max_age", self.cookie_max_age > 0, "must be positive"),
-            ("decision_cache_seconds", 0 <= self.decision_cache_seconds <= 3600, "must be in [0, 3600]"),
+            ("pass_seconds", 0 <= self.pass_seconds <= 3600, "must be in [0, 3600]"),
             ("refresh_interval", 0 < self.refresh_interval <= 60, "must be in (0, 60] seconds"),
             ("flush_interval", 0 < self.flush_interval <= 60, "must be in (0, 60] seconds"),
             ("max_pending", self.max_pending >= 1, "must be at least 1"),
@@ -216,6 +223,8 @@ class Settings:
         self.api_key_tenants()  # validates CROUPIER_API_KEYS
         if self.secret and len(self.secret) < 16:
             raise SettingsError("CROUPIER_SECRET must be at least 16 characters")
+        if self.pass_key and PASS_KEY.fullmatch(self.pass_key) is None:  # a key is never echoed
+            raise SettingsError("CROUPIER_PASS_KEY must be 32-128 letters, digits, '_' or '-'")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

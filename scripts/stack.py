@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from nginx.render import Options, render, write_config
+from nginx.render import Options, pass_key_path, render, write_config, write_pass_key
 from scripts.processes import (ROOT, MissingBinary, Process, StartError, create_redis_cluster, reload_nginx,
                                start_nginx, start_redis, start_redis_cluster_node, start_router, start_variant,
                                stop_all, stop_pid_file)
@@ -50,6 +50,7 @@ class StackConfig:
     variant_base_port: int = 9101
     admin_token: str = ""
     secret: str = ""
+    pass_key: str = ""  # shared by the routers and NGINX (routing passes); default: a new random one
     appendonly: bool = True
     router_env: dict[str, str] = field(default_factory=dict)
     decide_timeout: str = "250ms"
@@ -94,6 +95,7 @@ class LocalStack:
         self.config = config
         self.config.admin_token = config.admin_token or secrets.token_urlsafe(18)
         self.config.secret = config.secret or secrets.token_urlsafe(32)
+        self.config.pass_key = config.pass_key or secrets.token_urlsafe(32)
         self.processes: list[Process] = []
         self.redis: Process | None = None  # with a cluster: its first node
         self.redis_nodes: list[Process] = []
@@ -108,7 +110,7 @@ class LocalStack:
     def router_env(self) -> dict[str, str]:
         c = self.config
         return {"CROUPIER_REDIS_URL": c.redis_url, "CROUPIER_SECRET": c.secret,
-                "CROUPIER_ADMIN_TOKEN": c.admin_token, **c.router_env}
+                "CROUPIER_ADMIN_TOKEN": c.admin_token, "CROUPIER_PASS_KEY": c.pass_key, **c.router_env}
 
     def admin(self) -> httpx.Client:
         return httpx.Client(base_url=f"{self.config.admin_url}/api/v1", timeout=5,
@@ -194,7 +196,9 @@ class LocalStack:
     def write_nginx_conf(self) -> None:
         with self.admin() as admin:
             experiments = admin.get("/experiments").raise_for_status().json()["experiments"]
-        write_config(render(experiments, self.nginx_options()), self.nginx_conf)
+        options = self.nginx_options()
+        write_pass_key(Path(pass_key_path(options)), self.config.pass_key)
+        write_config(render(experiments, options), self.nginx_conf)
 
     def reload_nginx(self) -> None:
         """Re-render from the registry (new variants join the allowlist) and reload."""
@@ -265,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                          routers=args.routers, redis_port=args.redis_port, redis_cluster=args.redis_cluster,
                          variant_base_port=args.variant_base_port,
                          admin_token=os.environ.get("CROUPIER_ADMIN_TOKEN", ""),
-                         secret=os.environ.get("CROUPIER_SECRET", ""))
+                         secret=os.environ.get("CROUPIER_SECRET", ""),
+                         pass_key=os.environ.get("CROUPIER_PASS_KEY", ""))
     generated = not config.admin_token
     stack = LocalStack(config)
     stopping = threading.Event()

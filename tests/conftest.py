@@ -16,14 +16,18 @@ BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Ge
 # fast refresh and flush, so tests see changes within a fraction of a second
 FAST = {"CROUPIER_REFRESH_INTERVAL": "0.1", "CROUPIER_FLUSH_INTERVAL": "0.05",
         # every test client is 127.0.0.1: simulated traffic must not hit the beacon limit
-        "CROUPIER_BEACON_RATE": "100000", "CROUPIER_BEACON_BURST": "100000"}
+        "CROUPIER_BEACON_RATE": "100000", "CROUPIER_BEACON_BURST": "100000",
+        # routing passes of a few seconds: a test's next page views ride on them, and a
+        # paused variant reaches its returning visitors within seconds
+        "CROUPIER_PASS_SECONDS": "3"}
 
 
 def stack_config(run_dir: Path, **overrides) -> StackConfig:
     routers = overrides.pop("routers", 1)
+    router_env = {**FAST, **overrides.pop("router_env", {})}
     return StackConfig(
         run_dir=run_dir, http_port=free_port(), router_port=free_port_block(routers), routers=routers,
-        redis_port=free_port(), variant_base_port=free_port_block(3), router_env=dict(FAST),
+        redis_port=free_port(), variant_base_port=free_port_block(3), router_env=router_env,
         **overrides)
 
 

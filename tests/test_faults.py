@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from router.passes import token_of
 from scripts.processes import start_redis
 from tests.conftest import Visitor, eventually, page_variant, variant_stats
 
@@ -12,6 +13,11 @@ def test_router_killed_nginx_still_serves_control(make_stack):
     stack = make_stack()
     visitor = Visitor(stack.config.base_url)
     assert visitor.get("/").status_code == 200
+    # a returning visitor whose routing pass has expired needs the router (with a valid
+    # pass NGINX keeps them on their variant without it: tests/test_passes.py)
+    expired = token_of(visitor.client.cookies["croupier_demo"])
+    visitor.client.cookies.clear()
+    visitor.client.cookies.set("croupier_demo", expired)
     for router in stack.routers:
         router.kill()
     fresh = Visitor(stack.config.base_url)
@@ -69,7 +75,7 @@ def test_paused_variant_reassigns_its_visitors(make_stack):
     def reassigned():
         return all(v.variant() != victim for v in moved)
 
-    # within the snapshot refresh plus NGINX's decision cache (CROUPIER_DECISION_CACHE_SECONDS, 5 s)
+    # within the snapshot refresh plus the routing pass (CROUPIER_PASS_SECONDS, 3 s in tests)
     eventually(reassigned, timeout=8, interval=0.5)
     for v, vid in assigned.items():
         if vid != victim:

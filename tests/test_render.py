@@ -1,10 +1,12 @@
 """NGINX configuration: rendered from the registry, accepted by `nginx -t`."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from nginx.render import Options, RenderError, control_pattern, group_name, main, render
+from nginx.render import (Options, RenderError, control_pattern, group_name, main, pass_key_path, render,
+                          write_pass_key)
 from scripts.processes import check_nginx_config
 
 EXPERIMENTS = [
@@ -30,6 +32,7 @@ def test_every_target_passes_nginx_t(tmp_path, target):
     (tmp_path / "tmp").mkdir()
     options = Options(target=target, prefix=str(tmp_path), resolver="127.0.0.1",
                       upstream_pattern=r"^variant-[a-z0-9-]+\.croupier\.svc:8080$" if target == "k8s" else "")
+    write_pass_key(Path(pass_key_path(options)), "k" * 32)
     conf = tmp_path / "nginx.conf"
     conf.write_text(render(EXPERIMENTS, options))
     check_nginx_config(conf, tmp_path)

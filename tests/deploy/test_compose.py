@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from nginx.deploy import COMPOSE
+from nginx.deploy import COMPOSE, START_SCRIPT
 from scripts.processes import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -88,7 +88,12 @@ def test_nginx_serves_the_committed_compose_configuration(compose):
     nginx = compose["services"]["nginx"]
     source, target, mode = nginx["volumes"][0].split(":")
     assert (ROOT / source).resolve() == COMPOSE.config_path and mode == "ro"
-    assert nginx["command"][:3] == ["nginx", "-c", target]
+    script_source, script, mode = nginx["volumes"][1].split(":")
+    assert (ROOT / script_source).resolve() == START_SCRIPT and mode == "ro"
+    # the start script writes the pass key (the routers' own) to the tmpfs, then runs nginx with the rest
+    assert nginx["command"][:4] == ["sh", script, "-c", target]
+    assert nginx["environment"]["CROUPIER_PASS_KEY"] == compose["services"]["router-1"]["environment"]["CROUPIER_PASS_KEY"]
+    assert "/var/run" in nginx["tmpfs"]
     assert nginx["ports"] == ["8080:8080"]
     # every upstream the configuration names is a service of this file
     text = COMPOSE.config_path.read_text()

@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from nginx.deploy import START_SCRIPT
+from nginx.render import PASS_KEY_FILE
 from tests.deploy.manifests import (K8S, KUSTOMIZATIONS, build, labels_match, load_yaml, name_of, pod_spec,
                                     schema_problems, security_problems)
 
@@ -95,8 +97,8 @@ def test_router_probes_and_graceful_stop(kustomization):
     assert prestop_sleep(c) > 0
     assert grace > prestop_sleep(c) + drain_seconds(), "the kubelet would kill routers while they drain"
     secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
-    assert secrets == {"CROUPIER_SECRET": {"name": "croupier-secrets", "key": "CROUPIER_SECRET"},
-                       "CROUPIER_ADMIN_TOKEN": {"name": "croupier-secrets", "key": "CROUPIER_ADMIN_TOKEN"}}
+    assert secrets == {name: {"name": "croupier-secrets", "key": name}
+                       for name in ("CROUPIER_SECRET", "CROUPIER_ADMIN_TOKEN", "CROUPIER_PASS_KEY")}
     assert "replicas" not in router["spec"], "the HPA owns the router's replicas"
 
 
@@ -132,14 +134,19 @@ def test_redis_is_persistent_and_append_only(kustomization):
 def test_nginx_runs_the_committed_configuration(kustomization):
     nginx = one(kustomization, "Deployment", "nginx")
     c = container(nginx, "nginx")
-    assert c["command"][:3] == ["nginx", "-c", "/etc/nginx/croupier/nginx.conf"]
+    # the start script writes the pass key from the routers' Secret, then runs nginx with the rest
+    assert c["command"][:4] == ["sh", "/etc/nginx/croupier/nginx-start.sh", "-c", "/etc/nginx/croupier/nginx.conf"]
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]} == {
+        "CROUPIER_PASS_KEY": {"name": "croupier-secrets", "key": "CROUPIER_PASS_KEY"}}
     volume = next(v for v in pod_spec(nginx)["volumes"] if v["name"] == "config")
     config_map = one(kustomization, "ConfigMap", volume["configMap"]["name"])  # the generated, hashed name
     assert config_map["data"]["nginx.conf"] == (K8S / "base" / "nginx.conf").read_text()
+    assert config_map["data"]["nginx-start.sh"] == START_SCRIPT.read_text()
+    assert f"include {PASS_KEY_FILE};" in config_map["data"]["nginx.conf"]
     assert "listen 8080;" in config_map["data"]["nginx.conf"]
     assert c["ports"][0]["containerPort"] == 8080
     writable = {m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")}
-    assert writable == {"/var/cache/nginx", "/var/run"}  # temp files, cache and pid on a read-only root
+    assert writable == {"/var/cache/nginx", "/var/run"}  # temp files, pass key and pid on a read-only root
 
 
 def test_overlays_differ_where_they_should():
@@ -176,7 +183,7 @@ def test_no_secret_values_are_committed():
                 assert not obj.get("data"), path
     (example,) = load_yaml(K8S / "base" / "secret.example.yaml")
     assert not schema_problems(example)
-    assert set(example["stringData"]) == {"CROUPIER_SECRET", "CROUPIER_ADMIN_TOKEN"}
+    assert set(example["stringData"]) == {"CROUPIER_SECRET", "CROUPIER_ADMIN_TOKEN", "CROUPIER_PASS_KEY"}
 
 
 OUTSIDER = "outsider"

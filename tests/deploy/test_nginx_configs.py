@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import pytest
 
-from nginx.deploy import COMPOSE, K8S, TARGETS, stale_files
+from nginx.deploy import COMPOSE, K8S, START_SCRIPT, TARGETS, stale_files
+from nginx.render import PASS_KEY_FILE, pass_key_conf
 from scripts.processes import ROOT, check_nginx_config
 
 
@@ -23,15 +26,44 @@ def for_this_machine(text: str, tmp_path) -> str:
     assert routers >= 1
     text, resolvers = re.subn(r"(?m)^(\s*resolver )\S+", r"\g<1>127.0.0.1", text)
     assert resolvers == 1
-    return text.replace("/var/cache/nginx/", f"{tmp_path}/cache/")
+    return text.replace("/var/cache/nginx/", f"{tmp_path}/cache/").replace(PASS_KEY_FILE, f"{tmp_path}/pass-key.conf")
+
+
+def run_start_script(tmp_path, key: str, *nginx_args: str, path: str | None = None) -> subprocess.CompletedProcess:
+    """nginx/start.sh as the container runs it, its key file written under ``tmp_path``."""
+    env = {"PATH": path or os.environ["PATH"], "CROUPIER_PASS_KEY": key,
+           "CROUPIER_PASS_KEY_FILE": str(tmp_path / "pass-key.conf")}
+    return subprocess.run(["sh", str(START_SCRIPT), *nginx_args], env=env, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_nginx_accepts_the_committed_configuration(tmp_path, target):
+    """What the container runs: the start script writes the key file, then nginx (here -t) reads it."""
     (tmp_path / "cache").mkdir()  # the image's /var/cache/nginx (an emptyDir or tmpfs there)
     conf = tmp_path / "nginx.conf"
     conf.write_text(for_this_machine(TARGETS[target].config_path.read_text(), tmp_path))
+    result = run_start_script(tmp_path, "k" * 40, "-t", "-p", str(tmp_path), "-c", str(conf),
+                              "-e", str(tmp_path / "error.log"))
+    assert result.returncode == 0, result.stderr
     check_nginx_config(conf, tmp_path)
+
+
+def test_the_start_script_writes_the_key_file_render_expects(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nginx").write_text('#!/bin/sh\necho "nginx $*"\n')
+    (fake / "nginx").chmod(0o755)
+    path = f"{fake}:{os.environ['PATH']}"
+    key = "Abc_-" + "9" * 40
+    result = run_start_script(tmp_path, key, "-c", "/etc/x.conf", "-g", "daemon off;", path=path)
+    assert result.returncode == 0 and result.stdout == "nginx -c /etc/x.conf -g daemon off;\n"
+    assert (tmp_path / "pass-key.conf").read_text() == pass_key_conf(key)
+    assert (tmp_path / "pass-key.conf").stat().st_mode & 0o077 == 0  # the key is readable by NGINX's user only
+    for bad in ("", "short", 'x" ; }' + "x" * 40, "k" * 129):
+        (tmp_path / "pass-key.conf").unlink(missing_ok=True)
+        result = run_start_script(tmp_path, bad, path=path)
+        assert result.returncode == 1 and "CROUPIER_PASS_KEY" in result.stderr and "nginx" not in result.stdout
+        assert not (tmp_path / "pass-key.conf").exists()
 
 
 def test_compose_config_lists_both_routers_and_the_compose_resolver():

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from router.passes import token_of
 from router.token import Assignment, new_visitor_id, sign, verify
 from tests.conftest import Visitor, eventually, page_variant, variant_stats
 
@@ -76,7 +77,7 @@ def test_a_bad_token_is_refused_by_the_beacon_and_decide_reassigns(stack, other_
     response = httpx.get(stack.config.base_url + "/", headers={
         "User-Agent": visitor.client.headers["user-agent"], "Cookie": f"croupier_demo={bad}"})
     assert response.status_code == 200 and page_variant(response) in {"a", "b", "c"}
-    fresh = response.headers["set-cookie"].split(";")[0].removeprefix("croupier_demo=")
+    fresh = token_of(response.headers["set-cookie"].split(";")[0].removeprefix("croupier_demo="))
     held = verify(fresh, {KID: stack.config.secret.encode()}, now=int(time.time()), max_age=3600, experiment="demo")
     assert held.visitor not in bad
     assert tokens_rejected(stack, reason) - rejected_before == 4
