@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from router.server import SERVER_OPTIONS
+
 
 def create_app(upstream: str) -> Starlette:
     headers = {"X-Croupier-Upstream": upstream, "Cache-Control": "no-store"}
@@ -29,8 +31,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
     args = parser.parse_args()
-    uvicorn.run(create_app(args.upstream), host="127.0.0.1", port=args.port, access_log=False,
-                log_level="warning", timeout_keep_alive=75)
+    uvicorn.run(create_app(args.upstream), host="127.0.0.1", port=args.port, log_level="warning", **SERVER_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 
 import uvicorn
 
+from router.server import SERVER_OPTIONS
 from router.settings import Settings, SettingsError
 
 
@@ -24,13 +25,8 @@ def main() -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        access_log=False,  # NGINX logs requests; a log line per decision would cost more than the decision
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
-        timeout_keep_alive=75,  # longer than NGINX's upstream keepalive_timeout, so NGINX closes first
-        # NGINX parses every header of every decide answer: send only the ones it reads
-        server_header=False,
-        date_header=False,
+        timeout_graceful_shutdown=10,  # what the k8s grace period outlasts (tests/deploy)
+        **SERVER_OPTIONS,
     )
 
 

@@ -64,7 +64,7 @@ class Decider:
         self._counters: dict[tuple[str, str, str], object] = {}
         self.kid, self.key = settings.secret_id, self.keys[settings.secret_id]
         self.tenant_keys = TenantKeys(self.keys, settings.secret_id)  # a tenant's tokens bind the tenant
-        self.is_bot = re.compile(settings.bot_pattern, re.IGNORECASE).search
+        self.is_bot = BotVerdicts(settings.bot_pattern)
         self.context_reader = ContextReader(settings.context_utc_offset, self.is_bot, self._holds_valid_cookie)
         self.geo_header = settings.geo_header.lower().encode()
         self.pass_key = settings.pass_key if settings.pass_seconds else ""
@@ -254,6 +254,33 @@ class Decider:
             headers, status = [(b"content-length", b"0")], 500
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+
+class BotVerdicts:
+    """Whether a User-Agent matches the bot pattern, remembered per User-Agent.
+
+    The case-insensitive pattern costs about 16 µs a search on a browser's User-Agent
+    (a third of a new visitor's decision, profiled), while page views come from few
+    distinct User-Agents; a verdict is the pattern's own answer, only not searched again.
+    Bounded: cleared when full, and very long values (never a real browser's) are not kept."""
+
+    __slots__ = ("search", "known")
+    LIMIT = 4096
+    LONGEST = 512
+
+    def __init__(self, pattern: str) -> None:
+        self.search = re.compile(pattern, re.IGNORECASE).search
+        self.known: dict[str, bool] = {}
+
+    def __call__(self, user_agent: str) -> bool:
+        verdict = self.known.get(user_agent)
+        if verdict is None:
+            verdict = self.search(user_agent) is not None
+            if len(user_agent) <= self.LONGEST:
+                if len(self.known) >= self.LIMIT:
+                    self.known.clear()
+                self.known[user_agent] = verdict
+        return verdict
 
 
 class CookieHeader:

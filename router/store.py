@@ -96,6 +96,14 @@ def _k(experiment_id: str, suffix: str) -> str:
     return f"croupier:{{{experiment_id}}}:{suffix}"
 
 
+def _entry(variant: str, visitor: str, reason: str, split: int, ts_ms: int, segment: str) -> str:
+    """One assignment's line in the entries argument of record_assignments.lua."""
+    return f"{variant}\t{visitor}\t{reason}\t{split}\t{ts_ms}\t{segment}\n"
+
+
+_SEPARATORS = str.maketrans("\t\n", "  ")
+
+
 def connect(settings: Settings) -> tuple[redis.Redis | RedisCluster, list]:
     """The client for ``CROUPIER_REDIS_URL``, and what else must be closed with it."""
     target = settings.redis_target()
@@ -155,24 +163,38 @@ class _AssignmentLedger:
         self.writer = secrets.token_hex(8)
         self._seq = itertools.count(1)
         self.unsettled: dict[str, tuple[int, list[AssignmentRecord]]] = {}
-        self._written: set[AssignmentRecord] = set()
+        # groups written whose batch may still come back; kept as the lists they were written
+        # as, so a flush that went through never hashes its records (a record's hash is not
+        # cached and covers every field: hashing each four times cost ~1.5 µs a decision)
+        self._written: list[list[AssignmentRecord]] = []
+        self._written_count = 0
 
     def next_seq(self) -> int:
         return next(self._seq)
 
     def new_records(self, records: list[AssignmentRecord]) -> list[AssignmentRecord]:
-        pending = {r for _, group in self.unsettled.values() for r in group}
-        return [r for r in records if r not in self._written and r not in pending]
+        if not self._written and not self.unsettled:  # nothing in doubt: every record is new
+            return records
+        skip = {r for group in self._written for r in group}
+        skip.update(r for _, group in self.unsettled.values() for r in group)
+        return [r for r in records if r not in skip]
 
     def written(self, experiment_id: str, records: list[AssignmentRecord]) -> None:
         self.unsettled.pop(experiment_id, None)
-        if len(self._written) > 200_000:  # records the recorder dropped never come back
-            self._written.clear()
-        self._written.update(records)
+        if self._written_count > 200_000:  # records the recorder dropped never come back
+            self._written, self._written_count = [], 0
+        self._written.append(records)
+        self._written_count += len(records)
 
-    def batch_done(self, records: list[AssignmentRecord]) -> None:
-        """The recorder drops a batch once this returned: nothing of it comes back."""
-        self._written.difference_update(records)
+    def batch_done(self, records: list[AssignmentRecord], groups: list[list[AssignmentRecord]]) -> None:
+        """The recorder drops a batch once this returned: nothing of it comes back.
+        ``groups``: the lists of the batch's records written by this flush."""
+        mine = {id(group) for group in groups}  # alive in the caller: their ids are theirs
+        rest = [group for group in self._written if id(group) not in mine]
+        if rest:  # records of an earlier batch written on a retry: drop those that came back in this one
+            done = set(records)
+            rest = [kept for group in rest if (kept := [r for r in group if r not in done])]
+        self._written, self._written_count = rest, sum(map(len, rest))
 
 
 class ExperimentExists(Exception):
@@ -464,7 +486,7 @@ class Store:
         failures += [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
             raise failures[0]
-        ledger.batch_done(records)
+        ledger.batch_done(records, [group for _, _, group in groups])
 
     async def _write_group(self, experiment_id: str, seq: int, records: list[AssignmentRecord]) -> None:
         self._ledger.unsettled[experiment_id] = (seq, records)  # before the call: it may be cancelled
@@ -476,11 +498,12 @@ class Store:
         trials: Counter[str] = Counter()
         bucket_counts: Counter[str] = Counter()
         expected: defaultdict[str, float] = defaultdict(float)
-        entries: list[str | int] = []
+        lines: list[str] = []
         # every assignment of one snapshot shares its probabilities: encode and sum them
-        # once per (bucket, split), not once per visitor
+        # once per (bucket, split), not once per visitor; the stream entries name a split
+        # by its number (see record_assignments.lua)
         splits: Counter[tuple[int, tuple[tuple[str, float], ...]]] = Counter()
-        encoded: dict[tuple[tuple[str, float], ...], str] = {}
+        numbered: dict[tuple[tuple[str, float], ...], int] = {}
         segment_trials: Counter[str] = Counter()
         gram: Counter[str] = Counter()
         for r in records:
@@ -488,16 +511,23 @@ class Store:
             trials[f"{r.variant}:trials"] += 1
             bucket_counts[f"{bucket}:{r.variant}:trials"] += 1
             splits[(bucket, r.probabilities)] += 1
-            probs = encoded.get(r.probabilities)
-            if probs is None:
-                probs = encoded[r.probabilities] = json.dumps(dict(r.probabilities), separators=(",", ":"))
-            entries += [r.variant, r.visitor, r.reason, probs, int(r.ts * 1000), r.segment]
+            split = numbered.get(r.probabilities)
+            if split is None:
+                split = numbered[r.probabilities] = len(numbered) + 1
+            lines.append(_entry(r.variant, r.visitor, r.reason, split, int(r.ts * 1000), r.segment))
             if r.segment:
                 segment_trials[f"{r.segment}|{r.variant}:trials"] += 1
             # the upper triangle of x x^T (x binary): a contextual policy's precision grows at assignment
             for a, i in enumerate(r.features):
                 for j in r.features[a:]:
                     gram[f"{r.variant}|{i}|{j}"] += 1
+        entries = "".join(lines)
+        if entries.count("\n") != len(records) or entries.count("\t") != 5 * len(records):
+            # never with the router's own ids, visitors and segments; still, a stray
+            # separator must not shift an entry's fields
+            entries = "".join(_entry(*(str(x).translate(_SEPARATORS) for x in (
+                r.variant, r.visitor, r.reason, numbered[r.probabilities], int(r.ts * 1000), r.segment)))
+                for r in records)
         for (bucket, split), n in splits.items():
             for variant, p in split:
                 expected[f"{bucket}:{variant}:expected"] += n * p
@@ -514,7 +544,9 @@ class Store:
         args.append(len(expected))
         for field, total in expected.items():
             args += [field, repr(total)]
-        args += [len(records), *entries]
+        args.append(len(numbered))
+        args += [json.dumps(dict(split), separators=(",", ":")) for split in numbered]
+        args.append(entries)
         keys = [_k(experiment_id, "stats"), _k(experiment_id, "buckets"), _k(experiment_id, "events"),
                 _k(experiment_id, "writers"), _k(experiment_id, "segstats"), _k(experiment_id, "linear")]
         await self._record_assignments(keys=keys, args=args)

@@ -1,6 +1,7 @@
 """The decision logic on an in-memory snapshot: no Redis, no HTTP."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -89,3 +90,15 @@ def test_recorder_queue_is_bounded(decider):
     for _ in range(10):
         decider.decide("x", "/", UA, {}, NOW)
     assert len(decider.recorder.pending) == 3
+
+
+def test_bot_verdicts_are_the_patterns_own_and_bounded():
+    from router.decide import BotVerdicts
+    from router.settings import DEFAULT_BOT_PATTERN
+    verdicts = BotVerdicts(DEFAULT_BOT_PATTERN)
+    for ua in (UA, "Googlebot/2.1", "CURL/8.0", UA, "Googlebot/2.1", "x" * 600 + "bot"):
+        assert verdicts(ua) is verdicts(ua) is bool(re.search(DEFAULT_BOT_PATTERN, ua, re.I))
+    assert "x" * 600 + "bot" not in verdicts.known  # very long values are searched, not kept
+    for i in range(BotVerdicts.LIMIT + 10):
+        verdicts(f"agent {i}")
+    assert len(verdicts.known) <= BotVerdicts.LIMIT
