@@ -4,7 +4,11 @@
 
 Five ways to serve the same page, measured with wrk in one run on this machine:
   plain          NGINX proxying straight to the variant (the baseline)
-  null           NGINX + auth_request to a scorer that decides nothing (the ceiling)
+  null           NGINX + auth_request to a scorer that decides nothing (the ceiling): a
+                 Starlette endpoint on the router's server settings
+  null_listener  the same, answered by the router's own decide listener, which NGINX's
+                 decide subrequests use (shown for comparison, no goal: new against it is
+                 what the decision itself costs)
   new            NGINX + Croupier, visitors without a cookie (full decision, assignment recorded)
   returning      NGINX + Croupier, visitors with a valid assignment cookie and routing pass
                  (a visitor's next page views within CROUPIER_PASS_SECONDS of the last answer)
@@ -42,11 +46,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from nginx.render import Options, pass_key_path, render, write_config, write_pass_key
 from router.passes import token_of
-from scripts.processes import (ROOT, Process, free_port, free_port_block, http_ok, require_binary, start_nginx,
+from scripts.processes import (ROOT, Process, free_port, free_port_block, http_ok, port_open, require_binary, start_nginx,
                                start_redis, start_router, start_variant, stop_all)
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
-CONFIGS = ("plain", "null", "new", "returning", "returning_router", "split_clients")
+CONFIGS = ("plain", "null", "null_listener", "new", "returning", "returning_router", "split_clients")
 LOAD_CORE, SERVER_CORE = "0", "1"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -180,11 +184,12 @@ def pin(processes: list[Process], core: str) -> None:
             subprocess.run(["taskset", "-a", "-p", "-c", core, pid], capture_output=True)
 
 
-def render_baselines(prefix: Path, ports: dict, variant: str, null_scorer: str, static_root: Path | None,
-                     *, variant_only: bool = False) -> Path:
+def render_baselines(prefix: Path, ports: dict, variant: str, null_scorer: str, null_listener: str,
+                     static_root: Path | None, *, variant_only: bool = False) -> Path:
     env = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined)
     text = env.get_template("baselines.conf.j2").render(
-        prefix=prefix, ports=ports, variant=variant, null_scorer=null_scorer, variant_only=variant_only,
+        prefix=prefix, ports=ports, variant=variant, null_scorer=null_scorer, null_listener=null_listener,
+        variant_only=variant_only,
         static_root=static_root, user="root" if os.geteuid() == 0 else "")
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "tmp").mkdir(exist_ok=True)
@@ -201,14 +206,16 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Result], dict]:
     processes: list[Process] = []
     token, secret, pass_key = "bench-admin-token", "bench-secret-" + "x" * 20, "bench-pass-key-" + "y" * 24
     try:
-        redis_port, router_port, null_port = free_port(), free_port(), free_port()
+        redis_port, router_port, null_port, decide_port = free_port(), free_port(), free_port(), free_port()
+        null_listener_port = free_port()
         croupier_port, python_variant_port = free_port(), free_port()
-        base = free_port_block(4)
-        ports = {"plain": base, "null": base + 1, "split_clients": base + 2}
+        base = free_port_block(5)
+        ports = {"plain": base, "null": base + 1, "split_clients": base + 2, "null_listener": base + 4}
         static_variant = f"127.0.0.1:{base + 3}"
         processes.append(start_redis(run_dir, redis_port))
         env = {"CROUPIER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROUPIER_SECRET": secret,
-               "CROUPIER_ADMIN_TOKEN": token, "CROUPIER_LOG_LEVEL": "warning", "CROUPIER_PASS_KEY": pass_key}
+               "CROUPIER_ADMIN_TOKEN": token, "CROUPIER_LOG_LEVEL": "warning", "CROUPIER_PASS_KEY": pass_key,
+               "CROUPIER_DECIDE_PORT": str(decide_port)}
         processes.append(start_router(run_dir, router_port, env))
         processes.append(start_variant(run_dir, ROOT / "variants/examples/demo/a.json", python_variant_port,
                                        name="variant"))
@@ -224,6 +231,10 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Result], dict]:
         null = Process("null-scorer", [sys.executable, "-m", "bench.null_scorer", "--port", str(null_port),
                                        "--upstream", variant], run_dir / "null-scorer.log").start()
         processes.append(null.wait_until(lambda: http_ok(f"http://127.0.0.1:{null_port}/livez")))
+        null_listener = Process("null-listener", [sys.executable, "-m", "bench.null_scorer", "--listener", "--port",
+                                                  str(null_listener_port), "--upstream", variant],
+                                run_dir / "null-listener.log").start()
+        processes.append(null_listener.wait_until(lambda: port_open("127.0.0.1", null_listener_port)))
         experiment = {"id": "bench", "path_prefix": "/", "control": "a",
                       "variants": [{"id": v, "upstream": variant} for v in "abc"]}
         admin = httpx.Client(base_url=f"http://127.0.0.1:{router_port}/api/v1",
@@ -232,13 +243,16 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Result], dict]:
         (run_dir / "croupier" / "tmp").mkdir(parents=True)
         conf = run_dir / "croupier" / "nginx.conf"
         options = Options(listen=f"127.0.0.1:{croupier_port}", routers=[f"127.0.0.1:{router_port}"],
+                          decide_routers=[f"127.0.0.1:{decide_port}"],
                           prefix=str(conf.parent), user="root" if os.geteuid() == 0 else "")
         write_pass_key(Path(pass_key_path(options)), pass_key)
         write_config(render([experiment], options), conf)
         if static_root:
-            page_server = render_baselines(run_dir / "variant", ports, variant, "", static_root, variant_only=True)
+            page_server = render_baselines(run_dir / "variant", ports, variant, "", "", static_root,
+                                           variant_only=True)
             processes.append(start_nginx(page_server, page_server.parent, base + 3, name="nginx-variant"))
-        baselines = render_baselines(run_dir / "baselines", ports, variant, f"127.0.0.1:{null_port}", static_root)
+        baselines = render_baselines(run_dir / "baselines", ports, variant, f"127.0.0.1:{null_port}",
+                                     f"127.0.0.1:{null_listener_port}", static_root)
         processes.append(start_nginx(baselines, baselines.parent, ports["plain"], name="nginx-baselines"))
         processes.append(start_nginx(conf, conf.parent, croupier_port, name="nginx-croupier"))
         time.sleep(args.refresh_wait)  # the router's snapshot picks the experiment up
@@ -259,9 +273,10 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Result], dict]:
         targets = {
             "plain": (ports["plain"], "fresh", None),
             "null": (ports["null"], "fresh", null_port),
-            "new": (croupier_port, "fresh", router_port),
-            "returning": (croupier_port, "returning", router_port),
-            "returning_router": (croupier_port, "returning_router", router_port),
+            "null_listener": (ports["null_listener"], "fresh", null_listener_port),
+            "new": (croupier_port, "fresh", decide_port),
+            "returning": (croupier_port, "returning", decide_port),
+            "returning_router": (croupier_port, "returning_router", decide_port),
             "split_clients": (ports["split_clients"], "fresh", None),
         }
         for name in CONFIGS:  # warm up every path once
@@ -317,18 +332,21 @@ def _cpu_model() -> str:
 
 def report(results: dict[str, Result], meta: dict) -> list[tuple[str, str, bool]]:
     plain, null, new, returning = (results[n] for n in ("plain", "null", "new", "returning"))
-    scored = (null, new, returning, results["returning_router"])
+    null_listener = results["null_listener"]
+    scored = (null, null_listener, new, returning, results["returning_router"])
     print(f"\nload benchmark: {meta['cores']} cores ({meta['cpu']}); wrk on core {LOAD_CORE}, NGINX, router, "
           f"Redis and variant on core {SERVER_CORE}; {meta['connections']} connections, {meta['duration_s']} s "
           f"per configuration; variant: {meta['variant']}")
-    print(f"{'config':<14} {'req/s':>9} {'x plain':>8} {'p50 ms':>8} {'p99 ms':>8} {'p50@1 ms':>9} "
+    print(f"{'config':<17} {'req/s':>9} {'x plain':>8} {'p50 ms':>8} {'p99 ms':>8} {'p50@1 ms':>9} "
           f"{'errors':>7} {'scorer conns':>13} {'time-wait':>10}")
     for r in results.values():
         conns = "-" if r.scorer_connections is None else str(r.scorer_connections)
         tw = "-" if r.scorer_time_wait is None else str(r.scorer_time_wait)
-        print(f"{r.name:<14} {r.rps:>9.0f} {r.rps / plain.rps:>8.2f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
+        print(f"{r.name:<17} {r.rps:>9.0f} {r.rps / plain.rps:>8.2f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
               f"{r.idle_p50_ms:>9.3f} {r.errors:>7} {conns:>13} {tw:>10}")
     print(f"assignments recorded during the run: {meta['trials_recorded']}")
+    print(f"(no goal) new = {new.rps / null_listener.rps:.2f} x null_listener: what the decision itself costs "
+          f"over a do-nothing answer on the same decide listener")
     added_new = new.idle_p50_ms - plain.idle_p50_ms
     added_returning = returning.idle_p50_ms - plain.idle_p50_ms
     keepalive_ok = all(r.scorer_connections is not None and r.scorer_connections <= 2 * meta["connections"]

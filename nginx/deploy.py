@@ -63,6 +63,7 @@ COMPOSE = Target(
         target="compose", listen="8080",
         # two named router services: each gets its own line in the keepalive upstream block
         routers=["router-1:8000", "router-2:8000"],
+        decide_routers=["router-1:8001", "router-2:8001"],  # their decide listeners (CROUPIER_DECIDE_PORT)
         resolver="127.0.0.11",  # Docker's embedded DNS, for the variants' service names
         # a variant service added later (variant-<experiment>-<id>) is served without a re-render
         upstream_pattern=r"^variant-[a-z0-9-]+:8080$"),
@@ -77,6 +78,7 @@ K8S = Target(
         target="k8s", listen="8080",
         # the router Service's cluster IP; kube-proxy spreads connections over the pods
         routers=[f"router.{k8s_objects.NAMESPACE}.svc.cluster.local:8000"],
+        decide_routers=[f"router.{k8s_objects.NAMESPACE}.svc.cluster.local:8001"],
         # NGINX resolves the resolver's own name once at start-up, through the pod's resolv.conf
         resolver="kube-dns.kube-system.svc.cluster.local",
         upstream_pattern=rf"^variant-[a-z0-9-]+\.{k8s_objects.NAMESPACE}\.svc\.cluster\.local:8080$"),

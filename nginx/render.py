@@ -43,6 +43,9 @@ class Options:
     listen: str = "127.0.0.1:8080"
     listen_v6: str = ""
     routers: list[str] = field(default_factory=lambda: ["127.0.0.1:8000"])
+    # where the decide subrequests go: the routers' decide listeners (CROUPIER_DECIDE_PORT);
+    # empty: the routers above, which answer decide on their app's port too
+    decide_routers: list[str] = field(default_factory=list)
     default_upstream: str = ""  # for paths no experiment owns; empty: the first experiment's control
     upstream_pattern: str = ""  # extra allowlist regex, e.g. for Kubernetes service names
     prefix: str = ""  # local: directory for pid, logs and temp files
@@ -116,7 +119,7 @@ def render(experiments: list[dict], options: Options) -> str:
                     raise RenderError(f"experiment or variant id {value!r} is not lowercase letters, digits, '_' or '-'")
     if options.default_upstream:
         addresses[options.default_upstream] = None
-    for address in [*addresses, *options.routers]:
+    for address in [*addresses, *options.routers, *options.decide_routers]:
         if not _ADDRESS.fullmatch(address):
             raise RenderError(f"upstream {address!r} is not host:port")
     if options.upstream_pattern:
@@ -155,7 +158,8 @@ def render(experiments: list[dict], options: Options) -> str:
                       keep_trailing_newline=True, autoescape=False)
     return env.get_template(TEMPLATE).render(
         **{k: getattr(options, k) for k in Options.__dataclass_fields__
-           if k not in ("prefix", "default_upstream", "pass_key_file", "fallback_log")},
+           if k not in ("prefix", "default_upstream", "pass_key_file", "fallback_log", "decide_routers")},
+        decide_routers=options.decide_routers or options.routers,
         fallback_log=options.fallback_log or (f"{prefix}/fallback.log" if prefix else "/dev/stdout"),
         pass_key_file=pass_key_path(options),
         pass_routes=[{"experiment": exp["id"], "variant": v["id"], "group": proxy_target(v["upstream"])}
@@ -217,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=TARGETS, default="local")
     parser.add_argument("--listen", default="127.0.0.1:8080")
     parser.add_argument("--router", action="append", dest="routers", help="router address (repeatable)")
+    parser.add_argument("--decide-router", action="append", dest="decide_routers", default=[],
+                        help="a router's decide listener, CROUPIER_DECIDE_PORT (repeatable; default: --router)")
+    parser.add_argument("--pass-key-file", default="", help="the file defining the pass key NGINX includes")
     parser.add_argument("--default-upstream", default="")
     parser.add_argument("--upstream-pattern", default="")
     parser.add_argument("--resolver", default="")
@@ -230,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             experiments = json.loads(args.experiments.read_text())
         text = render(experiments, Options(
             target=args.target, listen=args.listen, routers=args.routers or ["127.0.0.1:8000"],
+            decide_routers=args.decide_routers, pass_key_file=args.pass_key_file,
             default_upstream=args.default_upstream, upstream_pattern=args.upstream_pattern,
             resolver=args.resolver, prefix=args.prefix))
     except (RenderError, httpx.HTTPError, OSError, ValueError, KeyError) as exc:

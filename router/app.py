@@ -21,6 +21,7 @@ from router.beacon import Beacon
 from router.channels import ChannelsAPI
 from router.dashboard import Dashboard
 from router.decide import Decider
+from router.decide_listener import DecideListener
 from router.metrics import Metrics
 from router.recorder import AssignmentRecorder
 from router.settings import Settings
@@ -37,6 +38,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
                                settings.max_segments)
     recorder = AssignmentRecorder(store, metrics, settings.flush_interval, settings.max_pending)
     decider = Decider(settings, snapshots, recorder, metrics)
+    listener = DecideListener(decider.respond, settings.host, settings.decide_port) if settings.decide_port else None
     beacon = Beacon(settings, store, snapshots, metrics)
     admin = AdminAPI(settings, store, snapshots)
     channels = ChannelsAPI(settings, store, snapshots, decider)
@@ -64,9 +66,13 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             log.warning("Redis is not reachable at start-up (%s); deciding control until it is", exc)
         snapshots.start()
         recorder.start()
+        if listener is not None:
+            await listener.start()
         try:
             yield
         finally:
+            if listener is not None:  # first: the assignments it queued are written below
+                await listener.stop()
             await snapshots.stop()
             await recorder.stop()
             await store.close()

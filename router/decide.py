@@ -243,15 +243,20 @@ class Decider:
             child = self._counters[key] = self.metrics.decisions.labels(experiment or "-", variant or "-", reason)
         child.inc()
 
-    async def asgi(self, scope, receive, send) -> None:
-        """The decide endpoint as a bare ASGI app: it runs on every page view, so it
-        skips the framework's routing, middleware and request/response objects."""
+    def respond(self, headers: dict[bytes, bytes]) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """The status and headers of the decide answer; a failure is a 500, and NGINX fails
+        open to control on anything but a 2xx."""
         try:
-            headers = self.answer(dict(scope["headers"]))
-            status = 200
-        except Exception:  # NGINX fails open to control on a non-2xx answer
+            return 200, self.answer(headers)
+        except Exception:
             log.exception("decide failed")
-            headers, status = [(b"content-length", b"0")], 500
+            return 500, [(b"content-length", b"0")]
+
+    async def asgi(self, scope, receive, send) -> None:
+        """The decide endpoint as a bare ASGI app, on the app's own port: it skips the
+        framework's routing, middleware and request/response objects. NGINX's subrequests
+        use the leaner decide listener (router/decide_listener.py) where it is on."""
+        status, headers = self.respond(dict(scope["headers"]))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 

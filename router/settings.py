@@ -133,6 +133,10 @@ class Settings:
         "CROUPIER_COOKIE_SECURE", "Mark cookies Secure (set it when the site is served over HTTPS)."))
     default_upstream: str = field(default="", metadata=_meta(
         "CROUPIER_DEFAULT_UPSTREAM", "Upstream for paths no experiment owns (empty: NGINX's default)."))
+    decide_port: int = field(default=0, metadata=_meta(
+        "CROUPIER_DECIDE_PORT", "Port of the decide listener, a lean HTTP/1.1 endpoint for NGINX's decide "
+        "subrequests beside the app, on CROUPIER_HOST (render NGINX with these ports as its decide routers); "
+        "0: off, decide is answered on CROUPIER_PORT."))
     pass_key: str = field(default="", metadata=_meta(
         "CROUPIER_PASS_KEY", "Key shared with NGINX (32-128 letters, digits, '_' or '-') for the routing passes "
         "that let NGINX send a returning visitor to their variant without asking the router; NGINX reads it "
@@ -187,6 +191,8 @@ class Settings:
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
             ("port", 0 <= self.port <= 65535, "must be a port number (0-65535)"),
+            ("decide_port", 0 <= self.decide_port <= 65535 and (self.decide_port != self.port or self.port == 0),
+             "must be a port number (0-65535) other than CROUPIER_PORT"),
             ("workers", self.workers >= 1, "must be at least 1"),
             ("cookie_max_age", self.cookie_max_age > 0, "must be positive"),
             ("pass_seconds", 0 <= self.pass_seconds <= 3600, "must be in [0, 3600]"),

@@ -43,6 +43,7 @@ class StackConfig:
     run_dir: Path = ROOT / "run"
     http_port: int = 8080
     router_port: int = 8000
+    decide_port: int = 8100  # the first router's decide listener (CROUPIER_DECIDE_PORT); the others follow
     routers: int = 1
     redis_port: int = 6390
     redis_cluster: bool = False  # three masters on redis_port and the next two ports
@@ -58,6 +59,10 @@ class StackConfig:
     @property
     def router_ports(self) -> list[int]:
         return [self.router_port + i for i in range(self.routers)]
+
+    @property
+    def decide_ports(self) -> list[int]:
+        return [self.decide_port + i for i in range(self.routers)]
 
     @property
     def redis_ports(self) -> list[int]:
@@ -143,7 +148,8 @@ class LocalStack:
         return self
 
     def start_router(self, index: int, port: int) -> Process:
-        router = self._keep(start_router(self.config.run_dir, port, self.router_env(), name=f"router-{index}"))
+        env = {**self.router_env(), "CROUPIER_DECIDE_PORT": str(self.config.decide_ports[index])}
+        router = self._keep(start_router(self.config.run_dir, port, env, name=f"router-{index}"))
         if index < len(self.routers):
             self.routers[index] = router
         else:
@@ -190,6 +196,7 @@ class LocalStack:
         c = self.config
         return Options(target="local", listen=f"127.0.0.1:{c.http_port}",
                        routers=[f"127.0.0.1:{p}" for p in c.router_ports],
+                       decide_routers=[f"127.0.0.1:{p}" for p in c.decide_ports],
                        prefix=str(self.nginx_conf.parent), decide_timeout=c.decide_timeout,
                        user="root" if os.geteuid() == 0 else "")
 
@@ -239,6 +246,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="NGINX's port (CROUPIER_HTTP_PORT, default 8080)")
     parser.add_argument("--router-port", type=int, default=int(env.get("CROUPIER_ROUTER_PORT", 8000)),
                         help="first router's port (default 8000)")
+    parser.add_argument("--decide-port", type=int, default=8100,
+                        help="first router's decide listener, where NGINX's decide subrequests go (default 8100)")
     parser.add_argument("--routers", type=int, default=int(env.get("CROUPIER_ROUTERS", 1)),
                         help="router processes behind NGINX (default 1)")
     parser.add_argument("--redis-port", type=int, default=int(env.get("CROUPIER_REDIS_PORT", 6390)),
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         # would treat them as one flooding client
         router_env["CROUPIER_BEACON_RATE"] = "0"
     config = StackConfig(router_env=router_env, run_dir=args.run_dir, http_port=args.http_port,
-                         router_port=args.router_port,
+                         router_port=args.router_port, decide_port=args.decide_port,
                          routers=args.routers, redis_port=args.redis_port, redis_cluster=args.redis_cluster,
                          variant_base_port=args.variant_base_port,
                          admin_token=os.environ.get("CROUPIER_ADMIN_TOKEN", ""),

@@ -27,6 +27,7 @@ def stack_config(run_dir: Path, **overrides) -> StackConfig:
     router_env = {**FAST, **overrides.pop("router_env", {})}
     return StackConfig(
         run_dir=run_dir, http_port=free_port(), router_port=free_port_block(routers), routers=routers,
+        decide_port=free_port_block(routers),
         redis_port=free_port(), variant_base_port=free_port_block(3), router_env=router_env,
         **overrides)
 

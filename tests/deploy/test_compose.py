@@ -92,7 +92,9 @@ def test_nginx_serves_the_committed_compose_configuration(compose):
     assert (ROOT / script_source).resolve() == START_SCRIPT and mode == "ro"
     # the start script writes the pass key (the routers' own) to the tmpfs, then runs nginx with the rest
     assert nginx["command"][:4] == ["sh", script, "-c", target]
-    assert nginx["environment"]["CROUPIER_PASS_KEY"] == compose["services"]["router-1"]["environment"]["CROUPIER_PASS_KEY"]
+    router_env = compose["services"]["router-1"]["environment"]
+    assert nginx["environment"]["CROUPIER_PASS_KEY"] == router_env["CROUPIER_PASS_KEY"]
+    assert router_env["CROUPIER_DECIDE_PORT"] == "8001"  # what compose.conf's croupier_decide upstream names
     assert "/var/run" in nginx["tmpfs"]
     assert nginx["ports"] == ["8080:8080"]
     # every upstream the configuration names is a service of this file

@@ -93,6 +93,11 @@ def test_router_probes_and_graceful_stop(kustomization):
     assert c["livenessProbe"]["httpGet"]["path"] == "/livez"  # never Redis: an outage must not restart routers
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {"name": "CROUPIER_HOST", "value": "0.0.0.0"} in c["env"]
+    # the decide listener: a container port, a Service port and the port nginx.conf's croupier_decide names
+    assert {"name": "CROUPIER_DECIDE_PORT", "value": "8001"} in c["env"]
+    assert {"name": "decide", "containerPort": 8001} in c["ports"]
+    service = one(kustomization, "Service", "router")
+    assert {"name": "decide", "port": 8001, "targetPort": "decide"} in service["spec"]["ports"]
     grace = pod_spec(router)["terminationGracePeriodSeconds"]
     assert prestop_sleep(c) > 0
     assert grace > prestop_sleep(c) + drain_seconds(), "the kubelet would kill routers while they drain"

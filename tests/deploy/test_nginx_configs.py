@@ -70,6 +70,10 @@ def test_compose_config_lists_both_routers_and_the_compose_resolver():
     text = COMPOSE.config_path.read_text()
     upstream = text.split("upstream croupier_router {")[1].split("}")[0]
     assert re.findall(r"server (\S+) ", upstream) == ["router-1:8000", "router-2:8000"]
+    # decide subrequests go to the routers' decide listeners (docker-compose.yml: CROUPIER_DECIDE_PORT)
+    decide = text.split("upstream croupier_decide {")[1].split("}")[0]
+    assert re.findall(r"server (\S+) ", decide) == ["router-1:8001", "router-2:8001"]
+    assert "proxy_pass http://croupier_decide;" in text.split("location = /_croupier/decide")[1].split("}")[0]
     assert "resolver 127.0.0.11 " in text  # Docker's embedded DNS
     assert "listen 8080;" in text
 

@@ -19,9 +19,9 @@ ROUTERS = 2
 def cluster_config(run_dir, routers: int = ROUTERS) -> StackConfig:
     # one block for every port, so that no two of them can be handed the same free port, and
     # below the ephemeral range, where the cluster's own connections cannot take them
-    base = free_port_block(1 + routers + 3 + 3 + 3)
+    base = free_port_block(1 + routers + 3 + 3 + 3 + routers)
     return StackConfig(
-        run_dir=run_dir, http_port=base, router_port=base + 1, routers=routers,
+        run_dir=run_dir, http_port=base, router_port=base + 1, routers=routers, decide_port=base + 10 + routers,
         redis_port=base + 1 + routers, redis_cluster=True, redis_cluster_bus_port=base + 4 + routers,
         variant_base_port=base + 7 + routers, router_env=dict(FAST))
 

@@ -1,0 +1,113 @@
+"""The decide listener over real sockets: what NGINX sends, and what it must refuse."""
+
+from __future__ import annotations
+
+import asyncio
+
+from router.decide_listener import MAX_HEADER_BYTES, DecideListener
+from scripts.processes import free_port
+
+ANSWER = [(b"x-croupier-upstream", b"127.0.0.1:9101"), (b"x-croupier-variant", b"b"), (b"content-length", b"0")]
+DECIDE = (b"GET /_croupier/decide HTTP/1.1\r\nHost: shop.example\r\nX-Original-URI: /spring/?a=1\r\n"
+          b"Cookie: croupier_demo=v1.x\r\n\r\n")
+
+
+def run(scenario) -> None:
+    """Run ``scenario(listener, port, seen)`` against a started listener; ``seen`` collects the
+    headers every answered request arrived with."""
+    async def main():
+        seen: list[dict[bytes, bytes]] = []
+
+        def respond(headers):
+            seen.append(headers)
+            return (500, [(b"content-length", b"0")]) if headers.get(b"x-fail") else (200, ANSWER)
+
+        port = free_port()
+        listener = DecideListener(respond, "127.0.0.1", port)
+        await listener.start()
+        try:
+            await scenario(listener, port, seen)
+        finally:
+            await listener.stop()
+
+    asyncio.run(main())
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes]]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status, *lines = head[:-4].split(b"\r\n")
+    return status, dict(line.split(b": ", 1) for line in lines)
+
+
+def test_answers_decide_requests_on_one_keepalive_connection():
+    async def scenario(listener, port, seen):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):
+            writer.write(DECIDE)
+            status, headers = await read_answer(reader)
+            assert status == b"HTTP/1.1 200 OK" and headers == dict(ANSWER)
+        # a request arriving in pieces, as TCP may deliver it
+        for piece in (DECIDE[:7], DECIDE[7:40], DECIDE[40:]):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        assert (await read_answer(reader))[0] == b"HTTP/1.1 200 OK"
+        assert seen[0] == {b"host": b"shop.example", b"x-original-uri": b"/spring/?a=1",
+                           b"cookie": b"croupier_demo=v1.x"}  # names lower-cased, as the decider reads them
+        assert len(seen) == 4
+        writer.close()
+    run(scenario)
+
+
+def test_head_a_failing_decision_and_a_closing_client():
+    async def scenario(listener, port, seen):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(DECIDE.replace(b"GET", b"HEAD"))
+        assert (await read_answer(reader))[0] == b"HTTP/1.1 200 OK"
+        writer.write(DECIDE.replace(b"\r\n\r\n", b"\r\nX-Fail: 1\r\n\r\n"))
+        assert (await read_answer(reader))[0] == b"HTTP/1.1 500 Internal Server Error"  # NGINX fails open
+        writer.write(DECIDE.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        status, headers = await read_answer(reader)
+        assert status == b"HTTP/1.1 200 OK" and headers[b"connection"] == b"close"
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # and it closed
+    run(scenario)
+
+
+def test_refuses_anything_but_a_decide_request_and_closes():
+    bad = {
+        b"GET /api/v1/experiments HTTP/1.1\r\nHost: x\r\n\r\n": b"HTTP/1.1 404 Not Found",
+        b"POST /_croupier/decide HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi": b"HTTP/1.1 404 Not Found",
+        b"NONSENSE\r\n\r\n": b"HTTP/1.1 400 Bad Request",
+        b"GET /_croupier/decide HTTP/1.1\r\nCookie: " + b"x" * (MAX_HEADER_BYTES + 1) + b"\r\n\r\n":
+            b"HTTP/1.1 400 Bad Request",
+        b"GET /_croupier/decide HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n":
+            b"HTTP/1.1 400 Bad Request",
+    }
+
+    async def scenario(listener, port, seen):
+        for request, expected in bad.items():
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            status, headers = await read_answer(reader)
+            assert status == expected, request[:40]
+            assert headers[b"connection"] == b"close"
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+        assert seen == []  # none of them reached the decider
+    run(scenario)
+
+
+def test_stop_closes_idle_connections_and_the_socket():
+    async def scenario(listener, port, seen):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(DECIDE)
+        await read_answer(reader)
+        await listener.stop()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the idle keepalive connection
+        try:
+            await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("still accepting after stop")
+    run(scenario)
