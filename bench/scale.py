@@ -101,13 +101,16 @@ def measure(counts: list[int], duration: float, connections: int, rounds: int) -
     run_dir = Path(tempfile.mkdtemp(prefix="croupier-bench-scale-"))
     processes: list[Process] = []
     try:
-        base = free_port_block(1 + max(counts))
+        base = free_port_block(1 + 2 * max(counts))
         redis_port, router_ports = base, [base + 1 + i for i in range(max(counts))]
+        # decisions go where NGINX sends them: each router's decide listener
+        decide_ports = [base + 1 + max(counts) + i for i in range(max(counts))]
         processes.append(start_redis(run_dir, redis_port))
         pin(processes[-1:], LOAD_CORE)
         env = {"CROUPIER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROUPIER_SECRET": "bench-" + "s" * 24,
                "CROUPIER_ADMIN_TOKEN": TOKEN, "CROUPIER_LOG_LEVEL": "warning"}
-        routers = [start_router(run_dir, port, env, name=f"router-{i}") for i, port in enumerate(router_ports)]
+        routers = [start_router(run_dir, port, {**env, "CROUPIER_DECIDE_PORT": str(decide)}, name=f"router-{i}")
+                   for i, (port, decide) in enumerate(zip(router_ports, decide_ports))]
         processes += routers
         for i, router in enumerate(routers):
             pin([router], router_core(i))
@@ -117,13 +120,13 @@ def measure(counts: list[int], duration: float, connections: int, rounds: int) -
                    headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
         wait_for_experiment(router_ports)
         script = decide_script(run_dir / "decide.lua")
-        run_point(router_ports[:1], script, connections=connections, duration=1)  # warm-up
+        run_point(decide_ports[:1], script, connections=connections, duration=1)  # warm-up
         for port in router_ports:
             settle(port)
         runs: dict[int, list[dict]] = {n: [] for n in counts}
         for _ in range(rounds):
             for n in counts:
-                runs[n].append(run_point(router_ports[:n], script, connections=connections, duration=duration))
+                runs[n].append(run_point(decide_ports[:n], script, connections=connections, duration=duration))
                 for port in router_ports[:n]:
                     settle(port, timeout=10)
         return {n: median_run(r) for n, r in runs.items()}
