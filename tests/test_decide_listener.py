@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+
+import httpx
 
 from router.decide_listener import MAX_HEADER_BYTES, DecideListener
-from scripts.processes import free_port
+from scripts.processes import free_port, start_redis, start_router
 
 ANSWER = [(b"x-croupier-upstream", b"127.0.0.1:9101"), (b"x-croupier-variant", b"b"), (b"content-length", b"0")]
 DECIDE = (b"GET /_croupier/decide HTTP/1.1\r\nHost: shop.example\r\nX-Original-URI: /spring/?a=1\r\n"
@@ -111,3 +114,28 @@ def test_stop_closes_idle_connections_and_the_socket():
         else:
             raise AssertionError("still accepting after stop")
     run(scenario)
+
+
+def test_every_worker_of_a_router_process_answers_on_the_one_decide_port(tmp_path):
+    """CROUPIER_WORKERS processes share the decide port (SO_REUSEPORT): all start, and every
+    connection is answered, whichever worker the kernel hands it to."""
+    redis_port, router_port, decide_port = free_port(), free_port(), free_port()
+    processes = [start_redis(tmp_path, redis_port)]
+    try:
+        processes.append(start_router(tmp_path, router_port, {
+            "CROUPIER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROUPIER_SECRET": "s" * 32,
+            "CROUPIER_WORKERS": "2", "CROUPIER_DECIDE_PORT": str(decide_port),
+            "CROUPIER_DEFAULT_UPSTREAM": "127.0.0.1:9999"}))
+        answers = set()
+        for _ in range(40):  # a new connection each time
+            response = httpx.get(f"http://127.0.0.1:{decide_port}/_croupier/decide",
+                                 headers={"X-Original-URI": "/", "Connection": "close"})
+            assert response.status_code == 200
+            answers.add(response.headers["x-croupier-upstream"])
+        assert answers == {"127.0.0.1:9999"}  # no experiment: the site's default upstream
+        listening = subprocess.run(["ss", "-Hltn", "sport", "=", f":{decide_port}"], capture_output=True,
+                                   text=True).stdout.splitlines()
+        assert len(listening) == 2, listening  # one socket per worker
+    finally:
+        for process in reversed(processes):
+            process.stop()
