@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
 
-from router.server import SERVER_OPTIONS
+from router.server import SERVER_OPTIONS, configure_logging
 from router.settings import Settings, SettingsError
 
 
@@ -17,7 +16,7 @@ def main() -> None:
     except SettingsError as exc:
         print(f"croupier: bad setting: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(settings.log_level)
     uvicorn.run(
         "router.app:app_from_env",
         factory=True,

@@ -24,6 +24,7 @@ from router.decide import Decider
 from router.decide_listener import DecideListener
 from router.metrics import Metrics
 from router.recorder import AssignmentRecorder
+from router.server import configure_logging
 from router.settings import Settings
 from router.snapshot import SnapshotKeeper
 from router.store import Store, StoreUnavailable
@@ -124,4 +125,6 @@ class RouterApp:
 
 def app_from_env() -> RouterApp:
     """Factory for uvicorn (``--factory``), used when running several workers."""
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,7 +1,10 @@
-"""uvicorn's options for the router, shared with the load benchmark's null scorer
-(bench/null_scorer.py), so that the two are compared on the same server settings."""
+"""How the router process runs: uvicorn's options, shared with the load benchmark's null
+scorer (bench/null_scorer.py) so that the two are compared on the same server settings,
+and its logging."""
 
 from __future__ import annotations
+
+import logging
 
 SERVER_OPTIONS = {
     "access_log": False,  # NGINX logs requests; a log line per decision would cost more than the decision
@@ -11,3 +14,9 @@ SERVER_OPTIONS = {
     "server_header": False,
     "date_header": False,
 }
+
+
+def configure_logging(level: str) -> None:
+    """Croupier's log lines, in the parent process and in every uvicorn worker (each worker
+    is a fresh interpreter that builds the app itself: router.app.app_from_env)."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")

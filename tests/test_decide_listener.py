@@ -136,6 +136,8 @@ def test_every_worker_of_a_router_process_answers_on_the_one_decide_port(tmp_pat
         listening = subprocess.run(["ss", "-Hltn", "sport", "=", f":{decide_port}"], capture_output=True,
                                    text=True).stdout.splitlines()
         assert len(listening) == 2, listening  # one socket per worker
+        log = (tmp_path / "router.log").read_text()
+        assert log.count("decide listener on") == 2, log  # each worker logs like the parent
     finally:
         for process in reversed(processes):
             process.stop()
