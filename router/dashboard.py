@@ -22,6 +22,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from router.ratelimit import TokenBuckets, retry_after
 from router.settings import Settings
 from router.store import Store, StoreUnavailable
 from router.token import hmac_tag
@@ -34,6 +35,9 @@ SESSION_SECONDS = 12 * 3600
 CSRF_HEADER = "X-Croupier-CSRF"
 API_PREFIX = "/api/v1"
 MAX_LOGIN_BYTES = 4096
+# Sign-in attempts per client address: ten at once, then one every six seconds. The admin
+# token is long enough that guessing is hopeless anyway; this keeps a script from trying.
+SIGN_IN_BURST, SIGN_IN_RATE = 10, 1 / 6
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 HERE = Path(__file__).resolve().parent
@@ -159,6 +163,7 @@ class Dashboard:
         self.settings = settings
         self.store = store
         self.templates = Jinja2Templates(directory=HERE / "templates")
+        self.sign_ins = TokenBuckets(SIGN_IN_RATE, SIGN_IN_BURST, max_clients=10_000)
 
     def routes(self) -> list[Route]:
         return [
@@ -211,6 +216,15 @@ class Dashboard:
         target = safe_next((form.get("next") or [""])[0], self.base(request))
         if not self.settings.admin_token:
             return self.render(request, "login.html", 503, next=target, disabled=True)
+        # the socket's peer, not X-Real-IP: the dashboard is reached on the router's own
+        # port, never through NGINX, so that header would be the client's own choice
+        wait = self.sign_ins.take(request.client.host if request.client else "", time.monotonic())
+        if wait:
+            response = self.render(request, "login.html", 429, next=target,
+                                   error=f"Too many sign-in attempts from your address: try again in "
+                                         f"{retry_after(wait)} s.")
+            response.headers["Retry-After"] = retry_after(wait)
+            return response
         given = (form.get("token") or [""])[0].strip()
         if not hmac.compare_digest(given.encode(), self.settings.admin_token.encode()):
             return self.render(request, "login.html", 401, next=target,

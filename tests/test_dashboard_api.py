@@ -8,7 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from router.app import create_app
-from router.dashboard import CSRF_HEADER, SESSION_COOKIE, csrf_token
+from router.dashboard import CSRF_HEADER, SESSION_COOKIE, SIGN_IN_BURST, csrf_token
 from router.settings import Settings
 
 TOKEN = "dashboard-admin-token"
@@ -56,6 +56,17 @@ def test_a_wrong_token_gets_no_session(client):
     assert "not the admin token" in response.text
     assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
     assert client.get("/dashboard/").status_code == 303
+
+
+def test_sign_in_attempts_are_limited_per_address(client):
+    for _ in range(SIGN_IN_BURST):
+        assert client.post("/dashboard/login", data={"token": "guess"}).status_code == 401
+    refused = client.post("/dashboard/login", data={"token": TOKEN})  # even the right one, for now
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 6
+    assert "Too many sign-in attempts" in refused.text and SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+    # a client-sent X-Real-IP does not make another address: the dashboard is not behind NGINX
+    assert client.post("/dashboard/login", data={"token": TOKEN},
+                       headers={"X-Real-IP": "203.0.113.9"}).status_code == 429
 
 
 def test_signing_in_sets_a_strict_httponly_cookie_without_the_token(client):
