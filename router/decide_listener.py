@@ -26,6 +26,9 @@ log = logging.getLogger("croupier.decide")
 
 PATH = b"/_croupier/decide"
 MAX_HEADER_BYTES = 64 * 1024  # NGINX forwards the visitor's headers: a few cookies, never this much
+# Idle connections are closed after this long: NGINX closes its own first (keepalive_timeout
+# 60s), so only a vanished peer (a crashed NGINX, a half-open socket) is ever swept.
+IDLE_SECONDS = 75.0
 Respond = Callable[[dict[bytes, bytes]], tuple[int, list[tuple[bytes, bytes]]]]
 _STATUS = {200: b"HTTP/1.1 200 OK\r\n", 500: b"HTTP/1.1 500 Internal Server Error\r\n"}
 
@@ -42,17 +45,21 @@ class DecideProtocol(asyncio.Protocol):
         self.url = b""
         self.size = 0
         self.in_request = False
+        self.last_active = 0.0  # the event loop's clock at the last data received
 
     # asyncio
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
+        self.loop_time = asyncio.get_running_loop().time
+        self.last_active = self.loop_time()
         self.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = self.loop_time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -108,17 +115,30 @@ class DecideProtocol(asyncio.Protocol):
 class DecideListener:
     """The listening socket and its connections, started and stopped with the app."""
 
-    def __init__(self, respond: Respond, host: str, port: int) -> None:
-        self.respond, self.host, self.port = respond, host, port
+    def __init__(self, respond: Respond, host: str, port: int, idle_seconds: float = IDLE_SECONDS) -> None:
+        self.respond, self.host, self.port, self.idle_seconds = respond, host, port, idle_seconds
         self.connections: set[DecideProtocol] = set()
         self.server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         # reuse_port: each worker process (CROUPIER_WORKERS) listens on the same port
         self.server = await loop.create_server(lambda: DecideProtocol(self.respond, self.connections),
                                                self.host, self.port, reuse_port=True, backlog=1024)
+        self._sweeper = asyncio.create_task(self._sweep())
         log.info("decide listener on %s:%d", self.host, self.port)
+
+    async def _sweep(self) -> None:
+        """Close connections idle for longer than ``idle_seconds`` (a timer per connection
+        would cost every request; a sweep costs nothing between sweeps)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.idle_seconds / 4)
+            cutoff = loop.time() - self.idle_seconds
+            for connection in list(self.connections):
+                if connection.last_active < cutoff and connection.transport is not None:
+                    connection.transport.close()
 
     async def stop(self) -> None:
         """Stop accepting, then close the idle connections. No request is ever in flight across
@@ -126,6 +146,8 @@ class DecideListener:
         connection on another router (proxy_next_upstream error)."""
         if self.server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self.server.close()
         for connection in list(self.connections):
             connection.close_when_idle()

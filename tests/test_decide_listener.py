@@ -116,6 +116,28 @@ def test_stop_closes_idle_connections_and_the_socket():
     run(scenario)
 
 
+def test_idle_connections_are_swept():
+    async def main():
+        port = free_port()
+        listener = DecideListener(lambda headers: (200, ANSWER), "127.0.0.1", port, idle_seconds=0.4)
+        await listener.start()
+        try:
+            busy_reader, busy = await asyncio.open_connection("127.0.0.1", port)
+            idle_reader, idle = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(8):  # 0.8 s: the busy connection keeps talking, the idle one does not
+                busy.write(DECIDE)
+                await read_answer(busy_reader)
+                await asyncio.sleep(0.1)
+            assert await asyncio.wait_for(idle_reader.read(), 2) == b""  # swept
+            busy.write(DECIDE)
+            assert (await read_answer(busy_reader))[0] == b"HTTP/1.1 200 OK"  # kept
+            busy.close()
+        finally:
+            await listener.stop()
+
+    asyncio.run(main())
+
+
 def test_every_worker_of_a_router_process_answers_on_the_one_decide_port(tmp_path):
     """CROUPIER_WORKERS processes share the decide port (SO_REUSEPORT): all start, and every
     connection is answered, whichever worker the kernel hands it to."""
