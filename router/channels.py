@@ -194,7 +194,7 @@ class ChannelsAPI:
         held, won = await self.store.claim_customer_assignment(experiment.id, customer, mine, stored)
         if not won:  # a concurrent call claimed the customer first: its assignment holds, counted by it
             return self.answer(experiment, experiment.variant(held.variant) or variant, held, "returning", channel)
-        self.decider.record(experiment, variant, visitor, reason, arms, now, placement)
+        self.decider.record(experiment, variant, visitor, reason, arms, now, placement, channel)
         return self.answer(experiment, variant, held, reason, channel)
 
     def answer(self, experiment: Experiment, variant: Variant, held: CustomerAssignment, reason: str,

@@ -192,11 +192,11 @@ class Decider:
         return variant, in_holdout, arms
 
     def record(self, experiment: Experiment, variant: Variant, visitor: str, reason: str, arms: Arms,
-               now: float, placement: Placement | None = None) -> None:
-        """Queue the assignment (with every arm's probability, its segment and features) for the recorder."""
+               now: float, placement: Placement | None = None, channel: str = "") -> None:
+        """Queue the assignment (with every arm's probability, its segment, features and channel) for the recorder."""
         segment, features = (placement.segment, placement.features) if placement is not None else ("", ())
         self.recorder.add(AssignmentRecord(experiment.id, variant.id, visitor, reason, arms.labelled(), now,
-                                           segment, features))
+                                           segment, features, channel))
 
     def token(self, experiment: Experiment, visitor: str, variant_id: str, issued: int,
               placement: Placement | None = None) -> str:

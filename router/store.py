@@ -96,9 +96,9 @@ def _k(experiment_id: str, suffix: str) -> str:
     return f"croupier:{{{experiment_id}}}:{suffix}"
 
 
-def _entry(variant: str, visitor: str, reason: str, split: int, ts_ms: int, segment: str) -> str:
+def _entry(variant: str, visitor: str, reason: str, split: int, ts_ms: int, segment: str, channel: str) -> str:
     """One assignment's line in the entries argument of record_assignments.lua."""
-    return f"{variant}\t{visitor}\t{reason}\t{split}\t{ts_ms}\t{segment}\n"
+    return f"{variant}\t{visitor}\t{reason}\t{split}\t{ts_ms}\t{segment}\t{channel}\n"
 
 
 _SEPARATORS = str.maketrans("\t\n", "  ")
@@ -217,6 +217,7 @@ class AssignmentRecord:
     ts: float
     segment: str = ""  # the segment the visitor was assigned in ('' none)
     features: tuple[int, ...] = ()  # a contextual policy's hashed features of the visitor
+    channel: str = ""  # the channels API's channel (email, sms, ...); '' for a page view
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,7 +515,7 @@ class Store:
             split = numbered.get(r.probabilities)
             if split is None:
                 split = numbered[r.probabilities] = len(numbered) + 1
-            lines.append(_entry(r.variant, r.visitor, r.reason, split, int(r.ts * 1000), r.segment))
+            lines.append(_entry(r.variant, r.visitor, r.reason, split, int(r.ts * 1000), r.segment, r.channel))
             if r.segment:
                 segment_trials[f"{r.segment}|{r.variant}:trials"] += 1
             # the upper triangle of x x^T (x binary): a contextual policy's precision grows at assignment
@@ -522,11 +523,11 @@ class Store:
                 for j in r.features[a:]:
                     gram[f"{r.variant}|{i}|{j}"] += 1
         entries = "".join(lines)
-        if entries.count("\n") != len(records) or entries.count("\t") != 5 * len(records):
+        if entries.count("\n") != len(records) or entries.count("\t") != 6 * len(records):
             # never with the router's own ids, visitors and segments; still, a stray
             # separator must not shift an entry's fields
             entries = "".join(_entry(*(str(x).translate(_SEPARATORS) for x in (
-                r.variant, r.visitor, r.reason, numbered[r.probabilities], int(r.ts * 1000), r.segment)))
+                r.variant, r.visitor, r.reason, numbered[r.probabilities], int(r.ts * 1000), r.segment, r.channel)))
                 for r in records)
         for (bucket, split), n in splits.items():
             for variant, p in split:

@@ -20,10 +20,11 @@
 --          field, amount   (buckets hash)
 -- then     s               number of distinct splits, then s times:
 --          probabilities (JSON)
--- then     entries         every stream entry, each a line of six tab-separated fields:
+-- then     entries         every stream entry, each a line of seven tab-separated fields:
 --          variant, visitor, reason, split (1-based index of the probabilities above),
---          timestamp (unix ms), segment ('' none); ids, visitors and segments never hold a
---          tab or newline. One argument for the batch, not six per assignment: the router
+--          timestamp (unix ms), segment ('' none), channel ('' for a page view: the
+--          entry then has no channel field); ids, visitors, segments and channels never
+--          hold a tab or newline. One argument for the batch, not six per assignment: the router
 --          spent ~4 µs a decision encoding those (profiled), Redis a little on each too.
 --
 -- Returns the number of stream entries written, or -1 when this write was applied before.
@@ -54,11 +55,18 @@ for j = 1, s do
   splits[tostring(j)] = ARGV[i + j]
 end
 local k = 0
-for variant, visitor, reason, split, ts, segment in
-    string.gmatch(ARGV[i + s + 1], '([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\n') do
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-    'type', 'assign', 'variant', variant, 'visitor', visitor, 'reason', reason,
-    'probs', splits[split], 'ts', ts, 'segment', segment)
+for variant, visitor, reason, split, ts, segment, channel in
+    string.gmatch(ARGV[i + s + 1],
+      '([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\n') do
+  if channel == '' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+      'type', 'assign', 'variant', variant, 'visitor', visitor, 'reason', reason,
+      'probs', splits[split], 'ts', ts, 'segment', segment)
+  else
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+      'type', 'assign', 'variant', variant, 'visitor', visitor, 'reason', reason,
+      'probs', splits[split], 'ts', ts, 'segment', segment, 'channel', channel)
+  end
   k = k + 1
 end
 return k

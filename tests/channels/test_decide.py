@@ -70,6 +70,23 @@ def test_propensity_is_the_probability_logged_in_the_event_stream(api):
         assert probs == d["probabilities"] and abs(sum(probs.values()) - 1) < 1e-9
 
 
+def test_the_channel_is_logged_with_the_assignment(api):
+    api.create(experiment())
+    tokens = {channel: api.decide(experiment="promo", customer_id=f"ch-{channel or 'none'}",
+                                  **({"channel": channel} if channel else {})).json()["token"]
+              for channel in ("email", "sms", "")}
+
+    def logged():
+        entries = {e["visitor"]: e for e in api.events("promo") if e["type"] == "assign"}
+        assert len(entries) == 3
+        return entries
+
+    entries = eventually(logged)
+    assert entries[visitor_of(tokens["email"])]["channel"] == "email"
+    assert entries[visitor_of(tokens["sms"])]["channel"] == "sms"
+    assert "channel" not in entries[visitor_of(tokens[""])]  # like a page view's entry
+
+
 def test_a_paused_variant_reassigns_its_customers_and_they_stay_on_the_new_one(api):
     api.create(experiment())
     held = api.decide(experiment="promo", customer_id="mover").json()
