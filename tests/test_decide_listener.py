@@ -119,16 +119,16 @@ def test_stop_closes_idle_connections_and_the_socket():
 def test_idle_connections_are_swept():
     async def main():
         port = free_port()
-        listener = DecideListener(lambda headers: (200, ANSWER), "127.0.0.1", port, idle_seconds=0.4)
+        listener = DecideListener(lambda headers: (200, ANSWER), "127.0.0.1", port, idle_seconds=1.0)
         await listener.start()
         try:
             busy_reader, busy = await asyncio.open_connection("127.0.0.1", port)
             idle_reader, idle = await asyncio.open_connection("127.0.0.1", port)
-            for _ in range(8):  # 0.8 s: the busy connection keeps talking, the idle one does not
+            for _ in range(20):  # 2 s: the busy connection keeps talking, the idle one does not
                 busy.write(DECIDE)
                 await read_answer(busy_reader)
                 await asyncio.sleep(0.1)
-            assert await asyncio.wait_for(idle_reader.read(), 2) == b""  # swept
+            assert await asyncio.wait_for(idle_reader.read(), 1) == b""  # swept (after 1-1.25 s)
             busy.write(DECIDE)
             assert (await read_answer(busy_reader))[0] == b"HTTP/1.1 200 OK"  # kept
             busy.close()
