@@ -2,7 +2,8 @@
 
     python -m bench.load [--duration 6] [--variant static|python]   (make bench-load)
 
-Five ways to serve the same page, measured with wrk in one run on this machine:
+Seven ways to serve the same page, measured with wrk in one run on this machine
+(null_listener and returning_router are shown for comparison and carry no goal):
   plain          NGINX proxying straight to the variant (the baseline)
   null           NGINX + auth_request to a scorer that decides nothing (the ceiling): a
                  Starlette endpoint on the router's server settings
@@ -46,10 +47,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from nginx.render import Options, pass_key_path, render, write_config, write_pass_key
 from router.passes import token_of
-from scripts.processes import (ROOT, Process, free_port, free_port_block, http_ok, port_open, require_binary, start_nginx,
-                               start_redis, start_router, start_variant, stop_all)
+from scripts.processes import (ROOT, Process, free_port, free_port_block, http_ok, port_open, require_binary,
+                               start_nginx, start_redis, start_router, start_variant, stop_all)
+from scripts.simulate import BROWSER_UA
 
-BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 CONFIGS = ("plain", "null", "null_listener", "new", "returning", "returning_router", "split_clients")
 LOAD_CORE, SERVER_CORE = "0", "1"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

@@ -23,11 +23,13 @@ import httpx
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from router.passes import KEY as PASS_KEY
+from router.passes import KEY_RULE as PASS_KEY_RULE
+from router.token import is_valid_id
 
 TEMPLATE = "croupier.conf.j2"
 PASS_KEY_FILE = "/var/run/croupier-pass-key.conf"  # compose and Kubernetes: on a tmpfs, written at start
 TARGETS = ("local", "compose", "k8s")
-_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+_FILE = re.compile(r"/[A-Za-z0-9_./-]+")  # an absolute path NGINX can read without quoting
 _ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}")
 
 
@@ -115,8 +117,9 @@ def render(experiments: list[dict], options: Options) -> str:
             addresses[variant["upstream"]] = None
             # ids are written into the configuration (the control and pass maps)
             for value in (exp["id"], variant["id"]):
-                if not _ID.fullmatch(str(value)):
-                    raise RenderError(f"experiment or variant id {value!r} is not lowercase letters, digits, '_' or '-'")
+                if not is_valid_id(str(value)):
+                    raise RenderError(f"experiment or variant id {value!r} is not 1-40 lowercase letters, "
+                                      "digits, '_' or '-'")
     if options.default_upstream:
         addresses[options.default_upstream] = None
     for address in [*addresses, *options.routers, *options.decide_routers]:
@@ -131,9 +134,9 @@ def render(experiments: list[dict], options: Options) -> str:
     for name in ("geo_country", "geo_city"):
         if not re.fullmatch(r"(\$[A-Za-z0-9_]{1,64})?", getattr(options, name)):
             raise RenderError(f"{name}: must be one NGINX variable such as $geoip2_data_country_iso_code, or empty")
-    if options.pass_key_file and not re.fullmatch(r"/[A-Za-z0-9_./-]+", options.pass_key_file):
+    if options.pass_key_file and not _FILE.fullmatch(options.pass_key_file):
         raise RenderError(f"pass_key_file: must be an absolute path, got {options.pass_key_file!r}")
-    if options.fallback_log and not re.fullmatch(r"off|/[A-Za-z0-9_./-]+", options.fallback_log):
+    if options.fallback_log not in ("", "off") and not _FILE.fullmatch(options.fallback_log):
         raise RenderError(f"fallback_log: must be 'off' or an absolute path, got {options.fallback_log!r}")
     names = [a for a in addresses if not is_ip_literal(a)]
     if names and not options.resolver:
@@ -182,19 +185,13 @@ def pass_key_conf(key: str) -> str:
     """The file NGINX includes for the routing passes' key (Options.pass_key_file). Compose and
     Kubernetes write the same line from CROUPIER_PASS_KEY when the container starts."""
     if PASS_KEY.fullmatch(key) is None:
-        raise RenderError("pass key: must be 32-128 letters, digits, '_' or '-' (CROUPIER_PASS_KEY)")
+        raise RenderError(f"pass key: must be {PASS_KEY_RULE} (CROUPIER_PASS_KEY)")
     return f'map $host $croupier_pass_key {{ default "{key}"; }}\n'
 
 
 def write_pass_key(path: Path, key: str) -> None:
     """Write the pass key file, readable by its owner only."""
-    text = pass_key_conf(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_config(pass_key_conf(key), path, mode=0o600)
 
 
 def fetch_experiments(admin_url: str, token: str) -> list[dict]:
@@ -204,10 +201,14 @@ def fetch_experiments(admin_url: str, token: str) -> list[dict]:
     return response.json()["experiments"]
 
 
-def write_config(text: str, path: Path) -> None:
-    """Write atomically, so a reloading NGINX never reads half a file."""
+def write_config(text: str, path: Path, mode: int | None = None) -> None:
+    """Write atomically, so a reloading NGINX never reads half a file; ``mode``: the file's
+    permissions, set before anything is written (for secrets)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
+    if mode is not None:
+        tmp.unlink(missing_ok=True)
+        tmp.touch(mode=mode)
     tmp.write_text(text)
     os.replace(tmp, path)
 

@@ -20,7 +20,7 @@ from router.admin import AdminAPI
 from router.beacon import Beacon
 from router.channels import ChannelsAPI
 from router.dashboard import Dashboard
-from router.decide import Decider
+from router.decide import DECIDE_PATH, Decider
 from router.decide_listener import DecideListener
 from router.metrics import Metrics
 from router.recorder import AssignmentRecorder
@@ -106,14 +106,12 @@ class RouterApp:
     everything else, the lifespan included, is the Starlette app's.
     """
 
-    DECIDE = "/_croupier/decide"
-
     def __init__(self, app: Starlette, decider: Decider) -> None:
         self.app = app
         self.decider = decider
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] == self.DECIDE and scope["method"] in ("GET", "HEAD"):
+        if scope["type"] == "http" and scope["path"] == DECIDE_PATH and scope["method"] in ("GET", "HEAD"):
             await self.decider.asgi(scope, receive, send)
         else:
             await self.app(scope, receive, send)

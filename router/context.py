@@ -24,7 +24,7 @@ import logging
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 log = logging.getLogger("croupier.context")
 
@@ -66,9 +66,6 @@ class Context:
 
     def get(self, name: str) -> str:
         return getattr(self, name)
-
-    def as_dict(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 EMPTY = Context()

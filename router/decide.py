@@ -31,6 +31,8 @@ from router.token import Assignment, TokenError, new_visitor_id, sign, verify
 
 log = logging.getLogger("croupier.decide")
 
+DECIDE_PATH = "/_croupier/decide"  # NGINX's auth_request target, on the app's port and the decide listener
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:

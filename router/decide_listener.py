@@ -22,13 +22,13 @@ from collections.abc import Callable
 
 import httptools
 
+from router.decide import DECIDE_PATH
+from router.server import KEEPALIVE_SECONDS
+
 log = logging.getLogger("croupier.decide")
 
-PATH = b"/_croupier/decide"
+PATH = DECIDE_PATH.encode()
 MAX_HEADER_BYTES = 64 * 1024  # NGINX forwards the visitor's headers: a few cookies, never this much
-# Idle connections are closed after this long: NGINX closes its own first (keepalive_timeout
-# 60s), so only a vanished peer (a crashed NGINX, a half-open socket) is ever swept.
-IDLE_SECONDS = 75.0
 Respond = Callable[[dict[bytes, bytes]], tuple[int, list[tuple[bytes, bytes]]]]
 _STATUS = {200: b"HTTP/1.1 200 OK\r\n", 500: b"HTTP/1.1 500 Internal Server Error\r\n"}
 
@@ -45,6 +45,7 @@ class DecideProtocol(asyncio.Protocol):
         self.url = b""
         self.size = 0
         self.in_request = False
+        self.closing = False  # the listener stops: close once the request in progress is answered
         self.last_active = 0.0  # the event loop's clock at the last data received
 
     # asyncio
@@ -69,6 +70,7 @@ class DecideProtocol(asyncio.Protocol):
 
     def close_when_idle(self) -> None:
         """Shutting down: close now unless a request is half received (then after its answer)."""
+        self.closing = True
         if not self.in_request and self.transport is not None:
             self.transport.close()
 
@@ -98,7 +100,7 @@ class DecideProtocol(asyncio.Protocol):
             self._refuse(b"404 Not Found")
             return
         status, headers = self.respond(self.headers)
-        keep_alive = self.parser.should_keep_alive()
+        keep_alive = self.parser.should_keep_alive() and not self.closing
         parts = [_STATUS[status]]
         parts += [b"%s: %s\r\n" % pair for pair in headers]
         parts.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
@@ -115,7 +117,7 @@ class DecideProtocol(asyncio.Protocol):
 class DecideListener:
     """The listening socket and its connections, started and stopped with the app."""
 
-    def __init__(self, respond: Respond, host: str, port: int, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(self, respond: Respond, host: str, port: int, idle_seconds: float = KEEPALIVE_SECONDS) -> None:
         self.respond, self.host, self.port, self.idle_seconds = respond, host, port, idle_seconds
         self.connections: set[DecideProtocol] = set()
         self.server: asyncio.Server | None = None
@@ -130,8 +132,9 @@ class DecideListener:
         log.info("decide listener on %s:%d", self.host, self.port)
 
     async def _sweep(self) -> None:
-        """Close connections idle for longer than ``idle_seconds`` (a timer per connection
-        would cost every request; a sweep costs nothing between sweeps)."""
+        """Close connections idle for longer than ``idle_seconds``. NGINX closes its own first,
+        so only a vanished peer (a crashed NGINX, a half-open socket) is ever swept; a timer
+        per connection would cost every request, a sweep costs nothing between sweeps."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.idle_seconds / 4)

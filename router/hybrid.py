@@ -18,7 +18,6 @@ numpy and the standard library.
 from __future__ import annotations
 
 import base64
-import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from router.model import ConversionModel, ModelError, blend, prior_for
+from router.model import ConversionModel, ModelError, prior_for, with_model_prior
 from router.ope import stream_context
 from router.policies import ArmStats
 
@@ -143,14 +142,9 @@ def decode(doc: dict[str, Any], version: int = 0) -> StoredModel:
         raise ModelError(f"stored model: {exc}") from None
 
 
-def _blended(stats: ArmStats, rate: np.ndarray, sd: np.ndarray, weight: float) -> ArmStats:
-    alpha, beta = blend(stats.prior_alpha, stats.prior_beta, rate, sd, weight=weight, max_pseudo=1000.0)
-    return dataclasses.replace(stats, prior_alpha=alpha, prior_beta=beta)
-
-
 def blend_overall(stats: ArmStats, arm_ids: Sequence[str], stored: StoredModel, weight: float) -> ArmStats:
     """The experiment-wide arms with the model's rates (over the training mix) folded into their priors."""
-    return _blended(stats, *stored.overall(arm_ids), weight)
+    return with_model_prior(stats, *stored.overall(arm_ids), weight=weight)
 
 
 def blend_segments(stats: ArmStats, segments: Sequence[str], arm_ids: Sequence[str], stored: StoredModel,
@@ -160,4 +154,4 @@ def blend_segments(stats: ArmStats, segments: Sequence[str], arm_ids: Sequence[s
     predictions = [stored.predict(stream_context({"segment": s}), arm_ids) for s in segments]
     rate = np.array([r for r, _ in predictions]).reshape(stats.trials.shape)
     sd = np.array([s for _, s in predictions]).reshape(stats.trials.shape)
-    return _blended(stats, rate, sd, weight)
+    return with_model_prior(stats, rate, sd, weight=weight)

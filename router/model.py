@@ -12,7 +12,7 @@ prediction its uncertainty, and a feature (or arm) never seen adds its prior
 variance ``1/l2``.
 
 Uses: ``prior_for`` gives a new variant a Beta prior from the predicted rate,
-and ``blend``/``hybrid_arms`` add the model's prediction to a bandit's Beta
+and ``blend``/``with_model_prior`` add the model's prediction to a bandit's Beta
 posterior as pseudo-observations weighted by the model's confidence. Which
 features a visitor has is pluggable (``features``): the default reads a dict or
 dataclass such as ``router.context.Context``. Pure: numpy and the standard library.
@@ -234,10 +234,9 @@ def blend(alpha, beta, rate, sd, *, weight: float = 1.0, max_pseudo: float = mat
     return np.asarray(alpha, dtype=np.float64) + m * p, np.asarray(beta, dtype=np.float64) + m * (1.0 - p)
 
 
-def hybrid_arms(arms: ArmStats, arm_ids: Sequence[str], model: ConversionModel, context: Any, *,
-                weight: float = 0.5, max_pseudo: float = 1000.0) -> ArmStats:
-    """The arms' statistics with the model's prediction for this context folded into each prior
-    (``blend``), ready for any Beta policy: ``policy.probabilities(hybrid_arms(...), rng)``."""
-    rate, sd = model.predict_arms(context, arm_ids)
+def with_model_prior(arms: ArmStats, rate: np.ndarray, sd: np.ndarray, *, weight: float = 0.5,
+                     max_pseudo: float = 1000.0) -> ArmStats:
+    """The arms' statistics with a model's predicted rates (and their uncertainty) folded into
+    each prior (``blend``), ready for any Beta policy."""
     alpha, beta = blend(arms.prior_alpha, arms.prior_beta, rate, sd, weight=weight, max_pseudo=max_pseudo)
     return dataclasses.replace(arms, prior_alpha=alpha, prior_beta=beta)

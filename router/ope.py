@@ -107,11 +107,6 @@ class LoggedData:
         except ValueError:
             raise OPEError(f"arm {arm!r} is not in the log (arms: {', '.join(self.arms)})") from None
 
-    def subset(self, mask: np.ndarray) -> LoggedData:
-        contexts = None if self.contexts is None else tuple(c for c, m in zip(self.contexts, mask) if m)
-        return LoggedData(self.arms, self.actions[mask], self.rewards[mask], self.probs[mask],
-                          self.uniform[mask], contexts)
-
     def arm_stats(self, prior_alpha: float = 1.0, prior_beta: float = 1.0) -> ArmStats:
         """Trials and conversions per arm over the whole log."""
         k = len(self.arms)

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import logging
 
+# How long an idle connection from NGINX is kept, by uvicorn and by the decide listener:
+# longer than NGINX's upstream keepalive_timeout (60 s), so NGINX closes first
+KEEPALIVE_SECONDS = 75
+
 SERVER_OPTIONS = {
     "access_log": False,  # NGINX logs requests; a log line per decision would cost more than the decision
     "proxy_headers": False,
-    "timeout_keep_alive": 75,  # longer than NGINX's upstream keepalive_timeout, so NGINX closes first
+    "timeout_keep_alive": KEEPALIVE_SECONDS,
     # NGINX parses every header of every decide answer: send only the ones it reads
     "server_header": False,
     "date_header": False,

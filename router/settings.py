@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from router.passes import KEY as PASS_KEY
+from router.passes import KEY_RULE as PASS_KEY_RULE
+from router.token import is_valid_id
 
 log = logging.getLogger("croupier.settings")
 
@@ -138,7 +140,7 @@ class Settings:
         "subrequests beside the app, on CROUPIER_HOST (render NGINX with these ports as its decide routers); "
         "0: off, decide is answered on CROUPIER_PORT."))
     pass_key: str = field(default="", metadata=_meta(
-        "CROUPIER_PASS_KEY", "Key shared with NGINX (32-128 letters, digits, '_' or '-') for the routing passes "
+        "CROUPIER_PASS_KEY", f"Key shared with NGINX ({PASS_KEY_RULE}) for the routing passes "
         "that let NGINX send a returning visitor to their variant without asking the router; NGINX reads it "
         "from the file nginx.render includes (Options.pass_key_file). Unset: no passes, every page view asks "
         "the router."))
@@ -230,7 +232,7 @@ class Settings:
         if self.secret and len(self.secret) < 16:
             raise SettingsError("CROUPIER_SECRET must be at least 16 characters")
         if self.pass_key and PASS_KEY.fullmatch(self.pass_key) is None:  # a key is never echoed
-            raise SettingsError("CROUPIER_PASS_KEY must be 32-128 letters, digits, '_' or '-'")
+            raise SettingsError(f"CROUPIER_PASS_KEY must be {PASS_KEY_RULE}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -267,7 +269,7 @@ class Settings:
         pairs: list[tuple[str, str]] = []
         for item in filter(None, (part.strip() for part in self.api_keys.split(","))):
             tenant, sep, key = item.partition(":")
-            if not sep or re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", tenant) is None:
+            if not sep or not is_valid_id(tenant):
                 raise SettingsError("CROUPIER_API_KEYS must be 'tenant:key,...' with tenants of lowercase "
                                     f"letters, digits, '_' or '-'; got an entry with tenant {tenant!r}")
             if re.fullmatch(r"[A-Za-z0-9_.~+/=-]{24,200}", key) is None:

@@ -101,6 +101,9 @@ def _entry(variant: str, visitor: str, reason: str, split: int, ts_ms: int, segm
     return f"{variant}\t{visitor}\t{reason}\t{split}\t{ts_ms}\t{segment}\t{channel}\n"
 
 
+_ENTRY_TABS = _entry("", "", "", 0, 0, "", "").count("\t")  # separators in a well-formed line
+
+
 _SEPARATORS = str.maketrans("\t\n", "  ")
 
 
@@ -523,7 +526,7 @@ class Store:
                 for j in r.features[a:]:
                     gram[f"{r.variant}|{i}|{j}"] += 1
         entries = "".join(lines)
-        if entries.count("\n") != len(records) or entries.count("\t") != 6 * len(records):
+        if entries.count("\n") != len(records) or entries.count("\t") != _ENTRY_TABS * len(records):
             # never with the router's own ids, visitors and segments; still, a stray
             # separator must not shift an entry's fields
             entries = "".join(_entry(*(str(x).translate(_SEPARATORS) for x in (

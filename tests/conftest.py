@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from scripts.processes import free_port, free_port_block, start_redis
+from scripts.simulate import BROWSER_UA  # noqa: F401  (tests import it from here)
 from scripts.stack import LocalStack, StackConfig
 
-BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 # fast refresh and flush, so tests see changes within a fraction of a second
 FAST = {"CROUPIER_REFRESH_INTERVAL": "0.1", "CROUPIER_FLUSH_INTERVAL": "0.05",
         # every test client is 127.0.0.1: simulated traffic must not hit the beacon limit

@@ -6,11 +6,11 @@ import re
 import numpy as np
 import pytest
 
-from router.decide import Decider
+from router.decide import BotVerdicts, Decider
 from router.experiments import parse_experiment
 from router.metrics import Metrics
 from router.recorder import AssignmentRecorder
-from router.settings import Settings
+from router.settings import DEFAULT_BOT_PATTERN, Settings
 from router.snapshot import Snapshot, SnapshotKeeper, compute_arms
 
 UA = "Mozilla/5.0 Chrome/126"
@@ -93,8 +93,6 @@ def test_recorder_queue_is_bounded(decider):
 
 
 def test_bot_verdicts_are_the_patterns_own_and_bounded():
-    from router.decide import BotVerdicts
-    from router.settings import DEFAULT_BOT_PATTERN
     verdicts = BotVerdicts(DEFAULT_BOT_PATTERN)
     for ua in (UA, "Googlebot/2.1", "CURL/8.0", UA, "Googlebot/2.1", "x" * 600 + "bot"):
         assert verdicts(ua) is verdicts(ua) is bool(re.search(DEFAULT_BOT_PATTERN, ua, re.I))

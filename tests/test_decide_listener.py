@@ -116,6 +116,21 @@ def test_stop_closes_idle_connections_and_the_socket():
     run(scenario)
 
 
+def test_a_request_half_received_at_stop_is_answered_then_closed():
+    async def scenario(listener, port, seen):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(DECIDE[:30])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        await listener.stop()
+        writer.write(DECIDE[30:])
+        status, headers = await read_answer(reader)
+        assert status == b"HTTP/1.1 200 OK" and headers[b"connection"] == b"close"
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert len(seen) == 1
+    run(scenario)
+
+
 def test_idle_connections_are_swept():
     async def main():
         port = free_port()

@@ -76,7 +76,8 @@ def test_a_pass_routes_return_visits_without_the_router(stack, visitor: Visitor)
     # the same pass with a minute to run (this stack's passes last 3 s; a loaded machine
     # may take that long to settle the counts above)
     visitor.client.cookies.clear()
-    visitor.client.cookies.set("croupier_demo", with_pass(token_of(issued), int(time.time()) + 60, stack.config.pass_key))
+    lasting = with_pass(token_of(issued), int(time.time()) + 60, stack.config.pass_key)
+    visitor.client.cookies.set("croupier_demo", lasting)
     before = returning_decisions(stack)
     for _ in range(10):
         again = visitor.get("/")

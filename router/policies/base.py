@@ -66,10 +66,6 @@ class ArmStats:
         return int(self.trials.shape[-1])
 
     @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return tuple(self.trials.shape[:-1])
-
-    @property
     def alpha(self) -> np.ndarray:
         return self.prior_alpha + self.successes
 

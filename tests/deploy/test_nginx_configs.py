@@ -58,6 +58,8 @@ def test_the_start_script_writes_the_key_file_render_expects(tmp_path):
     result = run_start_script(tmp_path, key, "-c", "/etc/x.conf", "-g", "daemon off;", path=path)
     assert result.returncode == 0 and result.stdout == "nginx -c /etc/x.conf -g daemon off;\n"
     assert (tmp_path / "pass-key.conf").read_text() == pass_key_conf(key)
+    # where it writes in a container is where the committed configurations include it from
+    assert f'file="${{CROUPIER_PASS_KEY_FILE:-{PASS_KEY_FILE}}}"' in START_SCRIPT.read_text()
     assert (tmp_path / "pass-key.conf").stat().st_mode & 0o077 == 0  # the key is readable by NGINX's user only
     for bad in ("", "short", 'x" ; }' + "x" * 40, "k" * 129):
         (tmp_path / "pass-key.conf").unlink(missing_ok=True)

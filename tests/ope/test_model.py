@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router.model import (ModelError, blend, context_features, fit, fit_log, hybrid_arms, prior_for,
+from router.model import (ModelError, blend, context_features, fit, fit_log, with_model_prior, prior_for,
                           pseudo_observations)
 from router.ope import LoggedData, doubly_robust, fixed_target, ips
 from router.policies import ArmStats, sample_arms
@@ -107,9 +107,10 @@ def test_blend_follows_the_model_with_little_data_and_the_data_with_much():
         blend(1, 1, 0.1, 0.01, weight=2)
 
 
-def test_hybrid_arms_feeds_a_beta_policy(model):
+def test_with_model_prior_feeds_a_beta_policy(model):
     arms = ArmStats.from_counts([10, 10, 10], [0, 1, 0])
-    hybrid = hybrid_arms(arms, ARMS, model, {"device": "desktop", "country": "fr"}, weight=1.0, max_pseudo=500)
+    rate, sd = model.predict_arms({"device": "desktop", "country": "fr"}, ARMS)
+    hybrid = with_model_prior(arms, rate, sd, weight=1.0, max_pseudo=500)
     means = hybrid.alpha / (hybrid.alpha + hybrid.beta)
     assert np.argmax(means) == 1  # b is the model's best on desktop
     np.testing.assert_array_equal(hybrid.trials, arms.trials)

@@ -8,6 +8,7 @@ from kubernetes.client import (V1Deployment, V1DeploymentSpec, V1DeploymentStatu
                                V1PodTemplateSpec)
 from kubernetes.client.exceptions import ApiException
 
+from scripts import k8s_objects
 from scripts.progress import Progress
 from scripts.targets import DeployError, VariantSpec
 from scripts.targets.k8s import K8sTarget
@@ -113,7 +114,6 @@ def test_undeploy_deletes_service_deployment_and_configmap():
 
 
 def test_with_the_project_variant_objects():
-    k8s_objects = pytest.importorskip("scripts.k8s_objects")
     api = FakeApi()
     result = K8sTarget(api, api, namespace="croupier", image="croupier-variant:0.1.0", poll_interval=0.01).deploy(
         VariantSpec("demo", "d", PARAMS), QUIET, health_timeout=10)
