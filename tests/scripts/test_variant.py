@@ -51,7 +51,7 @@ def test_add_pause_resume_remove_with_the_local_target(variant_cli):
 
     paused = cli("pause", "d", "--json")
     assert paused.code == 0 and paused.json()["status"] == "paused"
-    # reassigned within the routers' refresh plus the routing pass (3 s in tests, as in tests/test_faults.py)
+    # reassigned within the routers' refresh plus the routing pass (3 s in tests, as in tests/faults/test_router_and_redis_down.py)
     eventually(lambda: visitor.variant() != "d", timeout=8, interval=0.5)
     assert variant_stats(stack)["d"]["status"] == "paused"
 

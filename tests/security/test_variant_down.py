@@ -9,7 +9,7 @@ import pytest
 
 from nginx.render import Options, RenderError, render
 from tests.conftest import Visitor, page_variant
-from tests.test_render import EXPERIMENTS
+from tests.nginx.test_render import EXPERIMENTS
 
 
 def fallback_entries(stack) -> list[dict]:

@@ -11,7 +11,7 @@ from router.policies import ThompsonSampling
 from scripts.ope import main, parse_policy, UsageError
 from scripts.simulate import run_simulation
 from tests.conftest import settled_totals
-from tests.ope.sim import ARMS, RATES, bandit_logging
+from tests.router.ope.sim import ARMS, RATES, bandit_logging
 
 TRUE_RATES = {"a": 0.04, "b": 0.14, "c": 0.07}
 

@@ -8,7 +8,7 @@ import pytest
 from router.ope import (LoggedData, OPEError, doubly_robust, evaluate, fixed_target, ips, observed, policy_target,
                         replay, sequential_target, snips, uniform_target)
 from router.policies import EpsilonGreedy, ThompsonSampling
-from tests.ope.sim import ARMS, RATES, bandit_logging, random_logging
+from tests.router.ope.sim import ARMS, RATES, bandit_logging, random_logging
 
 SEEDS = 200
 

@@ -6,7 +6,7 @@ import pytest
 
 from router.settings import Settings, SettingsError
 from router.tenants import ApiKeys, TenantKeys
-from tests.channels.conftest import KEYS, experiment, key
+from tests.router.channels.conftest import KEYS, experiment, key
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key-0123456789abcdef"},

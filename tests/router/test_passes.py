@@ -14,7 +14,7 @@ from nginx.render import Options, RenderError, pass_key_conf, render
 from router.passes import pass_valid, token_of, with_pass
 from router.settings import Settings, SettingsError
 from tests.conftest import BROWSER_UA, Visitor, eventually, page_variant, settled_totals
-from tests.test_render import EXPERIMENTS
+from tests.nginx.test_render import EXPERIMENTS
 
 KEY = "k" * 32
 TOKEN = "v1.k1.visitor.demo.b.1.mac"

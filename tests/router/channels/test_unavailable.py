@@ -6,7 +6,7 @@ from starlette.testclient import TestClient
 
 from router.app import create_app
 from scripts.processes import free_port, start_redis
-from tests.channels.conftest import Api, experiment, settings_for
+from tests.router.channels.conftest import Api, experiment, settings_for
 
 
 def test_redis_down_is_503_and_recovers(tmp_path):

@@ -12,7 +12,7 @@ from router.hybrid import decode, encode
 from router.settings import Settings
 from router.snapshot import SnapshotKeeper
 from router.store import MODEL_MAX_BYTES, Store
-from tests.model.test_hybrid import plain_model
+from tests.router.model.test_hybrid import plain_model
 
 
 def run(coro):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.channels.conftest import experiment
+from tests.router.channels.conftest import experiment
 from tests.conftest import eventually
 
 

@@ -14,7 +14,7 @@ def test_router_killed_nginx_still_serves_control(make_stack):
     visitor = Visitor(stack.config.base_url)
     assert visitor.get("/").status_code == 200
     # a returning visitor whose routing pass has expired needs the router (with a valid
-    # pass NGINX keeps them on their variant without it: tests/test_passes.py)
+    # pass NGINX keeps them on their variant without it: tests/router/test_passes.py)
     expired = token_of(visitor.client.cookies["croupier_demo"])
     visitor.client.cookies.clear()
     visitor.client.cookies.set("croupier_demo", expired)

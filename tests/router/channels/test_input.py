@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.channels.conftest import experiment
+from tests.router.channels.conftest import experiment
 
 
 @pytest.mark.parametrize("body, status, field", [
@@ -35,7 +35,7 @@ def test_bad_decide_requests_are_refused_naming_the_field(api, body, status, fie
 def test_not_json_is_refused(api):
     answer = api.client.post("/api/v1/decide", content=b"{nope", headers={"Authorization": "Bearer x"})
     assert answer.status_code == 401  # the key is checked first
-    from tests.channels.conftest import key
+    from tests.router.channels.conftest import key
     answer = api.client.post("/api/v1/decide", content=b"{nope", headers=key(""))
     assert answer.status_code == 400 and answer.json()["error"].startswith("body")
 

@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from tests.channels.conftest import experiment, key
+from tests.router.channels.conftest import experiment, key
 from tests.conftest import eventually
 
 
