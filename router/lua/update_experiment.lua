@@ -11,12 +11,15 @@
 -- Returns 1 when replaced, 0 when the document changed since it was read (read
 -- again and retry), -1 when the experiment does not exist.
 
-local current = redis.call('GET', KEYS[1])
+local experiment = KEYS[1]
+local expected, replacement = ARGV[1], ARGV[2]
+
+local current = redis.call('GET', experiment)
 if not current then
   return -1
 end
-if current ~= ARGV[1] then
+if current ~= expected then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', experiment, replacement)
 return 1
