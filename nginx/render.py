@@ -24,13 +24,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from router.passes import KEY as PASS_KEY
 from router.passes import KEY_RULE as PASS_KEY_RULE
-from router.token import is_valid_id
+from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, UPSTREAM
 
 TEMPLATE = "croupier.conf.j2"
 PASS_KEY_FILE = "/var/run/croupier-pass-key.conf"  # compose and Kubernetes: on a tmpfs, written at start
 TARGETS = ("local", "compose", "k8s")
 _FILE = re.compile(r"/[A-Za-z0-9_./-]+")  # an absolute path NGINX can read without quoting
-_ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}")
 
 
 class RenderError(ValueError):
@@ -64,11 +63,11 @@ class Options:
     beacon_max_bytes: int = 4096
     reuseport: bool = False
     user: str = ""  # worker user; the local stack sets the invoking user when it runs as root
-    cookie_prefix: str = "croupier_"  # the router's CROUPIER_COOKIE_PREFIX
+    cookie_prefix: str = DEFAULT_COOKIE_PREFIX  # the router's CROUPIER_COOKIE_PREFIX
     # The visitor's country and city for the router's context (CROUPIER_GEO_HEADER names the header).
     # NGINX expressions from a trusted source only, e.g. "$geoip2_data_country_iso_code" (GeoIP2 module)
     # or "$http_cf_ipcountry" behind a CDN that always sets it; empty: no geo.
-    geo_header: str = "X-Croupier-Geo"
+    geo_header: str = DEFAULT_GEO_HEADER
     geo_country: str = ""
     geo_city: str = ""
     # The file defining $croupier_pass_key (write_pass_key), the routers' CROUPIER_PASS_KEY;
@@ -117,20 +116,19 @@ def render(experiments: list[dict], options: Options) -> str:
             addresses[variant["upstream"]] = None
             # ids are written into the configuration (the control and pass maps)
             for value in (exp["id"], variant["id"]):
-                if not is_valid_id(str(value)):
-                    raise RenderError(f"experiment or variant id {value!r} is not 1-40 lowercase letters, "
-                                      "digits, '_' or '-'")
+                if not ID.ok(value):
+                    raise RenderError(f"{ID.error('id')}, got {value!r} (an experiment's or a variant's)")
     if options.default_upstream:
         addresses[options.default_upstream] = None
     for address in [*addresses, *options.routers, *options.decide_routers]:
-        if not _ADDRESS.fullmatch(address):
-            raise RenderError(f"upstream {address!r} is not host:port")
+        if not UPSTREAM.ok(address):
+            raise RenderError(f"{UPSTREAM.error('upstream')}, got {address!r}")
     if options.upstream_pattern:
         re.compile(options.upstream_pattern)
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", options.cookie_prefix):
-        raise RenderError("cookie_prefix: must be 1-32 letters, digits, '_' or '-'")
-    if not re.fullmatch(r"X-Croupier-[A-Za-z0-9-]{1,40}", options.geo_header):
-        raise RenderError("geo_header: must be an X-Croupier-* header name (the router's CROUPIER_GEO_HEADER)")
+    if not COOKIE_PREFIX.ok(options.cookie_prefix):
+        raise RenderError(COOKIE_PREFIX.error("cookie_prefix") + " (the router's CROUPIER_COOKIE_PREFIX)")
+    if not GEO_HEADER.ok(options.geo_header):
+        raise RenderError(GEO_HEADER.error("geo_header") + " (the router's CROUPIER_GEO_HEADER)")
     for name in ("geo_country", "geo_city"):
         if not re.fullmatch(r"(\$[A-Za-z0-9_]{1,64})?", getattr(options, name)):
             raise RenderError(f"{name}: must be one NGINX variable such as $geoip2_data_country_iso_code, or empty")

@@ -14,17 +14,19 @@ from typing import Any
 
 from router.context import FIELDS as CONTEXT_FIELDS
 from router.policies import PolicyError, make_policy
+from router.rules import GOAL as GOAL_RULE
+from router.rules import ID, UPSTREAM, Rule
 from router.segments import MAX_KEYS as MAX_SEGMENT_KEYS
-from router.token import is_valid_id
 
 EXPERIMENT_STATUSES = ("running", "paused", "ended")
 VARIANT_STATUSES = ("active", "paused")
-# host:port or a DNS name with port; NGINX only proxies to names it allowlists,
-# but refusing junk here keeps the registry clean.
-_UPSTREAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}")
-_HOST = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")  # no port: hosts match without it
-_PATH_PREFIX = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}")
-GOAL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+# An upstream (router.rules.UPSTREAM) is only proxied to when NGINX allowlists it, but
+# refusing junk here keeps the registry clean.
+_HOST = Rule(re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"),
+             "must be a host name without a port (lowercase letters, digits, '-' and '.')")
+_PATH_PREFIX = Rule(re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}"),
+                    "must start with '/' and hold only characters a URL path may")
+GOAL = GOAL_RULE.pattern  # router/beacon.py and router/channels.py until they import router.rules.GOAL
 MAX_VARIANTS = 32
 MAX_PARAMS_BYTES = 8192
 
@@ -103,14 +105,15 @@ def _number(data: dict, name: str, default: float, lo: float, hi: float, *, labe
     return float(value)
 
 
-def _string(data: dict, name: str, default: str, pattern: re.Pattern | None, *, label: str,
+def _string(data: dict, name: str, default: str, rule: Rule | None, *, label: str,
             allow_empty: bool = False, max_len: int = 200) -> str:
     value = data.get(name, default)
     _check(isinstance(value, str), f"{label}: must be a string")
     if value == "" and allow_empty:
         return value
     _check(len(value) <= max_len, f"{label}: must be at most {max_len} characters")
-    _check(pattern is None or pattern.fullmatch(value) is not None, f"{label}: {value!r} is not valid")
+    if rule is not None:
+        _check(rule.ok(value), f"{rule.error(label)}, got {value!r}")
     return value
 
 
@@ -130,8 +133,7 @@ MAX_SLOTS = 16
 def parse_variant(data: Any, label: str = "variant") -> Variant:
     _known_keys(data, VARIANT_FIELDS, label)
     _check("id" in data, f"{label}.id: is required")
-    _check(isinstance(data["id"], str) and is_valid_id(data["id"]),
-           f"{label}.id: must be 1-40 lowercase letters, digits, '_' or '-', starting with a letter or digit")
+    _check(ID.ok(data["id"]), ID.error(f"{label}.id"))
     _check("upstream" in data, f"{label}.upstream: is required")
     params = data.get("params", {})
     _check(isinstance(params, dict), f"{label}.params: must be a JSON object")
@@ -140,7 +142,7 @@ def parse_variant(data: Any, label: str = "variant") -> Variant:
     _check(status in VARIANT_STATUSES, f"{label}.status: must be one of {', '.join(VARIANT_STATUSES)}")
     return Variant(
         id=data["id"],
-        upstream=_string(data, "upstream", "", _UPSTREAM, label=f"{label}.upstream"),
+        upstream=_string(data, "upstream", "", UPSTREAM, label=f"{label}.upstream"),
         status=status,
         name=_string(data, "name", "", None, label=f"{label}.name", allow_empty=True),
         prior_alpha=_number(data, "prior_alpha", 1.0, 1e-3, 1e6, label=f"{label}.prior_alpha"),
@@ -152,8 +154,7 @@ def parse_variant(data: Any, label: str = "variant") -> Variant:
 def parse_experiment(data: Any) -> Experiment:
     _known_keys(data, EXPERIMENT_FIELDS, "")
     _check("id" in data, "id: is required")
-    _check(isinstance(data["id"], str) and is_valid_id(data["id"]),
-           "id: must be 1-40 lowercase letters, digits, '_' or '-', starting with a letter or digit")
+    _check(ID.ok(data["id"]), ID.error("id"))
     raw_variants = data.get("variants")
     _check(isinstance(raw_variants, list) and raw_variants, "variants: must be a non-empty list")
     _check(len(raw_variants) <= MAX_VARIANTS, f"variants: at most {MAX_VARIANTS}")
@@ -189,7 +190,7 @@ def parse_experiment(data: Any) -> Experiment:
         name=_string(data, "name", "", None, label="name", allow_empty=True),
         host=_string(data, "host", "", _HOST, label="host", allow_empty=True).lower(),
         path_prefix=_string(data, "path_prefix", "/", _PATH_PREFIX, label="path_prefix"),
-        goal=_string(data, "goal", "signup", GOAL, label="goal"),
+        goal=_string(data, "goal", "signup", GOAL_RULE, label="goal"),
         status=status,
         winner=winner,
         policy=policy,
@@ -219,8 +220,7 @@ def _segment_keys(value: Any, policy: str) -> tuple[str, ...]:
 
 
 def _tenant(value: Any) -> str:
-    _check(isinstance(value, str) and (value == "" or is_valid_id(value)),
-           "tenant: must be empty (the default tenant) or 1-40 lowercase letters, digits, '_' or '-'")
+    _check(value == "" or ID.ok(value), ID.error("tenant") + " (or empty: the default tenant)")
     return "" if value == "default" else value  # 'default' names the default tenant in CROUPIER_API_KEYS
 
 
@@ -228,8 +228,7 @@ def _slots(value: Any) -> tuple[str, ...]:
     _check(isinstance(value, (list, tuple)), "slots: must be a list of slot ids")
     _check(len(value) <= MAX_SLOTS, f"slots: at most {MAX_SLOTS}")
     for i, slot in enumerate(value):
-        _check(isinstance(slot, str) and is_valid_id(slot),
-               f"slots[{i}]: must be 1-40 lowercase letters, digits, '_' or '-'")
+        _check(ID.ok(slot), ID.error(f"slots[{i}]"))
     _check(len(set(value)) == len(value), "slots: must be unique")
     return tuple(value)
 

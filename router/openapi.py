@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from router import rules
 from router.context import FIELDS as CONTEXT_FIELDS
 
-_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,39}$"}
+
+def _string(rule: rules.Rule, **extra) -> dict:
+    """A string schema for a rule; JSON Schema patterns search, so the rule's is anchored."""
+    return {"type": "string", "pattern": f"^{rule.pattern.pattern}$", **extra}
+
+
+_ID = _string(rules.ID)
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _EXP_OUT = {"description": "the experiment",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Experiment"}}}}
@@ -25,8 +32,7 @@ VARIANT = {
     "type": "object", "additionalProperties": False, "required": ["id", "upstream"],
     "properties": {
         "id": _ID,
-        "upstream": {"type": "string", "description": "host:port NGINX proxies to (must be allowlisted)",
-                     "pattern": "^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}$"},
+        "upstream": _string(rules.UPSTREAM, description="host:port NGINX proxies to (must be allowlisted)"),
         "status": {"type": "string", "enum": ["active", "paused"]},
         "name": {"type": "string", "maxLength": 200},
         "prior_alpha": {"type": "number", "minimum": 0.001, "maximum": 1e6},
@@ -41,12 +47,12 @@ EXPERIMENT = {
         "id": _ID,
         "name": {"type": "string", "maxLength": 200},
         "host": {"type": "string", "description": "host it owns; empty for any host"},
-        "tenant": {"type": "string", "pattern": "^([a-z0-9][a-z0-9_-]{0,39})?$",
+        "tenant": {"type": "string", "pattern": f"^({rules.ID.pattern.pattern})?$",
                    "description": "the tenant it belongs to; empty for the default tenant"},
         "slots": {"type": "array", "maxItems": 16, "uniqueItems": True, "items": _ID,
                   "description": "names the channels API may use instead of the id (unique per tenant)"},
         "path_prefix": {"type": "string", "pattern": "^/", "maxLength": 201},
-        "goal": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"},
+        "goal": _string(rules.GOAL),
         "status": {"type": "string", "enum": ["running", "paused", "ended"]},
         "winner": {"type": "string"},
         "control": _ID,
@@ -67,7 +73,7 @@ EXPERIMENT = {
     },
 }
 # The channels API (router/channels.py): API keys, not the admin token.
-_CUSTOMER = {"type": "string", "pattern": "^[A-Za-z0-9._:@+=-]{1,128}$"}
+_CUSTOMER = _string(rules.CUSTOMER)
 _CHANNEL_ERRORS = {str(c): _ERROR for c in (400, 401, 403, 404, 409, 503)}
 CHANNEL_SCHEMAS = {
     "DecideRequest": {
@@ -75,8 +81,7 @@ CHANNEL_SCHEMAS = {
         "description": "experiment or slot (one of them)",
         "properties": {
             "experiment": _ID, "slot": _ID, "customer_id": _CUSTOMER,
-            "channel": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$",
-                        "description": "email, sms, app, banner, ... (echoed back)"},
+            "channel": _string(rules.CHANNEL, description="email, sms, app, banner, ... (echoed back)"),
             "context": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 64},
                         "description": "the customer's context for segmented experiments, with the fields "
                                        "the web path reads (device, source, utm_*, country, city, language, "
@@ -106,10 +111,9 @@ CHANNEL_SCHEMAS = {
         "properties": {
             "experiment": _ID, "slot": _ID, "customer_id": _CUSTOMER,
             "token": {"type": "string", "maxLength": 512},
-            "goal": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$",
-                     "description": "default: the experiment's goal"},
+            "goal": _string(rules.GOAL, description="default: the experiment's goal"),
             "value": {"type": "number", "minimum": 0, "maximum": 1e9},
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$", "description": "your event id"},
+            "id": _string(rules.EVENT_ID, description="your event id"),
         },
     },
     "ConversionAccepted": {

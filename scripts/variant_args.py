@@ -7,19 +7,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from router.rules import ID
 from scripts.local_stack import DEFAULT_RUN_DIR
 from scripts.targets import TARGETS
 from scripts.variant_params import COLOR_NAMES, PARAMS_DIR
 from variants.colors import HEX_COLOR
 from variants.illustrations import ILLUSTRATIONS
-from variants.params import COPY_STYLES, ID_PATTERN, ID_RULE
+from variants.params import COPY_STYLES
 
 DESCRIPTION = "Add, list, pause, resume, remove and promote an experiment's landing-page variants."
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8000"
 
 def identifier(text: str) -> str:
-    if not ID_PATTERN.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: an id {ID_RULE}")
+    if not ID.ok(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: an id {ID.message}")
     return text
 
 

@@ -19,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from router.rules import ID
 from variants.colors import readable_on
 from variants.illustrations import ILLUSTRATIONS
-from variants.params import ID_PATTERN, VariantParams, parse_params
+from variants.params import VariantParams, parse_params
 
 EXPERIMENT_HEADER = "x-croupier-experiment"
 VARIANT_HEADER = "x-croupier-variant"
@@ -60,8 +61,8 @@ def identity(request: Request, params: VariantParams) -> tuple[str, str]:
     """(experiment, variant) for this page: NGINX's headers when well formed, else the params file's."""
     experiment = request.headers.get(EXPERIMENT_HEADER, "")
     variant = request.headers.get(VARIANT_HEADER, "")
-    return (experiment if ID_PATTERN.fullmatch(experiment) else params.experiment,
-            variant if ID_PATTERN.fullmatch(variant) else params.id)
+    return (experiment if ID.ok(experiment) else params.experiment,
+            variant if ID.ok(variant) else params.id)
 
 
 def is_thanks_path(path: str) -> bool:

@@ -13,19 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from router.rules import GOAL, ID, Rule
 from variants.colors import HEX_COLOR
 from variants.illustrations import ILLUSTRATIONS
 
-# Same rules as the router's ids and goals (router/token.py, router/experiments.py);
-# repeated because the variant image ships without the router.
-ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
-GOAL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 # Raster images and SVG, base64 only: an <img> never runs script from these.
 DATA_URI = re.compile(r"data:image/(png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/]+={0,2}")
 MAX_IMAGE_CHARS = 200_000
 MAX_COPY_ITEMS = 8
 COPY_STYLES = ("bullets", "paragraphs")
-ID_RULE = "must be 1-40 lowercase letters, digits, '_' or '-', starting with a letter or digit"
 
 
 class InvalidParams(ValueError):
@@ -128,11 +124,10 @@ def _text(data: dict[str, Any], name: str, label: str, *, max_len: int,
     return value
 
 
-def _slug(data: dict[str, Any], name: str, pattern: re.Pattern[str], rule: str, *,
-          required: bool = False, default: str = "") -> str:
+def _slug(data: dict[str, Any], name: str, rule: Rule, *, required: bool = False, default: str = "") -> str:
     value = _text(data, name, "", max_len=40, required=required, default=default)
-    if value and not pattern.fullmatch(value):
-        _fail(name, f"{rule}, got {value!r}")
+    if value and not rule.ok(value):
+        _fail(name, f"{rule.message}, got {value!r}")
     return value
 
 
@@ -241,10 +236,10 @@ def parse_params(data: Any) -> VariantParams:
     if copy_style not in COPY_STYLES:
         _fail("copy_style", f"must be one of {', '.join(COPY_STYLES)}, got {copy_style!r}")
     return VariantParams(
-        id=_slug(data, "id", ID_PATTERN, ID_RULE, required=True),
+        id=_slug(data, "id", ID, required=True),
         headline=_text(data, "headline", "", max_len=140, required=True),
         cta=_text(data, "cta", "", max_len=40, required=True),
-        experiment=_slug(data, "experiment", ID_PATTERN, ID_RULE),
+        experiment=_slug(data, "experiment", ID),
         name=_text(data, "name", "", max_len=80),
         brand=_text(data, "brand", "", max_len=40),
         badge=_text(data, "badge", "", max_len=60),
@@ -257,8 +252,7 @@ def parse_params(data: Any) -> VariantParams:
         price=_price(data),
         testimonial=_testimonial(data),
         form=_form(data),
-        goal=_slug(data, "goal", GOAL_PATTERN, "must be 1-32 lowercase letters, digits, '_' or '-', "
-                   "starting with a letter or digit", default="signup"),
+        goal=_slug(data, "goal", GOAL, default="signup"),
         thanks=_thanks(data),
     )
 

@@ -102,3 +102,44 @@ def test_dockerignore_keeps_secrets_and_clutter_out_of_the_context():
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in (".git", ".env", ".venv", "tests/", "run/"):
         assert entry in ignored
+
+
+def copied_files(path: Path) -> set[Path]:
+    """The project's files an image's COPY instructions put into it (sources relative to the root)."""
+    files = set()
+    for args in values(path, "COPY"):
+        for source in [a for a in args.split() if not a.startswith("--")][:-1]:
+            for match in ROOT.glob(source.rstrip("/")):
+                files.update(match.rglob("*") if match.is_dir() else [match])
+    return {f for f in files if "__pycache__" not in f.parts}
+
+
+def project_modules(source: Path) -> set[str]:
+    """In-project modules a file imports (``router.rules`` for ``from router import rules``)."""
+    names = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names
+                         if (ROOT / node.module.replace(".", "/") / f"{a.name}.py").exists())
+    return {n for n in names if n.split(".")[0] in ("router", "variants", "nginx", "scripts")}
+
+
+def module_files(module: str) -> list[Path]:
+    """The files Python reads to import ``module``: its own and every enclosing package's ``__init__.py``."""
+    parts = module.split(".")
+    own = ROOT.joinpath(*parts)
+    files = [own / "__init__.py" if own.is_dir() else own.with_suffix(".py")]
+    return files + [ROOT.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts))]
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_every_imported_project_module_is_copied(image):
+    copied = copied_files(IMAGES[image])
+    missing = {f"{source.relative_to(ROOT)} imports {module}"
+               for source in copied if source.suffix == ".py"
+               for module in project_modules(source)
+               if not set(module_files(module)) <= copied}
+    assert not missing, f"{image}'s image lacks project files its code imports: {sorted(missing)}"

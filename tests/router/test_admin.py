@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from starlette.testclient import TestClient
 
 from router.app import create_app
+from router.rules import GOAL, ID, UPSTREAM
 from router.settings import Settings
+from router.store import AssignmentRecord
+from tests.conftest import eventually
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -68,6 +73,20 @@ def test_invalid_experiments_are_refused_with_the_field_named(api, body, field):
     assert response.status_code == 422
     assert response.json()["error"].startswith(field)
     assert api.get("/experiments").json() == {"experiments": []}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"id": "Spring Sale"}, ID.error("id")),
+    ({"variants": [{"id": "a", "upstream": "h:1"}, {"id": "B!", "upstream": "h:2"}]}, ID.error("variants[1].id")),
+    ({"variants": [{"id": "a", "upstream": "http://h/"}]}, UPSTREAM.error("variants[0].upstream")),
+    ({"goal": "Sign Up"}, GOAL.error("goal")),
+    ({"tenant": "Acme"}, ID.error("tenant")),
+    ({"slots": ["hero", "Hero!"]}, ID.error("slots[1]")),
+])
+def test_ids_upstreams_and_goals_are_refused_with_the_shared_rules(api, changes, message):
+    response = api.post("/experiments", json=experiment(**changes))
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(message)
 
 
 def test_not_json_is_refused(api):
@@ -138,3 +157,36 @@ def test_readyz_reports_redis_down_while_livez_stays_up():
     with TestClient(create_app(settings)) as client:
         assert client.get("/livez").status_code == 200
         assert client.get("/readyz").status_code == 503
+
+
+def test_stats_list_exactly_the_segments_the_bandit_runs(redis_url):
+    """The busiest segments are ranked by the active variants' trials in the snapshot and in
+    the stats alike: a segment busy only on a paused variant is neither run nor listed."""
+    settings = Settings(redis_url=redis_url, admin_token=TOKEN, secret="s" * 32, refresh_interval=0.05,
+                        max_segments=2)
+    with TestClient(create_app(settings), base_url="http://testserver/api/v1") as api:
+        api.headers.update(AUTH)
+        body = experiment("seg", segment_keys=["device"])
+        body["variants"].append({"id": "c", "upstream": "127.0.0.1:9103"})
+        assert api.post("/experiments", json=body).status_code == 201
+        # tablet has the most trials of all, every one of them on c, which is paused below
+        plan = {"device=tablet": {"c": 30}, "device=desktop": {"a": 6, "b": 6}, "device=mobile": {"a": 3, "b": 4}}
+        shares = (("a", 1 / 3), ("b", 1 / 3), ("c", 1 / 3))
+        recorder = api.app.state.recorder
+        for segment, by_variant in plan.items():
+            for variant, count in by_variant.items():
+                for i in range(count):
+                    recorder.add(AssignmentRecord("seg", variant, f"{segment}-{variant}-{i}", "new", shares,
+                                                  time.time(), segment))
+        eventually(lambda: sum(v["trials"] for v in api.get("/experiments/seg/stats").json()["variants"]) == 49)
+        assert api.patch("/experiments/seg/variants/c", json={"status": "paused"}).status_code == 200
+        snapshots = api.app.state.snapshots
+
+        def bandit_segments() -> set[str]:
+            table = snapshots.current.segments.get("seg")
+            live = snapshots.current.experiments.get("seg")
+            paused = live is not None and not live.variant("c").active
+            return set(table.arms) if table is not None and paused else set()
+
+        eventually(lambda: bandit_segments() == {"device=desktop", "device=mobile"})
+        assert set(api.get("/experiments/seg/stats").json()["segments"]) == bandit_segments()

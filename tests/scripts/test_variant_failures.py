@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from router.rules import ID
 from scripts.processes import ROOT, variant_argv
 from tests.conftest import variant_stats
 
@@ -88,7 +89,7 @@ def test_bad_input_changes_nothing(variant_cli):
         assert_nothing_left(cli, conf_before=conf)
 
     bad_id = cli("add", "D!", "--from-template", "--headline", "x")
-    assert bad_id.code == 2 and "an id must be 1-40 lowercase letters" in bad_id.err
+    assert bad_id.code == 2 and f"an id {ID.message}" in bad_id.err
     taken = cli("add", "b", "--from-template", "--headline", "x")
     assert taken.code == 1 and "variant 'b' already exists in experiment 'demo'" in taken.err
     missing = cli("pause", "zz", "--json")

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from router.rules import GOAL, ID
 from variants.illustrations import ILLUSTRATIONS
 from variants.params import InvalidParams, Price, load_params, parse_params
 
@@ -51,7 +52,7 @@ def test_required_fields_are_named(missing):
 
 
 @pytest.mark.parametrize(("data", "starts"), [
-    (params(id="Variant A"), "id: must be 1-40 lowercase"),
+    (params(id="Variant A"), ID.error("id")),
     (params(experiment="x" * 41), "experiment: must be at most 40 characters"),
     (params(headline="  "), "headline: must not be empty"),
     (params(headline=12), "headline: must be a string, got int"),
@@ -74,7 +75,7 @@ def test_required_fields_are_named(missing):
     (params(testimonial={"quote": "Great"}), "testimonial.author: is required"),
     (params(form={"button": 7}), "form.button: must be a string"),
     (params(thanks={"title": "x"}), "thanks.title: unknown field"),
-    (params(goal="Sign Up"), "goal: must be 1-32 lowercase"),
+    (params(goal="Sign Up"), GOAL.error("goal")),
     ([1, 2], "params: must be a JSON object, got list"),
 ])
 def test_bad_fields_are_named(data, starts):
