@@ -16,7 +16,7 @@ from typing import Any
 
 from router.passes import KEY as PASS_KEY
 from router.passes import KEY_RULE as PASS_KEY_RULE
-from router.token import is_valid_id
+from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID
 
 log = logging.getLogger("croupier.settings")
 
@@ -127,7 +127,7 @@ class Settings:
         "CROUPIER_OLD_SECRETS", "Retired keys still accepted, as 'id:key,id:key'."))
     admin_token: str = field(default="", metadata=_meta(
         "CROUPIER_ADMIN_TOKEN", "Bearer token for /api/v1 and the dashboard; unset disables them."))
-    cookie_prefix: str = field(default="croupier_", metadata=_meta(
+    cookie_prefix: str = field(default=DEFAULT_COOKIE_PREFIX, metadata=_meta(
         "CROUPIER_COOKIE_PREFIX", "Assignment cookies are named prefix + experiment id."))
     cookie_max_age: int = field(default=90 * 86400, metadata=_meta(
         "CROUPIER_COOKIE_MAX_AGE", "Seconds an assignment stays valid."))
@@ -157,8 +157,6 @@ class Settings:
         "CROUPIER_STREAM_MAXLEN", "Approximate length each experiment's event stream is capped at."))
     bucket_seconds: int = field(default=60, metadata=_meta(
         "CROUPIER_BUCKET_SECONDS", "Width of the time buckets that charts and period statistics read."))
-    monte_carlo_draws: int = field(default=4000, metadata=_meta(
-        "CROUPIER_MONTE_CARLO_DRAWS", "Posterior draws used to estimate each arm's selection probability."))
     beacon_max_bytes: int = field(default=4096, metadata=_meta(
         "CROUPIER_BEACON_MAX_BYTES", "Largest beacon body accepted."))
     beacon_rate: float = field(default=20.0, metadata=_meta(
@@ -174,7 +172,7 @@ class Settings:
         "CROUPIER_REDIS_TIMEOUT", "Seconds a Redis call may take before it counts as failed."))
     log_level: str = field(default="info", metadata=_meta(
         "CROUPIER_LOG_LEVEL", "debug, info, warning or error."))
-    geo_header: str = field(default="X-Croupier-Geo", metadata=_meta(
+    geo_header: str = field(default=DEFAULT_GEO_HEADER, metadata=_meta(
         "CROUPIER_GEO_HEADER", "Header carrying the visitor's '<country>;<city>' from the edge. NGINX's decide "
         "location overwrites it on every request from $croupier_geo_country/$croupier_geo_city (empty unless "
         "the deployment sets them from a trusted source), so a client's own copy never counts; render NGINX "
@@ -203,21 +201,18 @@ class Settings:
             ("max_pending", self.max_pending >= 1, "must be at least 1"),
             ("stream_maxlen", self.stream_maxlen >= 100, "must be at least 100"),
             ("bucket_seconds", self.bucket_seconds >= 1, "must be at least 1"),
-            ("monte_carlo_draws", 100 <= self.monte_carlo_draws <= 1_000_000, "must be in [100, 1000000]"),
             ("beacon_max_bytes", 64 <= self.beacon_max_bytes <= 1_048_576, "must be in [64, 1048576]"),
             ("beacon_rate", 0 <= self.beacon_rate <= 1_000_000, "must be in [0, 1000000] events per second"),
             ("beacon_burst", 1 <= self.beacon_burst <= 1_000_000, "must be in [1, 1000000]"),
             ("redis_timeout", 0 < self.redis_timeout <= 30, "must be in (0, 30] seconds"),
-            ("geo_header", re.fullmatch(r"X-Croupier-[A-Za-z0-9-]{1,40}", self.geo_header) is not None,
-             "must be an X-Croupier-* header name"),
+            ("geo_header", GEO_HEADER.ok(self.geo_header), GEO_HEADER.message),
             ("context_utc_offset", -840 <= self.context_utc_offset <= 840, "must be in [-840, 840] minutes"),
             ("max_segments", 1 <= self.max_segments <= 10_000, "must be in [1, 10000]"),
             ("log_level", self.log_level in ("debug", "info", "warning", "error"),
              "must be debug, info, warning or error"),
             ("secret_id", re.fullmatch(r"[A-Za-z0-9_-]{1,16}", self.secret_id) is not None,
              "must be 1-16 letters, digits, '_' or '-'"),
-            ("cookie_prefix", re.fullmatch(r"[A-Za-z0-9_-]{1,32}", self.cookie_prefix) is not None,
-             "must be 1-32 letters, digits, '_' or '-'"),
+            ("cookie_prefix", COOKIE_PREFIX.ok(self.cookie_prefix), COOKIE_PREFIX.message),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -269,9 +264,9 @@ class Settings:
         pairs: list[tuple[str, str]] = []
         for item in filter(None, (part.strip() for part in self.api_keys.split(","))):
             tenant, sep, key = item.partition(":")
-            if not sep or not is_valid_id(tenant):
-                raise SettingsError("CROUPIER_API_KEYS must be 'tenant:key,...' with tenants of lowercase "
-                                    f"letters, digits, '_' or '-'; got an entry with tenant {tenant!r}")
+            if not sep or not ID.ok(tenant):
+                raise SettingsError(f"CROUPIER_API_KEYS must be 'tenant:key,...'; an entry's tenant {tenant!r} "
+                                    f"{ID.message}")
             if re.fullmatch(r"[A-Za-z0-9_.~+/=-]{24,200}", key) is None:
                 raise SettingsError(f"CROUPIER_API_KEYS: the key of tenant {tenant!r} must be 24-200 letters, "
                                     "digits or '_.~+/=-'")
