@@ -156,6 +156,7 @@ def decide_cost(n: int = 5000) -> dict[str, float]:
     experiment, one with ``segment_keys = ["device"]`` and one with the contextual policy."""
     import random
 
+    from router.assign import Assigner
     from router.decide import Decider
     from router.experiments import parse_experiment
     from router.metrics import Metrics
@@ -176,7 +177,8 @@ def decide_cost(n: int = 5000) -> dict[str, float]:
         segments={"segmented": compute_segment_arms(experiments[1], {}, {"device=mobile": counts}, rng, 50)},
         contextual={"contextual": compute_contextual(experiments[2], {}, {}, rng)})
     recorder = AssignmentRecorder(store=None, metrics=Metrics(), flush_interval=1, max_pending=n)
-    decider = Decider(Settings(secret="s" * 32), keeper, recorder, Metrics(), random.Random(0))
+    settings = Settings(secret="s" * 32)
+    decider = Decider(settings, Assigner(settings, keeper, recorder, Metrics(), random.Random(0)))
     agents = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148 Safari/604.1",
               "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0 Safari/537.36")
     headers = {b"referer": b"https://www.google.com/", b"accept-language": b"en-GB,en;q=0.9",

@@ -19,14 +19,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from router.dashboard import CsrfRefused, session_authorizes
+from router.session import CsrfRefused, session_authorizes
 from router.history import bucket_arrays
 from router.hybrid import StoredModel, decode
 from router.model import ModelError
 from router.experiments import (Experiment, InvalidExperiment, merge, parse_experiment, parse_variant, with_variant,
                                 without_variant)
 from router.openapi import OPENAPI
-from router.segments import shrunk_stats, top_segments
+from router.segments import busiest_segments, shrunk_stats
 from router.settings import Settings
 from router.snapshot import SnapshotKeeper, arm_stats
 from router.statistics import posterior_summary, srm_check, stratified_lift
@@ -252,8 +252,9 @@ class AdminAPI:
         by_segment = (await self.store.segment_counters([experiment.id]))[experiment.id]
         variants = experiment.variants
         conv = f"conv:{experiment.goal}"
-        seen = {s: sum(c.get("trials", 0.0) for c in by_variant.values()) for s, by_variant in by_segment.items() if s}
-        chosen = top_segments(seen, self.settings.max_segments)
+        # the segments the bandit runs (router/snapshot.py chooses them the same way)
+        chosen, _ = busiest_segments(by_segment, [v.id for v in experiment.active_variants],
+                                     self.settings.max_segments)
         if not chosen:
             return {}
         trials = np.array([[by_segment[s].get(v.id, {}).get("trials", 0.0) for v in variants] for s in chosen])

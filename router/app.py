@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from router.admin import AdminAPI
+from router.assign import Assigner
 from router.beacon import Beacon
 from router.channels import ChannelsAPI
 from router.dashboard import Dashboard
@@ -38,11 +39,12 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     snapshots = SnapshotKeeper(store, settings.refresh_interval, np.random.default_rng(), settings.bucket_seconds,
                                settings.max_segments)
     recorder = AssignmentRecorder(store, metrics, settings.flush_interval, settings.max_pending)
-    decider = Decider(settings, snapshots, recorder, metrics)
+    core = Assigner(settings, snapshots, recorder, metrics)
+    decider = Decider(settings, core)
     listener = DecideListener(decider.respond, settings.host, settings.decide_port) if settings.decide_port else None
-    beacon = Beacon(settings, store, snapshots, metrics)
+    beacon = Beacon(settings, store, core)
     admin = AdminAPI(settings, store, snapshots)
-    channels = ChannelsAPI(settings, store, snapshots, decider)
+    channels = ChannelsAPI(settings, store, core)
 
     async def livez(request: Request) -> Response:
         return PlainTextResponse("ok")  # never touches Redis: a Redis outage must not restart routers

@@ -9,9 +9,6 @@ address sending faster than CROUPIER_BEACON_RATE gets 429 before any Redis work.
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,27 +16,18 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from router.experiments import GOAL
-from router.metrics import Metrics
+from router import rules
+from router.assign import Assigner
 from router.passes import token_of
 from router.ratelimit import TokenBuckets, client_key, retry_after
+from router.request_body import Rejected, conversion_value, json_fields, read_limited
 from router.settings import Settings
-from router.snapshot import SnapshotKeeper
 from router.store import BeaconEvent, Store, StoreUnavailable
-from router.tenants import TenantKeys
-from router.token import TokenError, is_valid_id, verify
+from router.token import TokenError
 
 EVENT_TYPES = ("view", "click", "convert")
 BODY_FIELDS = {"experiment", "type", "goal", "value", "id"}
-EVENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
-MAX_VALUE = 1e9
 BEACON_JS = Path(__file__).with_name("static") / "beacon.js"
-
-
-class Rejected(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
 
 
 def check_origin(headers, request_host: str) -> None:
@@ -53,76 +41,36 @@ def check_origin(headers, request_host: str) -> None:
         raise Rejected(403, "cross_site", "Origin does not match this site")
 
 
-def json_fields(raw: bytes, allowed: set[str]) -> dict:
-    """A JSON object with no field outside ``allowed``; ``Rejected`` (400) otherwise.
-    Shared by every endpoint that takes events or decisions from outside."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise Rejected(400, "bad_json", "body: is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise Rejected(400, "bad_json", "body: must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise Rejected(400, "unknown_field", f"{unknown[0]}: unknown field")
-    return body
-
-
-def conversion_value(body: dict) -> float | None:
-    """A conversion's optional ``value``: a finite number in [0, MAX_VALUE]."""
-    value = body.get("value")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 <= value <= MAX_VALUE:
-        raise Rejected(400, "bad_value", f"value: must be a number between 0 and {MAX_VALUE:g}")
-    return float(value)
-
-
 def parse_body(raw: bytes) -> dict:
     """The event fields, validated; ``Rejected`` names what is wrong."""
     body = json_fields(raw, BODY_FIELDS)
     experiment = body.get("experiment")
-    if not isinstance(experiment, str) or not is_valid_id(experiment):
-        raise Rejected(400, "bad_experiment", "experiment: must be an experiment id")
+    if not rules.ID.ok(experiment):
+        raise Rejected(400, "bad_experiment", rules.ID.error("experiment"))
     kind = body.get("type")
     if kind not in EVENT_TYPES:
         raise Rejected(400, "bad_type", f"type: must be one of {', '.join(EVENT_TYPES)}")
     goal = body.get("goal")
-    if goal is not None and (not isinstance(goal, str) or not GOAL.fullmatch(goal)):
-        raise Rejected(400, "bad_goal", "goal: must be 1-32 lowercase letters, digits, '_' or '-'")
+    if goal is not None and not rules.GOAL.ok(goal):
+        raise Rejected(400, "bad_goal", rules.GOAL.error("goal"))
     value = body.get("value")
     if value is not None:
         if kind != "convert":
             raise Rejected(400, "bad_value", "value: only a convert event carries a value")
         value = conversion_value(body)
     event_id = body.get("id")
-    if event_id is not None and (not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id)):
-        raise Rejected(400, "bad_id", "id: must be 8-64 letters, digits, '_' or '-'")
+    if event_id is not None and not rules.EVENT_ID.ok(event_id):
+        raise Rejected(400, "bad_id", rules.EVENT_ID.error("id"))
     return {"experiment": experiment, "type": kind, "goal": goal, "value": value, "id": event_id or ""}
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise Rejected(413, "too_large", f"body larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(413, "too_large", f"body larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 class Beacon:
-    def __init__(self, settings: Settings, store: Store, snapshots: SnapshotKeeper, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, store: Store, core: Assigner) -> None:
         self.settings = settings
         self.store = store
-        self.snapshots = snapshots
-        self.metrics = metrics
-        self.keys = settings.signing_keys()
-        self.tenant_keys = TenantKeys(self.keys, settings.secret_id)
+        self.core = core
+        self.snapshots = core.snapshots
+        self.metrics = core.metrics
         self.script = BEACON_JS.read_bytes() if BEACON_JS.exists() else b""
         self.limiter = TokenBuckets(settings.beacon_rate, settings.beacon_burst) if settings.beacon_rate else None
 
@@ -166,10 +114,8 @@ class Beacon:
         if not token:
             raise Rejected(403, "no_assignment", "no assignment cookie for this experiment")
         try:
-            held = verify(token, self.tenant_keys.keys(experiment.tenant), now=int(time.time()),
-                          max_age=self.settings.cookie_max_age, experiment=experiment.id)
+            held = self.core.verify(token, experiment, time.time())
         except TokenError as exc:
-            self.metrics.tokens_rejected.labels(exc.reason).inc()
             raise Rejected(403, "bad_token", f"assignment cookie refused: {exc.reason}") from None
         goal = fields["goal"] or (experiment.goal if fields["type"] == "convert" else "")
         # the segment and features the visitor was assigned with (from the signed token): a

@@ -8,8 +8,8 @@ token the decision returned (or a web assignment cookie) or by customer id.
 Behind API keys (``CROUPIER_API_KEYS``), each acting for one tenant only. A
 customer keeps one assignment for the life of the experiment: it is stored in
 Redis under the experiment's hash tag and claimed with compare-and-set, so
-concurrent first calls agree, and it is drawn by the same core as the web
-decision (``Decider.draw``/``record``), so the bandit sees one population.
+concurrent first calls agree, and it is drawn by the same assignment core as
+the web decision (``router/assign.py``), so the bandit sees one population.
 Conversions go through the beacon's Lua script: counted once per visitor and goal.
 
 Slots: an experiment may list ``slots``, names a tenant's systems use instead of
@@ -19,7 +19,6 @@ changing the caller. A slot is unique within a tenant among running experiments.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -28,21 +27,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from router.beacon import EVENT_ID, Rejected, conversion_value, json_fields, read_limited
+from router import rules
+from router.assign import NOWHERE, Assigner, Placement, fixed_variant
 from router.context import FIELDS as CONTEXT_FIELDS, Context, token as context_token
-from router.decide import Decider, Placement
-from router.experiments import GOAL, Experiment, Variant
+from router.experiments import Experiment, Variant
+from router.request_body import Rejected, conversion_value, json_fields, read_limited
 from router.settings import Settings
-from router.snapshot import Snapshot, SnapshotKeeper
+from router.snapshot import Snapshot
 from router.store import BeaconEvent, CustomerAssignment, Store, StoreUnavailable
 from router.tenants import ApiKeys
-from router.token import TokenError, is_valid_id, new_visitor_id, verify
+from router.token import TokenError, new_visitor_id
 
 MAX_BODY = 16384
 DECIDE_FIELDS = {"experiment", "slot", "customer_id", "context", "channel"}
 CONVERSION_FIELDS = {"experiment", "slot", "token", "customer_id", "goal", "value", "id"}
-_CUSTOMER = re.compile(r"[A-Za-z0-9._:@+=-]{1,128}")
-_CHANNEL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 Handler = Callable[[Request, str], Awaitable[Response]]
 
@@ -51,24 +49,18 @@ def bad(field: str, why: str) -> Rejected:
     return Rejected(400, f"bad_{field}", f"{field}: {why}")
 
 
-async def json_object(request: Request, allowed: set[str]) -> dict:
-    return json_fields(await read_limited(request, MAX_BODY), allowed)
-
-
-def _id(body: dict, name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not (isinstance(value, str) and is_valid_id(value)):
-        raise bad(name, "must be 1-40 lowercase letters, digits, '_' or '-'")
-    return value
-
-
-def customer_id(body: dict, required: bool) -> str | None:
-    value = body.get("customer_id")
+def checked(body: dict, field: str, rule: rules.Rule, required: bool = False) -> str | None:
+    """``body[field]`` when it follows ``rule``; None when absent and optional; 400 naming the field otherwise."""
+    value = body.get(field)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not _CUSTOMER.fullmatch(value):
-        raise bad("customer_id", "must be 1-128 letters, digits or '._:@+=-'" + (" (required)" if required else ""))
+    if not rule.ok(value):
+        raise bad(field, rule.message + (" (required)" if required else ""))
     return value
+
+
+async def json_object(request: Request, allowed: set[str]) -> dict:
+    return json_fields(await read_limited(request, MAX_BODY), allowed)
 
 
 def parse_context(value: object) -> Context | None:
@@ -88,11 +80,9 @@ def parse_context(value: object) -> Context | None:
 
 
 class ChannelsAPI:
-    def __init__(self, settings: Settings, store: Store, snapshots: SnapshotKeeper, decider: Decider) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, store: Store, core: Assigner) -> None:
         self.store = store
-        self.snapshots = snapshots
-        self.decider = decider
+        self.core = core
         self.api_keys = ApiKeys(settings.api_key_tenants())
         self._slots: tuple[Snapshot | None, dict[tuple[str, str], list[Experiment]]] = (None, {})
 
@@ -124,10 +114,10 @@ class ChannelsAPI:
 
     def experiment(self, body: dict, tenant: str) -> Experiment:
         """The experiment named by ``experiment`` or ``slot``, if the tenant may use it."""
-        exp_id, slot = _id(body, "experiment"), _id(body, "slot")
+        exp_id, slot = checked(body, "experiment", rules.ID), checked(body, "slot", rules.ID)
         if (exp_id is None) == (slot is None):
             raise bad("experiment", "give either experiment or slot")
-        snapshot = self.snapshots.current
+        snapshot = self.core.snapshots.current
         if exp_id is not None:
             experiment = snapshot.experiments.get(exp_id)
             if experiment is None:
@@ -163,44 +153,42 @@ class ChannelsAPI:
     async def decide(self, request: Request, tenant: str) -> Response:
         body = await json_object(request, DECIDE_FIELDS)
         experiment = self.experiment(body, tenant)
-        customer = customer_id(body, required=True)
+        customer = checked(body, "customer_id", rules.CUSTOMER, required=True)
         context = parse_context(body.get("context"))
-        channel = body.get("channel", "")
-        if channel and (not isinstance(channel, str) or not _CHANNEL.fullmatch(channel)):
-            raise bad("channel", "must be 1-32 lowercase letters, digits, '_' or '-' (email, sms, app, banner, ...)")
-        if experiment.status == "ended":
-            return self.fixed(experiment, experiment.variant(experiment.winner), "ended", channel)
-        if experiment.status == "paused":
-            return self.fixed(experiment, experiment.control_variant, "paused", channel)
+        channel = checked(body, "channel", rules.CHANNEL) or ""
+        fixed = fixed_variant(experiment)
+        if fixed is not None:
+            return self.fixed(experiment, *fixed, channel)
 
+        core = self.core
         now = time.time()
         stored = await self.store.customer_assignment(experiment.id, customer)
         if stored is not None:
             variant = experiment.variant(stored.variant)
             if variant is not None and variant.active:
                 return self.answer(experiment, variant, stored, "returning", channel)
-        placement = None
-        if self.decider.uses_context(experiment):  # no context given: placed like a web visitor without one
-            placement = self.decider.place(experiment, context or Context())
-        drawn = self.decider.draw(experiment, placement)
+        placement = NOWHERE
+        if core.uses_context(experiment):  # no context given: placed like a web visitor without one
+            placement = core.place(experiment, context or Context())
+        drawn = core.draw(experiment, placement)
         if drawn is None:  # no active variant, or not refreshed yet: control, uncounted
             return self.fixed(experiment, experiment.control_variant, "no_arms", channel)
-        variant, in_holdout, arms = drawn
-        reason = "holdout" if in_holdout else "reassigned" if stored else "new"
+        reason = "holdout" if drawn.in_holdout else "reassigned" if stored else "new"
         visitor = stored.visitor if stored else new_visitor_id()
-        labelled = arms.labelled()
-        mine = CustomerAssignment(variant.id, visitor, int(now), dict(labelled)[variant.id], labelled,
-                                  placement.segment if placement else "", placement.features if placement else ())
+        labelled = drawn.arms.labelled()
+        mine = CustomerAssignment(drawn.variant.id, visitor, int(now), dict(labelled)[drawn.variant.id], labelled,
+                                  placement.segment, placement.features)
         held, won = await self.store.claim_customer_assignment(experiment.id, customer, mine, stored)
         if not won:  # a concurrent call claimed the customer first: its assignment holds, counted by it
-            return self.answer(experiment, experiment.variant(held.variant) or variant, held, "returning", channel)
-        self.decider.record(experiment, variant, visitor, reason, arms, now, placement, channel)
-        return self.answer(experiment, variant, held, reason, channel)
+            return self.answer(experiment, experiment.variant(held.variant) or drawn.variant, held, "returning",
+                               channel)
+        core.record(experiment, drawn, visitor, reason, now, placement, channel)
+        return self.answer(experiment, drawn.variant, held, reason, channel)
 
     def answer(self, experiment: Experiment, variant: Variant, held: CustomerAssignment, reason: str,
                channel: str) -> Response:
-        token = self.decider.token(experiment, held.visitor, variant.id, held.issued,
-                                   Placement(held.segment, held.features))
+        token = self.core.token(experiment, held.visitor, variant.id, held.issued,
+                                Placement(held.segment, held.features))
         return JSONResponse({
             "experiment": experiment.id, "variant": variant.id, "params": variant.params,
             "propensity": held.propensity, "probabilities": dict(held.probabilities),
@@ -208,9 +196,8 @@ class ChannelsAPI:
         })
 
     @staticmethod
-    def fixed(experiment: Experiment, variant: Variant | None, reason: str, channel: str) -> Response:
+    def fixed(experiment: Experiment, variant: Variant, reason: str, channel: str) -> Response:
         """Everyone gets one variant (paused or ended experiment): no assignment, nothing counted."""
-        variant = variant or experiment.control_variant
         return JSONResponse({
             "experiment": experiment.id, "variant": variant.id, "params": variant.params,
             "propensity": 1.0, "probabilities": {variant.id: 1.0}, "token": None, "sticky": False,
@@ -222,26 +209,20 @@ class ChannelsAPI:
     async def convert(self, request: Request, tenant: str) -> Response:
         body = await json_object(request, CONVERSION_FIELDS)
         experiment = self.experiment(body, tenant)
-        token, customer = body.get("token"), customer_id(body, required=False)
+        token, customer = body.get("token"), checked(body, "customer_id", rules.CUSTOMER)
         if (token is None) == (customer is None):
             raise bad("token", "give either token or customer_id")
-        goal = body.get("goal") or experiment.goal
-        if not isinstance(goal, str) or not GOAL.fullmatch(goal):
-            raise bad("goal", "must be 1-32 lowercase letters, digits, '_' or '-'")
+        goal = checked(body, "goal", rules.GOAL) or experiment.goal
         value = conversion_value(body)
-        event_id = body.get("id") or ""
-        if not isinstance(event_id, str) or (event_id and not EVENT_ID.fullmatch(event_id)):
-            raise bad("id", "must be 8-64 letters, digits, '_' or '-'")
+        event_id = checked(body, "id", rules.EVENT_ID) or ""
 
         now = time.time()
         if token is not None:
             if not isinstance(token, str) or len(token) > 512:
                 raise bad("token", "must be the token a decision returned")
             try:
-                held = verify(token, self.decider.tenant_keys.keys(experiment.tenant), now=int(now),
-                              max_age=self.settings.cookie_max_age, experiment=experiment.id)
+                held = self.core.verify(token, experiment, now)
             except TokenError as exc:
-                self.decider.metrics.tokens_rejected.labels(exc.reason).inc()
                 raise Rejected(403, "bad_token", f"token: refused ({exc.reason})") from None
             variant, visitor, segment, features = held.variant, held.visitor, held.segment, held.features
         else:

@@ -1,12 +1,9 @@
 """The marketer's dashboard under /dashboard: server-rendered pages, live numbers by fetch.
 
-Signing in trades the admin token for a session cookie,
-``d1.<kid>.<expires>.<tag>``, the tag being an HMAC under ``CROUPIER_SECRET``
-over the expiry *and the admin token*: the cookie never holds the token, and
-changing the token signs everyone out. The pages' script calls the admin API
-with that cookie; writes also carry a CSRF token derived from the session (the
-page gets it in a <meta> tag) and must come from the same origin
-(``session_authorizes``, called by ``AdminAPI.authorized``).
+Signing in trades the admin token for a session cookie (router/session.py).
+The pages' script calls the admin API with that cookie; writes also carry a
+CSRF token derived from the session (the page gets it in a <meta> tag) and must
+come from the same origin.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
@@ -23,22 +20,16 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from router.ratelimit import TokenBuckets, retry_after
+from router.session import (CSRF_HEADER, SESSION_COOKIE, SESSION_SECONDS, csrf_token, same_origin, sign_session,
+                            valid_session)
 from router.settings import Settings
 from router.store import Store, StoreUnavailable
-from router.token import hmac_tag
 
-SESSION_VERSION = "d1"
-# A dot cannot occur in an assignment cookie's name (prefix and experiment ids forbid it),
-# so no experiment can ever shadow the session.
-SESSION_COOKIE = "croupier.dashboard"
-SESSION_SECONDS = 12 * 3600
-CSRF_HEADER = "X-Croupier-CSRF"
 API_PREFIX = "/api/v1"
 MAX_LOGIN_BYTES = 4096
 # Sign-in attempts per client address: ten at once, then one every six seconds. The admin
 # token is long enough that guessing is hopeless anyway; this keeps a script from trying.
 SIGN_IN_BURST, SIGN_IN_RATE = 10, 1 / 6
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 HERE = Path(__file__).resolve().parent
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "dashboard.svg": "image/svg+xml"}
@@ -53,104 +44,11 @@ PAGE_HEADERS = {
 }
 
 
-class SessionError(ValueError):
-    """Why a session cookie was refused."""
-
-
-class CsrfRefused(PermissionError):
-    """A write with a valid session cookie but without the page's proofs (CSRF header, same origin)."""
-
-
-# -- pure session helpers -------------------------------------------------
-
-def _session_payload(kid: str, expires: int, admin_token: str) -> str:
-    # the newline-separated label keeps these tags apart from assignment-token tags under the same key
-    return f"dashboard-session\n{SESSION_VERSION}.{kid}.{expires}\n{admin_token}"
-
-
-def sign_session(admin_token: str, kid: str, key: bytes, *, expires: int) -> str:
-    if not admin_token:
-        raise SessionError("the dashboard is disabled: CROUPIER_ADMIN_TOKEN is unset")
-    if not key:
-        raise SessionError("cannot sign a session with an empty key: set CROUPIER_SECRET")
-    return f"{SESSION_VERSION}.{kid}.{expires}.{hmac_tag(key, _session_payload(kid, expires, admin_token))}"
-
-
-def verify_session(value: str, admin_token: str, keys: dict[str, bytes], *, now: int) -> int:
-    """The session's expiry time, or ``SessionError`` saying why it is not valid."""
-    if not admin_token:
-        raise SessionError("the dashboard is disabled: CROUPIER_ADMIN_TOKEN is unset")
-    parts = value.split(".")
-    if len(parts) != 4 or parts[0] != SESSION_VERSION or not parts[2].isdigit():
-        raise SessionError("malformed session")
-    _, kid, expires_s, tag = parts
-    key = keys.get(kid)
-    if not key:
-        raise SessionError(f"session signed with unknown key {kid!r}")
-    if not hmac.compare_digest(hmac_tag(key, _session_payload(kid, int(expires_s), admin_token)), tag):
-        raise SessionError("bad session signature (or the admin token changed)")
-    if int(expires_s) <= now:
-        raise SessionError("session expired")
-    return int(expires_s)
-
-
-def csrf_token(session: str, keys: dict[str, bytes]) -> str:
-    """The token a page must echo in ``X-Croupier-CSRF``: bound to its session, so it dies with it."""
-    kid = session.split(".")[1] if session.count(".") == 3 else ""
-    key = keys.get(kid)
-    if not key:
-        raise SessionError(f"session signed with unknown key {kid!r}")
-    return hmac_tag(key, f"dashboard-csrf\n{session}")
-
-
-def same_origin(origin: str | None, host: str | None) -> bool:
-    """True when there is no Origin header (same-origin GETs omit it) or it names ``host``."""
-    if origin is None:
-        return True
-    parts = urlsplit(origin)
-    return bool(host) and parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
-
-
 def safe_next(value: str | None, base: str) -> str:
     """Where to go after signing in: a path under the dashboard's ``base``, never another site."""
     if value and value.startswith(base + "/") and "//" not in value and "\\" not in value:
         return value
     return base + "/"
-
-
-# -- request-level checks -------------------------------------------------
-
-def valid_session(request: Request, settings: Settings) -> str | None:
-    """The request's session cookie when it is valid, else None."""
-    value = request.cookies.get(SESSION_COOKIE)
-    if not value:
-        return None
-    try:
-        verify_session(value, settings.admin_token, settings.signing_keys(), now=int(time.time()))
-    except SessionError:
-        return None
-    return value
-
-
-def session_authorizes(request: Request, settings: Settings) -> bool:
-    """Whether the dashboard session authorizes this admin API call.
-
-    False without a valid session. Reads need only the session. Writes also need the
-    CSRF header and, when the browser sends Origin, the same origin; without them
-    ``CsrfRefused``. SameSite=Strict already keeps the cookie off cross-site requests;
-    these checks also hold against sibling subdomains (same site) and old browsers.
-    """
-    session = valid_session(request, settings)
-    if session is None:
-        return False
-    if request.method not in UNSAFE_METHODS:
-        return True
-    if not same_origin(request.headers.get("origin"), request.headers.get("host")):
-        raise CsrfRefused("cross-origin request refused: Origin does not match Host")
-    given = request.headers.get(CSRF_HEADER, "")
-    if not given or not hmac.compare_digest(given.encode(), csrf_token(session, settings.signing_keys()).encode()):
-        raise CsrfRefused(f"missing or wrong {CSRF_HEADER} header: writes with the dashboard session need it")
-    return True
 
 
 # -- pages ------------------------------------------------------------------

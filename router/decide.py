@@ -12,22 +12,16 @@ recorder, never written inline.
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
 from dataclasses import dataclass
 
-from router.context import Context, ContextReader, feature_indices
-from router.experiments import Experiment, Variant
-from router.metrics import Metrics
+from router.assign import NOWHERE, Assigner, fixed_variant
+from router.context import Context, ContextReader
+from router.experiments import Experiment
 from router.passes import token_of, with_pass
-from router.recorder import AssignmentRecorder
 from router.settings import Settings
-from router.segments import segment_id
-from router.snapshot import Arms, SnapshotKeeper
-from router.store import AssignmentRecord
-from router.tenants import TenantKeys
-from router.token import Assignment, TokenError, new_visitor_id, sign, verify
+from router.token import TokenError, new_visitor_id, verify
 
 log = logging.getLogger("croupier.decide")
 
@@ -43,29 +37,15 @@ class Decision:
     cookie: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where a visitor's context puts them in an experiment: the segment whose bandit assigns
-    them ('' for the experiment-wide one), the hashed features a contextual policy used, and
-    the split to draw from (None: the experiment-wide split)."""
-
-    segment: str = ""
-    features: tuple[int, ...] = ()
-    arms: Arms | None = None
-
-
 class Decider:
-    def __init__(self, settings: Settings, snapshots: SnapshotKeeper, recorder: AssignmentRecorder,
-                 metrics: Metrics, rand: random.Random | None = None) -> None:
+    """The decide subrequest's adapter: reads NGINX's headers and the visitor's cookie, asks
+    the assignment core (router/assign.py), and answers with headers and a cookie."""
+
+    def __init__(self, settings: Settings, core: Assigner) -> None:
         self.settings = settings
-        self.snapshots = snapshots
-        self.recorder = recorder
-        self.metrics = metrics
-        self.rand = rand or random.Random()
-        self.keys = settings.signing_keys()
+        self.core = core
+        self.metrics = core.metrics
         self._counters: dict[tuple[str, str, str], object] = {}
-        self.kid, self.key = settings.secret_id, self.keys[settings.secret_id]
-        self.tenant_keys = TenantKeys(self.keys, settings.secret_id)  # a tenant's tokens bind the tenant
         self.is_bot = BotVerdicts(settings.bot_pattern)
         self.context_reader = ContextReader(settings.context_utc_offset, self.is_bot, self._holds_valid_cookie)
         self.geo_header = settings.geo_header.lower().encode()
@@ -76,26 +56,24 @@ class Decider:
     def decide(self, host: str, uri: str, user_agent: str, cookies: dict[str, str], now: float,
                headers: dict[bytes, bytes] | None = None) -> Decision:
         path = uri.split("?", 1)[0]
-        experiment = self.snapshots.current.match(host.split(":", 1)[0].lower(), path)
+        experiment = self.core.snapshots.current.match(host.split(":", 1)[0].lower(), path)
         if experiment is None:
             return Decision(self.settings.default_upstream)
-        if experiment.status == "ended":
-            return self._fixed(experiment, experiment.variant(experiment.winner), "ended")
-        if experiment.status == "paused":
-            return self._fixed(experiment, experiment.control_variant, "paused")
-        if self.is_bot(user_agent):
-            return self._fixed(experiment, experiment.control_variant, "bot")
+        fixed = fixed_variant(experiment, self.is_bot(user_agent))
+        if fixed is not None:
+            variant, reason = fixed
+            return Decision(variant.upstream, experiment.id, variant.id, reason)
 
+        core = self.core
         visitor = None
         reason = "new"
         cookie = cookies.get(self.settings.cookie_prefix + experiment.id)
         if cookie:
             token = token_of(cookie)
             try:
-                held = verify(token, self.tenant_keys.keys(experiment.tenant),
-                              now=int(now), max_age=self.settings.cookie_max_age, experiment=experiment.id)
-            except TokenError as exc:
-                self.metrics.tokens_rejected.labels(exc.reason).inc()
+                held = core.verify(token, experiment, now)
+            except TokenError:
+                pass  # counted by the core; the visitor is assigned anew
             else:
                 variant = experiment.variant(held.variant)
                 if variant is not None and variant.active:  # the same assignment, with a fresh pass
@@ -103,30 +81,27 @@ class Decider:
                                     self.cookie(experiment, token, now) if self.pass_key else "")
                 visitor, reason = held.visitor, "reassigned"
 
-        placement = None
-        if self.uses_context(experiment):  # plain experiments never pay for reading a context
+        placement = NOWHERE
+        if core.uses_context(experiment):  # plain experiments never pay for reading a context
             context = self.read_context(host, uri, user_agent, headers or {}, now, returning=visitor is not None)
-            placement = self.place(experiment, context)
-        drawn = self.draw(experiment, placement)
+            placement = core.place(experiment, context)
+        drawn = core.draw(experiment, placement)
         if drawn is None:  # no active variant, or not refreshed yet: control, uncounted
-            return self._fixed(experiment, experiment.control_variant, "no_arms")
-        variant, in_holdout, arms = drawn
-        if in_holdout:
+            control = experiment.control_variant
+            return Decision(control.upstream, experiment.id, control.id, "no_arms")
+        if drawn.in_holdout:
             reason = "holdout"
         visitor = visitor or new_visitor_id()
-        self.record(experiment, variant, visitor, reason, arms, now, placement)
-        token = self.token(experiment, visitor, variant.id, int(now), placement)
-        return Decision(variant.upstream, experiment.id, variant.id, reason, self.cookie(experiment, token, now))
+        core.record(experiment, drawn, visitor, reason, now, placement)
+        token = core.token(experiment, visitor, drawn.variant.id, int(now), placement)
+        return Decision(drawn.variant.upstream, experiment.id, drawn.variant.id, reason,
+                        self.cookie(experiment, token, now))
 
     def cookie(self, experiment: Experiment, token: str, now: float) -> str:
         """The Set-Cookie value for an assignment: the token and, when passes are on, a pass
         (holdout visitors get one too: their variant is as sticky as anyone's)."""
         value = with_pass(token, int(now) + self.settings.pass_seconds, self.pass_key) if self.pass_key else token
         return f"{self.settings.cookie_prefix}{experiment.id}={value}{self.cookie_attrs}"
-
-    def uses_context(self, experiment: Experiment) -> bool:
-        """Whether assignments of ``experiment`` depend on the visitor's context (segments or a contextual policy)."""
-        return bool(experiment.segment_keys) or experiment.id in self.snapshots.current.contextual
 
     def read_context(self, host: str, uri: str, user_agent: str, headers: dict[bytes, bytes], now: float,
                      returning: bool | None = None) -> Context:
@@ -138,83 +113,25 @@ class Decider:
             geo_value=get(self.geo_header, b"").decode("latin-1"),
             cookie_header=get(b"cookie", b"").decode("latin-1"), now=now, returning=returning)
 
-    def place(self, experiment: Experiment, context: Context) -> Placement:
-        """The visitor's segment and features, and the split that assigns them; from the snapshot only.
-
-        A segment without a bandit of its own yet is assigned by the experiment-wide one but
-        counted in its segment, so it gets one at the next refresh; once the experiment has
-        its cap of segments, other segments are neither given one nor counted apart."""
-        snapshot = self.snapshots.current
-        segment, arms, features = "", None, ()
-        if experiment.segment_keys:
-            segment = segment_id(context, experiment.segment_keys)
-            table = snapshot.segments.get(experiment.id)
-            if table is not None:
-                arms = table.arms.get(segment)
-                if arms is None and table.full:
-                    segment = ""
-        contextual = snapshot.contextual.get(experiment.id)
-        if contextual is not None:
-            features = feature_indices(context, contextual.policy.dimensions)
-            arms = contextual.arms_for(features)
-        return Placement(segment, features, arms)
-
     def _holds_valid_cookie(self, cookie_header: str, now: float, limit: int = 4) -> bool:
-        """Whether any Croupier assignment cookie in the header verifies (at most ``limit`` checked)."""
+        """Whether any Croupier assignment cookie in the header verifies (at most ``limit`` checked).
+        Not an assignment check (any experiment's cookie will do), so a refusal is not counted."""
         prefix = self.settings.cookie_prefix
-        experiments = self.snapshots.current.experiments
+        experiments = self.core.snapshots.current.experiments
+        tenant_keys = self.core.tenant_keys
         for part in cookie_header.split(";")[:64]:
             name, _, value = part.strip().partition("=")
             if name.startswith(prefix):
-                # a tenant's cookies are signed with that tenant's keys
                 known = experiments.get(name[len(prefix):])
-                keys = self.tenant_keys.keys(known.tenant) if known is not None else self.keys
                 try:
-                    verify(token_of(value), keys, now=int(now), max_age=self.settings.cookie_max_age)
+                    verify(token_of(value), tenant_keys.keys(known.tenant if known is not None else ""),
+                           now=int(now), max_age=self.settings.cookie_max_age)
                     return True
                 except TokenError:
                     limit -= 1
                     if limit <= 0:
                         return False
         return False
-
-    # The assignment core, shared with the channels API (router/channels.py). Drawing and
-    # recording are separate steps because the API records only after its claim on the
-    # customer won: concurrent first calls for one customer must count one trial.
-
-    def draw(self, experiment: Experiment, placement: Placement | None = None) -> tuple[Variant, bool, Arms] | None:
-        """An arm for a new or reassigned assignment, drawn from the snapshot's allocation (the
-        placement's split when it has one); whether it came from the holdout; and the allocation
-        (every arm's probability, for the log). None while the experiment has no arms."""
-        arms = placement.arms if placement is not None and placement.arms is not None \
-            else self.snapshots.current.arms.get(experiment.id)
-        if arms is None:
-            return None
-        variant, in_holdout = arms.pick(self.rand.random())
-        return variant, in_holdout, arms
-
-    def record(self, experiment: Experiment, variant: Variant, visitor: str, reason: str, arms: Arms,
-               now: float, placement: Placement | None = None, channel: str = "") -> None:
-        """Queue the assignment (with every arm's probability, its segment, features and channel) for the recorder."""
-        segment, features = (placement.segment, placement.features) if placement is not None else ("", ())
-        self.recorder.add(AssignmentRecord(experiment.id, variant.id, visitor, reason, arms.labelled(), now,
-                                           segment, features, channel))
-
-    def token(self, experiment: Experiment, visitor: str, variant_id: str, issued: int,
-              placement: Placement | None = None) -> str:
-        """The signed assignment; a tenant's experiments sign with that tenant's key. A placement's
-        segment and features ride in the token, so the beacon credits them without a lookup."""
-        segment, features = (placement.segment, placement.features) if placement is not None else ("", ())
-        assignment = Assignment(visitor, experiment.id, variant_id, issued, segment, features)
-        if experiment.tenant:
-            kid, key = self.tenant_keys.signing(experiment.tenant)
-            return sign(assignment, kid, key)
-        return sign(assignment, self.kid, self.key)
-
-    @staticmethod
-    def _fixed(experiment: Experiment, variant: Variant | None, reason: str) -> Decision:
-        variant = variant or experiment.control_variant
-        return Decision(variant.upstream, experiment.id, variant.id, reason)
 
     def answer(self, headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
         """The decide subrequest's response headers, from its (lower-case) request headers."""

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from router.model import ConversionModel, ModelError, prior_for, with_model_prior
-from router.ope import stream_context
 from router.policies import ArmStats
+from router.segments import segment_fields
 
 FORMAT = 1
 # The covariance is columns^2 floats: 400 columns is 1.3 MB of float64 before base64.
@@ -151,7 +151,7 @@ def blend_segments(stats: ArmStats, segments: Sequence[str], arm_ids: Sequence[s
                    weight: float) -> ArmStats:
     """Per-segment arms ``(S, K)``, each with the model's prediction for its segment's context
     (``device=mobile`` reads as ``{"device": "mobile"}``, as the training join read it)."""
-    predictions = [stored.predict(stream_context({"segment": s}), arm_ids) for s in segments]
+    predictions = [stored.predict(segment_fields(s), arm_ids) for s in segments]
     rate = np.array([r for r, _ in predictions]).reshape(stats.trials.shape)
     sd = np.array([s for _, s in predictions]).reshape(stats.trials.shape)
     return with_model_prior(stats, rate, sd, weight=weight)

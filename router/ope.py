@@ -41,6 +41,7 @@ import numpy as np
 
 from router.allocation import allocate
 from router.policies import ArmStats, Policy
+from router.segments import segment_fields
 
 _SUM_TOLERANCE = 1e-3  # logged vectors come through JSON; Monte Carlo shares sum to 1 exactly
 
@@ -393,8 +394,7 @@ def stream_context(fields: dict[str, str]) -> dict[str, Any]:
             value = None
         if isinstance(value, dict):
             return value
-    pairs = (part.partition("=") for part in fields.get("segment", "").split(",") if part)
-    return {key: value for key, sep, value in pairs if sep}
+    return segment_fields(fields.get("segment", ""))
 
 
 def join_log(entries: Iterable[tuple[str, dict[str, str]]], goal: str, *,

@@ -39,6 +39,12 @@ def segment_id(context: Context, keys: Sequence[str]) -> str:
     return ",".join(f"{key}={getattr(context, key) or NONE}" for key in keys)
 
 
+def segment_fields(segment: str) -> dict[str, str]:
+    """The context fields a segment id names: ``{"country": "fr", "device": "mobile"}``."""
+    pairs = (part.partition("=") for part in segment.split(",") if part)
+    return {key: value for key, sep, value in pairs if sep}
+
+
 def moment_strength(trials: np.ndarray, successes: np.ndarray, *, min_trials: float = 30.0) -> float:
     """The prior strength ``m`` fitted across segments (rows) by the method of moments, pooled over arms.
 
@@ -96,6 +102,14 @@ def shrunk_stats(trials: np.ndarray, successes: np.ndarray, overall_trials: np.n
                                 np.broadcast_to(beta, trials.shape))
 
 
-def top_segments(trials_by_segment: dict[str, float], cap: int) -> list[str]:
-    """The ``cap`` segments with the most trials (ties by id), the ones that get a bandit of their own."""
-    return sorted(trials_by_segment, key=lambda s: (-trials_by_segment[s], s))[:cap]
+def busiest_segments(counters_by_segment: dict[str, dict[str, dict[str, float]]], variant_ids: Sequence[str],
+                     cap: int) -> tuple[list[str], bool]:
+    """The segments that get a bandit of their own: the ``cap`` with the most trials of the
+    experiment's active variants (``variant_ids``; ties by id), and whether the cap is reached.
+
+    ``counters_by_segment``: segment → variant → counters, as the store reads them; the
+    experiment-wide counters ('' segment) are no segment. The snapshot (which runs the
+    bandits) and the stats (which show them) both choose here, so they list the same ones."""
+    seen = {segment: sum(by_variant.get(v, {}).get("trials", 0.0) for v in variant_ids)
+            for segment, by_variant in counters_by_segment.items() if segment}
+    return sorted(seen, key=lambda s: (-seen[s], s))[:cap], len(seen) >= cap

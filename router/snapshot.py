@@ -27,7 +27,7 @@ from router.hybrid import StoredModel, blend_overall, blend_segments, decode
 from router.model import ModelError
 from router.policies import ArmStats, make_policy
 from router.policies.contextual import LinearThompson, pool_shares
-from router.segments import shrunk_stats, top_segments
+from router.segments import busiest_segments, shrunk_stats
 from router.store import Store, StoreUnavailable
 
 log = logging.getLogger("croupier.snapshot")
@@ -187,10 +187,7 @@ def compute_segment_arms(experiment: Experiment, counters: dict[str, dict[str, f
     if not variants:
         return None
     goal = f"conv:{experiment.goal}"
-    seen = {seg: sum(by_variant.get(v.id, {}).get("trials", 0.0) for v in variants)
-            for seg, by_variant in segment_counters.items() if seg}
-    chosen = top_segments(seen, cap)
-    full = len(seen) >= cap
+    chosen, full = busiest_segments(segment_counters, [v.id for v in variants], cap)
     if not chosen:
         return SegmentArms({}, full)
     trials = np.array([[segment_counters[s].get(v.id, {}).get("trials", 0.0) for v in variants] for s in chosen])

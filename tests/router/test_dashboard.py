@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from router.dashboard import CSRF_HEADER, SESSION_COOKIE
+from router.session import CSRF_HEADER, SESSION_COOKIE
 from scripts.simulate import run_simulation
 from tests.browser import Chromium, launch_chromium
 from tests.conftest import eventually, settled_totals, variant_stats

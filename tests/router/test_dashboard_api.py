@@ -8,7 +8,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from router.app import create_app
-from router.dashboard import CSRF_HEADER, SESSION_COOKIE, SIGN_IN_BURST, csrf_token
+from router.dashboard import SIGN_IN_BURST
+from router.session import CSRF_HEADER, SESSION_COOKIE, csrf_token
 from router.settings import Settings
 
 TOKEN = "dashboard-admin-token"

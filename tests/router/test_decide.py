@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from router.assign import Assigner
 from router.decide import BotVerdicts, Decider
 from router.experiments import parse_experiment
 from router.metrics import Metrics
@@ -32,7 +33,7 @@ def decider():
     arms = {e.id: compute_arms(e, {}, np.random.default_rng(0)) for e in experiments if e.status == "running"}
     keeper.current = Snapshot.build(experiments, arms, {}, 1)
     recorder = AssignmentRecorder(store=None, metrics=Metrics(), flush_interval=1, max_pending=3)
-    return Decider(settings, keeper, recorder, Metrics(), random.Random(1))
+    return Decider(settings, Assigner(settings, keeper, recorder, Metrics(), random.Random(1)))
 
 
 @pytest.mark.parametrize("host, uri, expected", [
@@ -51,7 +52,7 @@ def test_no_experiment_gets_the_default_upstream():
     settings = Settings(secret="s" * 32, default_upstream="site:80")
     keeper = SnapshotKeeper(store=None, refresh_interval=1, rng=np.random.default_rng(0))
     recorder = AssignmentRecorder(store=None, metrics=Metrics(), flush_interval=1, max_pending=10)
-    decision = Decider(settings, keeper, recorder, Metrics()).decide("x", "/", UA, {}, NOW)
+    decision = Decider(settings, Assigner(settings, keeper, recorder, Metrics())).decide("x", "/", UA, {}, NOW)
     assert (decision.upstream, decision.reason, decision.cookie) == ("site:80", "no_experiment", "")
 
 
@@ -59,7 +60,7 @@ def test_new_visitor_is_assigned_recorded_and_signed(decider):
     d = decider.decide("example.com", "/", UA, {}, NOW)
     assert d.reason == "new" and d.variant in "ab" and d.upstream == f"root-{d.variant}:80"
     assert d.cookie.startswith("croupier_root=v1.k1.")
-    record = decider.recorder.pending[-1]
+    record = decider.core.recorder.pending[-1]
     assert (record.experiment, record.variant) == ("root", d.variant)
     assert abs(sum(p for _, p in record.probabilities) - 1) < 1e-9
 
@@ -67,11 +68,11 @@ def test_new_visitor_is_assigned_recorded_and_signed(decider):
 def test_returning_visitor_keeps_variant_without_recording(decider):
     first = decider.decide("example.com", "/", UA, {}, NOW)
     cookie = first.cookie.split(";", 1)[0].split("=", 1)[1]
-    queued = len(decider.recorder.pending)
+    queued = len(decider.core.recorder.pending)
     for _ in range(20):
         again = decider.decide("example.com", "/", UA, {"croupier_root": cookie}, NOW + 5)
         assert (again.variant, again.reason, again.cookie) == (first.variant, "returning", "")
-    assert len(decider.recorder.pending) == queued
+    assert len(decider.core.recorder.pending) == queued
 
 
 def test_paused_and_ended_experiments_and_bots(decider):
@@ -89,7 +90,7 @@ def test_forged_cookie_is_ignored(decider):
 def test_recorder_queue_is_bounded(decider):
     for _ in range(10):
         decider.decide("x", "/", UA, {}, NOW)
-    assert len(decider.recorder.pending) == 3
+    assert len(decider.core.recorder.pending) == 3
 
 
 def test_bot_verdicts_are_the_patterns_own_and_bounded():

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from router.assign import Assigner
 from router.decide import Decider
 from router.experiments import parse_experiment
 from router.metrics import Metrics
@@ -36,7 +37,7 @@ def decider_for(experiments, segment_counters=None, linear=None, cap=50):
                   for e in experiments if e.policy == "linear_thompson"}
     keeper.current = Snapshot.build(experiments, arms, {}, 1, segments=segments, contextual=contextual)
     recorder = AssignmentRecorder(store=None, metrics=Metrics(), flush_interval=1, max_pending=10_000)
-    return Decider(SETTINGS, keeper, recorder, Metrics(), random.Random(1)), recorder
+    return Decider(SETTINGS, Assigner(SETTINGS, keeper, recorder, Metrics(), random.Random(1))), recorder
 
 
 def token_of(decision):
@@ -78,8 +79,8 @@ def test_plain_experiments_keep_v1_tokens_and_read_no_context():
 def test_a_contextual_policy_chooses_per_visitor_and_records_features():
     ctx = experiment("ctx", policy="linear_thompson", policy_params={"dimensions": 32, "exploration": 0.05})
     decider, recorder = decider_for([ctx])
-    mobile_features = decider.place(ctx, decider.read_context("x", "/ctx/", IPHONE, {}, NOW)).features
-    desktop_features = decider.place(ctx, decider.read_context("x", "/ctx/", DESKTOP, {}, NOW)).features
+    mobile_features = decider.core.place(ctx, decider.read_context("x", "/ctx/", IPHONE, {}, NOW)).features
+    desktop_features = decider.core.place(ctx, decider.read_context("x", "/ctx/", DESKTOP, {}, NOW)).features
     # b converts for mobile visitors, a for desktop ones
     state = {"a": {}, "b": {}}
     for features, good in ((mobile_features, "b"), (desktop_features, "a")):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from router.context import Context
-from router.segments import (DEFAULT_STRENGTH, MAX_STRENGTH, MIN_STRENGTH, moment_strength, segment_id,
-                             shrunk_stats, top_segments)
+from router.segments import (DEFAULT_STRENGTH, MAX_STRENGTH, MIN_STRENGTH, busiest_segments, moment_strength,
+                             segment_fields, segment_id, shrunk_stats)
 
 
 def test_segment_ids_follow_the_keys_order():
@@ -57,5 +57,15 @@ def test_batched_shrinkage_keeps_leading_dimensions():
     assert stats.trials.shape == stats.alpha.shape == (4, 3, 2)
 
 
-def test_top_segments_are_the_busiest():
-    assert top_segments({"a": 1, "b": 5, "c": 5, "d": 0}, 2) == ["b", "c"]
+def test_busiest_segments_count_only_the_active_variants_trials():
+    counters = {"": {"x": {"trials": 99}},  # the experiment-wide counters are no segment
+                "s1": {"x": {"trials": 1}, "paused": {"trials": 50}}, "s2": {"x": {"trials": 5}},
+                "s3": {"y": {"trials": 5}}, "s4": {}}
+    assert busiest_segments(counters, ["x", "y"], 2) == (["s2", "s3"], True)
+    assert busiest_segments(counters, ["x", "y"], 10) == (["s2", "s3", "s1", "s4"], False)
+
+
+def test_segment_fields_read_a_segment_id_back():
+    ctx = Context(device="mobile", country="fr")
+    assert segment_fields(segment_id(ctx, ["country", "device"])) == {"country": "fr", "device": "mobile"}
+    assert segment_fields("") == {}

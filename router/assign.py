@@ -1,0 +1,145 @@
+"""The assignment core: every transport's decision is made here.
+
+NGINX's decide subrequest (``router/decide.py``), the channels API
+(``router/channels.py``) and the beacon only parse their input and format their
+answer; in between they share this one path (DESIGN §7):
+
+- the experiment's state → a fixed variant (ended: its winner; paused: control;
+  a bot: control), nothing drawn or counted;
+- token verification with its rejection metric, under the experiment's tenant keys;
+- where a visitor's context places them (segment, contextual features);
+- the draw from the snapshot's allocation, and the queued assignment with every
+  arm's probability (the propensities the off-policy estimators read);
+- the signed token of an assignment.
+
+Drawing and recording are separate steps because the channels API records only
+after its claim on the customer won: concurrent first calls for one customer
+must count one trial. Reads only the in-memory snapshot; never awaits.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from router.context import Context, feature_indices
+from router.experiments import Experiment, Variant
+from router.metrics import Metrics
+from router.recorder import AssignmentRecorder
+from router.segments import segment_id
+from router.settings import Settings
+from router.snapshot import Arms, SnapshotKeeper
+from router.store import AssignmentRecord
+from router.tenants import TenantKeys
+from router.token import Assignment, TokenError, sign, verify
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a visitor's context puts them in an experiment: the segment whose bandit assigns
+    them ('' for the experiment-wide one), the hashed features a contextual policy used, and
+    the split to draw from (None: the experiment-wide split)."""
+
+    segment: str = ""
+    features: tuple[int, ...] = ()
+    arms: Arms | None = None
+
+
+NOWHERE = Placement()  # no context: the experiment-wide split, no segment
+
+
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    """A drawn arm, whether it came from the holdout, and the split it came from."""
+
+    variant: Variant
+    in_holdout: bool
+    arms: Arms
+
+
+def fixed_variant(experiment: Experiment, bot: bool = False) -> tuple[Variant, str] | None:
+    """The variant everyone gets while ``experiment`` is not assigning, and why; None while it is.
+
+    An ended experiment serves its winner, a paused one (and any bot) its control; none of
+    these is an assignment, so nothing is drawn, signed or counted."""
+    if experiment.status == "ended":
+        return experiment.variant(experiment.winner) or experiment.control_variant, "ended"
+    if experiment.status == "paused":
+        return experiment.control_variant, "paused"
+    if bot:
+        return experiment.control_variant, "bot"
+    return None
+
+
+class Assigner:
+    def __init__(self, settings: Settings, snapshots: SnapshotKeeper, recorder: AssignmentRecorder,
+                 metrics: Metrics, rand: random.Random | None = None) -> None:
+        self.snapshots = snapshots
+        self.recorder = recorder
+        self.metrics = metrics
+        self.rand = rand or random.Random()
+        self.max_age = settings.cookie_max_age
+        # a tenant's tokens are signed with keys derived for that tenant (router/tenants.py)
+        self.tenant_keys = TenantKeys(settings.signing_keys(), settings.secret_id)
+
+    # -- tokens -------------------------------------------------------------
+
+    def verify(self, token: str, experiment: Experiment, now: float) -> Assignment:
+        """The assignment a token of ``experiment`` holds; ``TokenError`` (counted by reason) when refused."""
+        try:
+            return verify(token, self.tenant_keys.keys(experiment.tenant), now=int(now), max_age=self.max_age,
+                          experiment=experiment.id)
+        except TokenError as exc:
+            self.metrics.tokens_rejected.labels(exc.reason).inc()
+            raise
+
+    def token(self, experiment: Experiment, visitor: str, variant_id: str, issued: int,
+              placement: Placement = NOWHERE) -> str:
+        """The signed assignment. A placement's segment and features ride in the token, so the
+        beacon credits them without a lookup."""
+        kid, key = self.tenant_keys.signing(experiment.tenant)
+        return sign(Assignment(visitor, experiment.id, variant_id, issued, placement.segment, placement.features),
+                    kid, key)
+
+    # -- placing and drawing ------------------------------------------------
+
+    def uses_context(self, experiment: Experiment) -> bool:
+        """Whether assignments of ``experiment`` depend on the visitor's context (segments or a contextual policy)."""
+        return bool(experiment.segment_keys) or experiment.id in self.snapshots.current.contextual
+
+    def place(self, experiment: Experiment, context: Context) -> Placement:
+        """The visitor's segment and features, and the split that assigns them; from the snapshot only.
+
+        A segment without a bandit of its own yet is assigned by the experiment-wide one but
+        counted in its segment, so it gets one at the next refresh; once the experiment has
+        its cap of segments, other segments are neither given one nor counted apart."""
+        snapshot = self.snapshots.current
+        segment, arms, features = "", None, ()
+        if experiment.segment_keys:
+            segment = segment_id(context, experiment.segment_keys)
+            table = snapshot.segments.get(experiment.id)
+            if table is not None:
+                arms = table.arms.get(segment)
+                if arms is None and table.full:
+                    segment = ""
+        contextual = snapshot.contextual.get(experiment.id)
+        if contextual is not None:
+            features = feature_indices(context, contextual.policy.dimensions)
+            arms = contextual.arms_for(features)
+        return Placement(segment, features, arms)
+
+    def draw(self, experiment: Experiment, placement: Placement = NOWHERE) -> Drawn | None:
+        """An arm for a new or reassigned assignment, drawn from the snapshot's allocation (the
+        placement's split when it has one). None while the experiment has no arms (no active
+        variant, or not refreshed yet): the caller serves control, uncounted."""
+        arms = placement.arms if placement.arms is not None else self.snapshots.current.arms.get(experiment.id)
+        if arms is None:
+            return None
+        variant, in_holdout = arms.pick(self.rand.random())
+        return Drawn(variant, in_holdout, arms)
+
+    def record(self, experiment: Experiment, drawn: Drawn, visitor: str, reason: str, now: float,
+               placement: Placement = NOWHERE, channel: str = "") -> None:
+        """Queue the assignment (every arm's probability, its segment, features and channel) for the recorder."""
+        self.recorder.add(AssignmentRecord(experiment.id, drawn.variant.id, visitor, reason, drawn.arms.labelled(),
+                                           now, placement.segment, placement.features, channel))
