@@ -58,7 +58,7 @@ def test_no_experiment_gets_the_default_upstream():
 
 def test_new_visitor_is_assigned_recorded_and_signed(decider):
     d = decider.decide("example.com", "/", UA, {}, NOW)
-    assert d.reason == "new" and d.variant in "ab" and d.upstream == f"root-{d.variant}:80"
+    assert d.reason == "new" and d.variant in ("a", "b") and d.upstream == f"root-{d.variant}:80"
     assert d.cookie.startswith("croupier_root=v1.k1.")
     record = decider.core.recorder.pending[-1]
     assert (record.experiment, record.variant) == ("root", d.variant)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -137,13 +138,9 @@ def test_the_admin_api_gives_the_same_answer_from_any_router(cluster_stack):
             return admin.post("/experiments/race/variants", json={
                 "id": f"v{i}", "upstream": f"127.0.0.1:{base + 2}"}).status_code
 
-    threads = [threading.Thread(target=lambda i=i: results.append(add(i))) for i in range(12)]
-    results: list[int] = []
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == [201] * 12 or set(results) <= {200, 201}, results
+    with ThreadPoolExecutor(max_workers=12) as pool:  # an exception in any call is raised here
+        results = list(pool.map(add, range(12)))
+    assert len(results) == 12 and set(results) <= {200, 201}, results
 
     answers = []
     for router in (0, 1):
@@ -183,6 +180,7 @@ def test_a_master_restarted_under_traffic_loses_no_acknowledged_conversion(clust
     wait_cluster_ok(stack.config.redis_ports)
     down.clear()
     traffic.join(timeout=30)
+    assert not traffic.is_alive() and "seen" in result, "the traffic thread died or did not finish"
     seen = result["seen"]
 
     assert not seen.errors, seen.errors

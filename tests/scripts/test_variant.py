@@ -44,8 +44,12 @@ def test_add_pause_resume_remove_with_the_local_target(variant_cli):
     assert HEADLINE in page and "Cancel any time" in page and "#123456" in page
     assert "Brightside" in page  # the rest comes from the control's page
 
-    rows = {row["id"]: row for row in cli("list", "--json").json()["variants"]}
-    assert rows["d"]["status"] == "active" and rows["d"]["trials"] >= 0
+    def listed_d() -> dict:
+        return {row["id"]: row for row in cli("list", "--json").json()["variants"]}["d"]
+
+    # the visitor who got d was counted (its assignment is written within the flush interval)
+    eventually(lambda: listed_d()["trials"] >= 1, timeout=10, interval=0.2)
+    assert listed_d()["status"] == "active"
     table = cli("list")
     assert table.code == 0 and "P(best)" in table.out and "\nd " in table.out and "a (control)" in table.out
 
