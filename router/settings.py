@@ -16,7 +16,7 @@ from typing import Any
 
 from router.passes import KEY as PASS_KEY
 from router.passes import KEY_RULE as PASS_KEY_RULE
-from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID
+from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, UPSTREAM
 
 log = logging.getLogger("croupier.settings")
 
@@ -213,6 +213,8 @@ class Settings:
             ("secret_id", re.fullmatch(r"[A-Za-z0-9_-]{1,16}", self.secret_id) is not None,
              "must be 1-16 letters, digits, '_' or '-'"),
             ("cookie_prefix", COOKIE_PREFIX.ok(self.cookie_prefix), COOKIE_PREFIX.message),
+            ("default_upstream", self.default_upstream == "" or UPSTREAM.ok(self.default_upstream),
+             f"{UPSTREAM.message}, or empty"),
         ]
         for name, ok, why in checks:
             if not ok:
