@@ -26,6 +26,9 @@ class Metrics:
         self.assignments_dropped = Counter(
             "croupier_assignments_dropped", "Assignments dropped because the queue was full while Redis was away.",
             registry=self.registry)
+        self.assignment_write_failures = Counter(
+            "croupier_assignment_write_failures", "Failed writes of a batch of queued assignments (retried), "
+            "by error type.", ["error"], registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
