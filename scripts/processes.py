@@ -13,11 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +38,10 @@ class MissingBinary(RuntimeError):
 
 
 class StartError(RuntimeError):
+    pass
+
+
+class PortInUse(StartError):
     pass
 
 
@@ -95,6 +102,24 @@ def free_port(host: str = "127.0.0.1") -> int:
     return free_port_block(1, host)
 
 
+def require_free_ports(ports: list[tuple[int, str, str]], host: str = "127.0.0.1") -> None:
+    """Refuse to start when a port is taken: a server of ours that cannot bind its port exits,
+    but whatever already listens there would answer in its place. ``ports``: (port, what
+    listens there, the option that moves it)."""
+    problems = []
+    given: dict[int, tuple[str, str]] = {}
+    for port, what, option in ports:
+        if port in given:
+            problems.append(f"port {port} is given to both {given[port][0]} ({given[port][1]}) and {what} ({option})")
+            continue
+        given[port] = (what, option)
+        if not _bindable(host, range(port, port + 1)):
+            problems.append(f"port {port} ({what}) is already in use by another process on {host}; "
+                            f"choose a free one with {option}")
+    if problems:
+        raise PortInUse("; ".join(problems))
+
+
 def port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
@@ -105,12 +130,17 @@ def port_open(host: str, port: int) -> bool:
 
 @dataclass
 class Process:
+    """A server started in its own session (so a signal to its group reaches every process it
+    forked), with how to tell it is ready, so the same object can be started again."""
+
     name: str
     argv: list[str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = ROOT
     popen: subprocess.Popen | None = None
+    ready: Callable[[], bool] | None = None
+    ready_what: str = "ready"
 
     def start(self) -> Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +156,25 @@ class Process:
         return self.popen.pid
 
     def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        """True while it runs. Once it has exited, whatever it forked is killed before it is reaped:
+        NGINX's workers (and uvicorn's) outlive a killed parent and keep holding its port."""
+        if self.popen is None or self.popen.returncode is not None:
+            return False
+        try:
+            if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                return True
+            # exited but not reaped: its pid, its group's id, cannot have been handed to anyone else
+            self._kill_group()
+        except ChildProcessError:
+            pass  # reaped elsewhere (pid_alive); its group's id is no longer known to be ours
+        self.popen.poll()
+        return False
+
+    def _kill_group(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def signal(self, sig: int) -> None:
         if self.alive():
@@ -134,18 +182,25 @@ class Process:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
-        if not self.alive():
-            return
         self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.kill()
 
     def kill(self) -> None:
+        """SIGKILL it and every process of its group."""
         if self.alive():
-            os.kill(self.pid, signal.SIGKILL)
+            self._kill_group()
             self.popen.wait(5)
+
+    def exit_description(self) -> str:
+        code = self.popen.returncode if self.popen else None
+        if code is None:
+            return "is running"
+        if code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -153,11 +208,14 @@ class Process:
         except OSError:
             return ""
 
-    def wait_until(self, ready, timeout: float = 20.0, what: str = "ready") -> Process:
+    def wait_until(self, ready: Callable[[], bool] | None = None, timeout: float = 20.0,
+                   what: str | None = None) -> Process:
+        ready = ready or self.ready
+        what = what or self.ready_what
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
-                raise StartError(f"{self.name} exited with {self.popen.returncode} before it was {what}:\n"
+                raise StartError(f"{self.name} {self.exit_description()} before it was {what}:\n"
                                  f"{self.log_tail()}")
             if ready():
                 return self
@@ -180,14 +238,26 @@ def start_redis(run_dir: Path, port: int, *, appendonly: bool = False, name: str
     argv = [require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
             "--save", "", "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
             "--protected-mode", "yes", *(extra or [])]
-    return Process(name, argv, run_dir / f"{name}.log").start().wait_until(
-        lambda: port_open("127.0.0.1", port), what="accepting connections")
+    process = Process(name, argv, run_dir / f"{name}.log", ready_what="accepting connections")
+    # only our own server counts: another one already listening on the port would answer too
+    process.ready = lambda: redis_server_pid(port) == process.pid
+    return process.start().wait_until()
+
+
+def redis_server_pid(port: int) -> int | None:
+    """The pid of the redis-server answering on ``port``; None while none answers."""
+    try:
+        with redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+            return int(client.info("server")["process_id"])
+    except (redis.RedisError, OSError, KeyError, ValueError):
+        return None
 
 
 def start_router(run_dir: Path, port: int, env: dict[str, str], *, name: str = "router") -> Process:
     env = {**env, "CROUPIER_HOST": "127.0.0.1", "CROUPIER_PORT": str(port)}
-    return Process(name, [sys.executable, "-m", "router"], run_dir / f"{name}.log", env=env).start().wait_until(
-        lambda: http_ok(f"http://127.0.0.1:{port}/livez"), what="answering /livez")
+    return Process(name, [sys.executable, "-m", "router"], run_dir / f"{name}.log", env=env,
+                   ready=lambda: http_ok(f"http://127.0.0.1:{port}/livez"),
+                   ready_what="answering /livez").start().wait_until()
 
 
 def variant_argv(params: Path, port: int, host: str = "127.0.0.1") -> list[str]:
@@ -196,8 +266,8 @@ def variant_argv(params: Path, port: int, host: str = "127.0.0.1") -> list[str]:
 
 def start_variant(run_dir: Path, params: Path, port: int, *, name: str) -> Process:
     argv = variant_argv(params, port)
-    return Process(name, argv, run_dir / f"{name}.log").start().wait_until(
-        lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), what="answering /healthz")
+    return Process(name, argv, run_dir / f"{name}.log", ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+                   ready_what="answering /healthz").start().wait_until()
 
 
 def check_nginx_config(conf: Path, prefix: Path) -> None:
@@ -213,8 +283,8 @@ def start_nginx(conf: Path, prefix: Path, port: int, *, name: str = "nginx") -> 
     check_nginx_config(conf, prefix)
     argv = [require_binary("nginx"), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
             "-g", "daemon off;"]
-    return Process(name, argv, prefix / f"{name}.log").start().wait_until(
-        lambda: port_open("127.0.0.1", port), what="listening")
+    return Process(name, argv, prefix / f"{name}.log", ready=lambda: port_open("127.0.0.1", port),
+                   ready_what="listening").start().wait_until()
 
 
 def reload_nginx(nginx: Process, conf: Path, prefix: Path) -> None:
@@ -226,6 +296,105 @@ def reload_nginx(nginx: Process, conf: Path, prefix: Path) -> None:
 def stop_all(processes: list[Process]) -> None:
     for process in reversed(processes):
         process.stop()
+
+
+# Keeping a stack's processes up: one thread notices a process that died and starts the
+# same Process again (same command, environment and log file) once its backoff has passed.
+
+@dataclass(frozen=True)
+class Backoff:
+    """The wait before the n-th restart in a row: ``first`` doubling up to ``cap``. A process
+    that stayed up ``stable`` seconds starts from ``first`` again when it next dies."""
+
+    first: float = 0.5
+    cap: float = 10.0
+    stable: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.cap, self.first * 2 ** max(failures - 1, 0))
+
+
+@dataclass
+class _Watch:
+    up_since: float
+    failures: int = 0
+    down_since: float = 0.0
+    restart_at: float | None = None  # while it waits out its backoff
+    starting_since: float | None = None  # while it was restarted but is not ready yet
+
+
+def console(message: str) -> None:
+    print(f"croupier: {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+class Supervisor:
+    """Restarts the processes in ``processes`` that die. The list is read on every pass, so a
+    process added to it later is watched too; ``on_back`` is called with each restarted
+    process once its ``ready`` check passes."""
+
+    def __init__(self, processes: list[Process], *, backoff: Backoff = Backoff(),
+                 log: Callable[[str], None] = console, on_back: Callable[[Process], None] = lambda p: None,
+                 interval: float = 0.1, ready_timeout: float = 20.0) -> None:
+        self.processes = processes
+        self.backoff = backoff
+        self.log = log
+        self.on_back = on_back
+        self.interval = interval
+        self.ready_timeout = ready_timeout
+        self._watches: dict[int, _Watch] = {}
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+
+    def start(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop restarting; returns once no restart is under way, so every process is in ``processes``."""
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            for process in list(self.processes):
+                try:
+                    self._check(process, time.monotonic())
+                except Exception as exc:  # one process's trouble must not end the watch over the others
+                    self.log(f"supervising {process.name} failed: {exc}")
+
+    def _check(self, process: Process, now: float) -> None:
+        watch = self._watches.setdefault(id(process), _Watch(up_since=now))
+        if watch.starting_since is not None:
+            self._check_restarted(process, watch, now)
+        elif watch.restart_at is not None:
+            if now >= watch.restart_at:
+                watch.restart_at, watch.starting_since = None, now
+                process.start()
+        elif not process.alive():
+            if now - watch.up_since >= self.backoff.stable:
+                watch.failures = 0
+            watch.down_since = now
+            self._schedule(process, watch, now, process.exit_description())
+
+    def _check_restarted(self, process: Process, watch: _Watch, now: float) -> None:
+        if not process.alive():
+            last = process.log_tail(1)
+            self._schedule(process, watch, now, f"{process.exit_description()} while starting"
+                           + (f" ({last})" if last else ""))
+        elif process.ready is None or process.ready():
+            watch.starting_since, watch.up_since = None, now
+            self.log(f"{process.name} is back (pid {process.pid}), {now - watch.down_since:.1f} s after it went down")
+            self.on_back(process)
+        elif now - watch.starting_since > self.ready_timeout:
+            process.kill()
+            self._schedule(process, watch, now, f"was not {process.ready_what} within {self.ready_timeout:.0f} s")
+
+    def _schedule(self, process: Process, watch: _Watch, now: float, what_happened: str) -> None:
+        watch.failures += 1
+        delay = self.backoff.delay(watch.failures)
+        watch.starting_since, watch.restart_at = None, now + delay
+        self.log(f"{process.name} (pid {process.pid}) {what_happened}; restarting it in {delay:g} s "
+                 f"(see {process.log_path})")
 
 
 # Processes that outlive the command that started them (the variant script's local
@@ -271,8 +440,21 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not zombie(pid)
+
+
+def zombie(pid: int) -> bool:
+    """Exited, waiting for its parent to reap it; an orphan's new parent (init) may take its time."""
+    return proc_stat(pid)[:1] == ["Z"]
+
+
+def proc_stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent pid, ...); [] once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def pid_command(pid: int) -> str:
@@ -299,15 +481,8 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
 
 
 def nginx_workers(master_pid: int) -> set[int]:
-    children: set[int] = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[1] == str(master_pid):
-            children.add(int(stat.parent.name))
-    return children
+    return {int(entry.name) for entry in Path("/proc").glob("[0-9]*")
+            if proc_stat(entry.name)[1:2] == [str(master_pid)]}
 
 
 def reload_nginx_pid(master_pid: int, conf: Path, prefix: Path, timeout: float = 5.0) -> None:

@@ -9,7 +9,10 @@ redis-server.
 
 Creates the demo experiment (id ``demo``, served at ``/``, variants ``a`` (control),
 ``b``, ``c``), renders NGINX's configuration from the registry, prints the URLs and
-a line starting ``ready: http://``, and stops every process it started on Ctrl-C.
+a line starting ``ready: http://``, and stops every process it started on Ctrl-C or
+SIGTERM. Until then it restarts whatever dies (Redis, a router, a variant, NGINX) with
+backoff, and says so on stderr; NGINX serves the control variant while the router is
+away. A port already taken stops it at start-up with the option that moves it.
 With ``--simulate`` it also sends simulated visitors through NGINX and shows the
 traffic shares converging.
 """
@@ -29,9 +32,9 @@ from pathlib import Path
 import httpx
 
 from nginx.render import Options, pass_key_path, render, write_config, write_pass_key
-from scripts.processes import (ROOT, MissingBinary, Process, StartError, create_redis_cluster, reload_nginx,
-                               start_nginx, start_redis, start_redis_cluster_node, start_router, start_variant,
-                               stop_all, stop_pid_file)
+from scripts.processes import (ROOT, MissingBinary, Process, StartError, Supervisor, create_redis_cluster,
+                               reload_nginx, require_free_ports, start_nginx, start_redis, start_redis_cluster_node,
+                               start_router, start_variant, stop_all, stop_pid_file)
 
 DEMO_DIR = ROOT / "variants" / "examples" / "demo"
 DEMO_VARIANTS = ("a", "b", "c")
@@ -67,6 +70,26 @@ class StackConfig:
     @property
     def redis_ports(self) -> list[int]:
         return [self.redis_port + i for i in range(CLUSTER_NODES if self.redis_cluster else 1)]
+
+    @property
+    def redis_bus_ports(self) -> list[int]:
+        if not self.redis_cluster:
+            return []
+        first = self.redis_cluster_bus_port or self.redis_port + 10000
+        return [first + i for i in range(CLUSTER_NODES)]
+
+    def ports(self, *, variants: bool = True) -> list[tuple[int, str, str]]:
+        """Every port the stack listens on: (port, what listens there, the option that moves it)."""
+        ports = [(self.http_port, "NGINX", "--http-port")]
+        ports += [(p, f"router-{i}", "--router-port") for i, p in enumerate(self.router_ports)]
+        ports += [(p, f"router-{i}'s decide listener", "--decide-port") for i, p in enumerate(self.decide_ports)]
+        redis = "Redis Cluster node" if self.redis_cluster else "Redis"
+        ports += [(p, redis, "--redis-port") for p in self.redis_ports]
+        ports += [(p, "Redis Cluster bus (Redis's port + 10000)", "--redis-port") for p in self.redis_bus_ports]
+        if variants:
+            ports += [(self.variant_base_port + i, f"variant {vid}", "--variant-base-port")
+                      for i, vid in enumerate(DEMO_VARIANTS)]
+        return ports
 
     @property
     def redis_url(self) -> str:
@@ -107,6 +130,7 @@ class LocalStack:
         self.routers: list[Process] = []
         self.variants: dict[str, Process] = {}
         self.nginx: Process | None = None
+        self.supervisor: Supervisor | None = None
 
     @property
     def nginx_conf(self) -> Path:
@@ -123,6 +147,7 @@ class LocalStack:
 
     def start(self, *, variants: bool = True, demo: bool = True) -> LocalStack:
         c = self.config
+        require_free_ports(c.ports(variants=variants))
         c.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if c.redis_cluster:
@@ -159,15 +184,18 @@ class LocalStack:
     def start_redis_node(self, index: int) -> Process:
         """Start (or restart, with its data and cluster configuration) the cluster's ``index``-th master."""
         c = self.config
-        port = c.redis_ports[index]
-        bus_port = (c.redis_cluster_bus_port or c.redis_port + 10000) + index
-        node = self._keep(start_redis_cluster_node(c.run_dir, port, bus_port))
+        node = self._keep(start_redis_cluster_node(c.run_dir, c.redis_ports[index], c.redis_bus_ports[index]))
         if index < len(self.redis_nodes):
             self.redis_nodes[index] = node
         else:
             self.redis_nodes.append(node)
         self.redis = self.redis_nodes[0]
         return node
+
+    def supervise(self) -> Supervisor:
+        """Restart whatever of this stack dies (Redis, routers, variants, NGINX) until ``stop``."""
+        self.supervisor = Supervisor(self.processes, on_back=lambda process: self.write_state()).start()
+        return self.supervisor
 
     def _keep(self, process: Process) -> Process:
         self.processes.append(process)
@@ -225,12 +253,20 @@ class LocalStack:
                  "run_dir": str(c.run_dir), "http_port": c.http_port,
                  "routers": [f"127.0.0.1:{p}" for p in c.router_ports],
                  "nginx_conf": str(self.nginx_conf), "nginx_pid": self.nginx.pid if self.nginx else None,
+                 "pids": {p.name: p.pid for p in self.processes},
                  "redis_port": c.redis_port, "redis_url": c.redis_url, "decide_timeout": c.decide_timeout,
                  "nginx_options": asdict(self.nginx_options())}
-        self.state_file.touch(mode=0o600)
-        self.state_file.write_text(json.dumps(state, indent=2))
+        # rewritten while the stack runs (a restarted NGINX has a new pid): replaced whole, never read half-written
+        partial = self.state_file.with_suffix(".json.partial")
+        partial.unlink(missing_ok=True)
+        partial.touch(mode=0o600)
+        partial.write_text(json.dumps(state, indent=2))
+        partial.replace(self.state_file)
 
     def stop(self) -> None:
+        if self.supervisor:  # first, so that nothing it restarts outlives the stop below
+            self.supervisor.stop()
+            self.supervisor = None
         # variant servers the variant script added to this stack run detached, with pid files
         for pid_file in sorted((self.config.run_dir / "variants").glob("*/*.pid")):
             stop_pid_file(pid_file)
@@ -294,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting {redis_what}, {config.routers} router(s), {len(DEMO_VARIANTS)} variants and nginx "
               f"(logs in {config.run_dir}) ...", flush=True)
         stack.start()
+        stack.supervise()
     except (MissingBinary, StartError, httpx.HTTPError) as exc:
         print(f"croupier: could not start the stack: {exc}", file=sys.stderr)
         return 1
@@ -313,10 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                            admin_token=config.admin_token, stop=stopping, live=True)
             print("simulation finished; the stack keeps running. Ctrl-C stops it.", flush=True)
         while not stopping.wait(0.5):
-            dead = [p.name for p in stack.processes if not p.alive()]
-            if dead:
-                print(f"croupier: {', '.join(dead)} stopped unexpectedly; see {config.run_dir}", file=sys.stderr)
-                return 1
+            pass  # the supervisor restarts what dies; only a signal ends the stack
         return 0
     finally:
         print("stopping ...", flush=True)
