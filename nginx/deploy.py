@@ -1,8 +1,7 @@
 """NGINX configurations and seed experiments for docker compose and Kubernetes.
 
-Both deploy targets serve the local stack's demo experiment
-(``scripts.stack.demo_experiment``) with the variants' service names as
-upstreams. NGINX's image has no Python to render its configuration at start-up,
+Both deploy targets serve the demo experiment (``nginx.demo``), with the
+variants' service names (``nginx.services``) as upstreams. NGINX's image has no Python to render its configuration at start-up,
 so the results are committed; tests check they are what this module renders,
 so they cannot drift from the template:
 
@@ -24,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nginx import services
+from nginx.demo import demo_experiment
 from nginx.render import Options, render
-from scripts import k8s_objects
-from scripts.stack import StackConfig, demo_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SCRIPT = ROOT / "nginx" / "start.sh"  # writes the pass key from CROUPIER_PASS_KEY, then runs nginx
@@ -42,10 +41,7 @@ class Target:
     start_script_path: Path | None = None  # where this target needs its own copy of nginx/start.sh
 
     def experiments(self) -> list[dict]:
-        demo = demo_experiment(StackConfig())
-        for variant in demo["variants"]:
-            variant["upstream"] = self.upstream(demo["id"], variant["id"])
-        return [demo]
+        return [demo_experiment(self.upstream)]
 
     def files(self) -> dict[Path, str]:
         experiments = self.experiments()
@@ -58,7 +54,7 @@ class Target:
 
 COMPOSE = Target(
     name="compose",
-    upstream=lambda exp, vid: f"{k8s_objects.service_name(exp, vid)}:{k8s_objects.VARIANT_PORT}",
+    upstream=services.compose_upstream,
     options=Options(
         target="compose", listen="8080",
         # two named router services: each gets its own line in the keepalive upstream block
@@ -66,22 +62,22 @@ COMPOSE = Target(
         decide_routers=["router-1:8001", "router-2:8001"],  # their decide listeners (CROUPIER_DECIDE_PORT)
         resolver="127.0.0.11",  # Docker's embedded DNS, for the variants' service names
         # a variant service added later (variant-<experiment>-<id>) is served without a re-render
-        upstream_pattern=r"^variant-[a-z0-9-]+:8080$"),
+        upstream_pattern=services.COMPOSE_UPSTREAM_PATTERN),
     config_path=ROOT / "nginx" / "compose.conf",
     experiments_path=ROOT / "nginx" / "compose-experiments.json",
 )
 
 K8S = Target(
     name="k8s",
-    upstream=lambda exp, vid: k8s_objects.upstream(exp, vid),
+    upstream=services.upstream,
     options=Options(
         target="k8s", listen="8080",
         # the router Service's cluster IP; kube-proxy spreads connections over the pods
-        routers=[f"router.{k8s_objects.NAMESPACE}.svc.cluster.local:8000"],
-        decide_routers=[f"router.{k8s_objects.NAMESPACE}.svc.cluster.local:8001"],
+        routers=[f"router.{services.NAMESPACE}.svc.cluster.local:8000"],
+        decide_routers=[f"router.{services.NAMESPACE}.svc.cluster.local:8001"],
         # NGINX resolves the resolver's own name once at start-up, through the pod's resolv.conf
         resolver="kube-dns.kube-system.svc.cluster.local",
-        upstream_pattern=rf"^variant-[a-z0-9-]+\.{k8s_objects.NAMESPACE}\.svc\.cluster\.local:8080$"),
+        upstream_pattern=services.K8S_UPSTREAM_PATTERN),
     config_path=ROOT / "k8s" / "base" / "nginx.conf",
     experiments_path=ROOT / "k8s" / "base" / "experiments.json",
     start_script_path=ROOT / "k8s" / "base" / "nginx-start.sh",
