@@ -33,8 +33,21 @@ import numpy as np
 from router.allocation import allocate_with_holdout
 from router.context import Context, ContextReader, feature_indices
 from router.policies import ArmStats, ThompsonSampling, sample_arms
-from router.policies.contextual import LinearThompson, pool_choice
+from router.policies.contextual import LinearThompson
 from router.segments import moment_strength, shrunk_stats
+
+
+def pool_choice(pool: np.ndarray, features: np.ndarray, mask: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """A contextual policy's choice for many simulated visitors at once (the router draws one
+    visitor at a time): ``pool`` (..., P, K, d); ``features`` (..., N, F) indices
+    with ``mask`` (..., N, F) 1 where an index is used (visitors may have fewer than F distinct
+    features); ``member`` (..., N) the pool member each visitor draws. Returns arms (..., N)."""
+    chosen = np.take_along_axis(pool, member[..., :, None, None], axis=-3)  # (..., N, K, d)
+    k = pool.shape[-2]
+    index = np.broadcast_to(features[..., :, None, :], (*features.shape[:-1], k, features.shape[-1]))
+    picked = np.take_along_axis(chosen, index, axis=-1) * mask[..., :, None, :]
+    return np.argmax(picked.sum(axis=-1), axis=-1)
+
 
 ARMS = ("a", "b", "c")
 DEVICES = {"mobile": 0.55, "desktop": 0.38, "tablet": 0.07}

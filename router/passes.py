@@ -35,10 +35,3 @@ def with_pass(token: str, expires: int, key: str) -> str:
     """The cookie value carrying ``token`` and a pass valid until ``expires`` (Unix seconds)."""
     digest = hashlib.md5(f"{expires}|{token}|{key}".encode(), usedforsecurity=False).digest()
     return f"{token}{SEPARATOR}{expires}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
-
-
-def pass_valid(cookie_value: str, key: str, now: int) -> bool:
-    """What NGINX decides for a cookie's pass (for tests and tools; NGINX does the routing)."""
-    token, _, carried = cookie_value.partition(SEPARATOR)
-    expires = carried.split(".", 1)[0]
-    return expires.isdigit() and int(expires) >= now and cookie_value == with_pass(token, int(expires), key)

@@ -44,11 +44,6 @@ def _log_gamma_prefactor(a: float, x: float) -> float:
     return -x + a * math.log(x) - math.lgamma(a)
 
 
-def regularized_gamma_p(a: float, x: float) -> float:
-    """Lower regularised incomplete gamma ``P(a, x) = gamma(a, x) / Gamma(a)``."""
-    return 1.0 - regularized_gamma_q(a, x)
-
-
 def regularized_gamma_q(a: float, x: float) -> float:
     """Upper regularised incomplete gamma ``Q(a, x) = 1 - P(a, x)``.
 

@@ -82,14 +82,3 @@ def pool_shares(pool: np.ndarray, features: tuple[int, ...] | np.ndarray) -> np.
     scores = pool[:, :, features].sum(axis=-1)  # (P, K)
     winners = np.argmax(scores, axis=-1)
     return np.bincount(winners, minlength=pool.shape[1]) / pool.shape[0]
-
-
-def pool_choice(pool: np.ndarray, features: np.ndarray, mask: np.ndarray, member: np.ndarray) -> np.ndarray:
-    """Vectorised choice for many visitors: ``pool`` (..., P, K, d); ``features`` (..., N, F) indices
-    with ``mask`` (..., N, F) 1 where an index is used (visitors may have fewer than F distinct
-    features); ``member`` (..., N) the pool member each visitor draws. Returns arms (..., N)."""
-    chosen = np.take_along_axis(pool, member[..., :, None, None], axis=-3)  # (..., N, K, d)
-    k = pool.shape[-2]
-    index = np.broadcast_to(features[..., :, None, :], (*features.shape[:-1], k, features.shape[-1]))
-    picked = np.take_along_axis(chosen, index, axis=-1) * mask[..., :, None, :]
-    return np.argmax(picked.sum(axis=-1), axis=-1)

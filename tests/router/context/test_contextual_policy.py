@@ -7,7 +7,8 @@ import pytest
 
 from router.experiments import InvalidExperiment, parse_experiment
 from router.policies import ArmStats, PolicyError, make_policy
-from router.policies.contextual import LinearThompson, pool_choice, pool_shares
+from bench.context import pool_choice
+from router.policies.contextual import LinearThompson, pool_shares
 
 
 @pytest.mark.parametrize("params, field", [
