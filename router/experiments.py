@@ -14,8 +14,7 @@ from typing import Any
 
 from router.context import FIELDS as CONTEXT_FIELDS
 from router.policies import PolicyError, make_policy
-from router.rules import GOAL as GOAL_RULE
-from router.rules import ID, UPSTREAM, Rule
+from router.rules import GOAL, ID, UPSTREAM, Rule
 from router.segments import MAX_KEYS as MAX_SEGMENT_KEYS
 
 EXPERIMENT_STATUSES = ("running", "paused", "ended")
@@ -26,7 +25,6 @@ _HOST = Rule(re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-
              "must be a host name without a port (lowercase letters, digits, '-' and '.')")
 _PATH_PREFIX = Rule(re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}"),
                     "must start with '/' and hold only characters a URL path may")
-GOAL = GOAL_RULE.pattern  # router/beacon.py and router/channels.py until they import router.rules.GOAL
 MAX_VARIANTS = 32
 MAX_PARAMS_BYTES = 8192
 
@@ -190,7 +188,7 @@ def parse_experiment(data: Any) -> Experiment:
         name=_string(data, "name", "", None, label="name", allow_empty=True),
         host=_string(data, "host", "", _HOST, label="host", allow_empty=True).lower(),
         path_prefix=_string(data, "path_prefix", "/", _PATH_PREFIX, label="path_prefix"),
-        goal=_string(data, "goal", "signup", GOAL_RULE, label="goal"),
+        goal=_string(data, "goal", "signup", GOAL, label="goal"),
         status=status,
         winner=winner,
         policy=policy,

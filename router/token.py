@@ -72,9 +72,6 @@ def new_visitor_id() -> str:
     return base64.urlsafe_b64encode(_pool.take(16)).rstrip(b"=").decode()
 
 
-is_valid_id = ID.ok  # for callers not yet on ``router.rules.ID``; the rule lives there
-
-
 def hmac_tag(key: bytes, payload: str) -> str:
     """HMAC-SHA256 of ``payload`` truncated to 128 bits, base64url without padding; shared by every signed value."""
     digest = hmac.digest(key, payload.encode(), "sha256")[:_MAC_BYTES]  # one-shot: no HMAC object per call
