@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 
+from nginx.services import NAMESPACE, VARIANT_PORT, service_name
+
 PART_OF = "croupier"
-NAMESPACE = "croupier"
-VARIANT_PORT = 8080
 PARAMS_DIR = "/etc/croupier"
 # The variant server drains for 5 s (variants/cli.py); the preStop pause lets
 # Service endpoints and NGINX stop sending before that starts.
@@ -38,25 +37,6 @@ def pod_security_context(uid: int = UID) -> dict:
 def container_security_context() -> dict:
     return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]}}
-
-
-def _dns_label(text: str, limit: int = 63) -> str:
-    """A DNS-1035 label: Service names must be one. Long names keep a hash so they stay unique."""
-    label = re.sub(r"[^a-z0-9-]", "-", text.lower()).strip("-")
-    if len(label) > limit:
-        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-        label = f"{label[:limit - 9].rstrip('-')}-{digest}"
-    return label
-
-
-def service_name(experiment: str, variant_id: str) -> str:
-    """``variant-<experiment>-<variant>``: the name NGINX's allowlist pattern admits (``^variant-...``)."""
-    return _dns_label(f"variant-{experiment}-{variant_id}")
-
-
-def upstream(experiment: str, variant_id: str, namespace: str = NAMESPACE, port: int = VARIANT_PORT) -> str:
-    """The registry's upstream for a variant. Fully qualified: NGINX's resolver ignores search domains."""
-    return f"{service_name(experiment, variant_id)}.{namespace}.svc.cluster.local:{port}"
 
 
 def variant_labels(experiment: str, variant_id: str) -> dict[str, str]:

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from nginx.deploy import K8S as K8S_TARGET
-from scripts.k8s_objects import main, service_name, upstream, variant_objects
+from nginx.services import service_name, upstream
+from scripts.k8s_objects import main, variant_objects
 from scripts.processes import ROOT
 from tests.deploy.manifests import K8S, labels_match, load_yaml, schema_problems, security_problems
 
