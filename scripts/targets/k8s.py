@@ -12,12 +12,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from nginx.services import NAMESPACE as DEFAULT_NAMESPACE, VARIANT_PORT as PORT, upstream
 from scripts.progress import Progress
 from scripts.targets import Deployment, DeployError, VariantSpec
 
-DEFAULT_NAMESPACE = "croupier"
 DEFAULT_IMAGE = "croupier-variant:latest"
-PORT = 8080
 Objects = Callable[..., list[dict]]
 
 
@@ -135,8 +134,7 @@ class K8sTarget:
             for obj in reversed(created):
                 self._delete(obj["kind"], obj["metadata"]["name"])
             raise
-        service = by_kind["Service"]
-        return Deployment(upstream=f"{service}.{self.namespace}.svc.cluster.local:{PORT}",
+        return Deployment(upstream=upstream(spec.experiment, spec.variant_id, self.namespace, PORT),
                           where=f"Deployment {self.namespace}/{deployment}")
 
     def _ready(self, name: str) -> bool:

@@ -8,6 +8,7 @@ from kubernetes.client import (V1Deployment, V1DeploymentSpec, V1DeploymentStatu
                                V1PodTemplateSpec)
 from kubernetes.client.exceptions import ApiException
 
+from nginx.services import upstream
 from scripts import k8s_objects
 from scripts.progress import Progress
 from scripts.targets import DeployError, VariantSpec
@@ -119,4 +120,4 @@ def test_with_the_project_variant_objects():
         VariantSpec("demo", "d", PARAMS), QUIET, health_timeout=10)
     sent = [kw["body"] for m, kw in api.calls if m.startswith("create")]
     assert sent == k8s_objects.variant_objects("demo", "d", "croupier-variant:0.1.0", PARAMS, "croupier", port=8080)
-    assert result.upstream == k8s_objects.upstream("demo", "d", "croupier")
+    assert result.upstream == upstream("demo", "d", "croupier")
