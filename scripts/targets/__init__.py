@@ -33,7 +33,7 @@ class VariantSpec:
 @dataclass(frozen=True)
 class Deployment:
     upstream: str  # host:port, what the registry and NGINX's allowlist get
-    where: str  # for people: "pid 123 on 127.0.0.1:9200", "container croupier-demo-d"
+    where: str  # for people: "pid 123 on 127.0.0.1:9200", "container variant-demo-d"
 
 
 class Target(Protocol):

@@ -13,20 +13,22 @@ import json
 import tarfile
 from typing import Any
 
+from nginx.services import compose_upstream, service_name
 from scripts.processes import ROOT
 from scripts.progress import Progress
 from scripts.targets import Deployment, DeployError, VariantSpec
 
 DEFAULT_IMAGE = "croupier-variant:latest"
 DEFAULT_NETWORK = "croupier"
-PORT = 8080
 PARAMS_DIR = "/app/params"
 # The image's HEALTHCHECK probes every 10 s; a deploy should not wait that long for the first probe.
 HEALTH_INTERVAL_NS = 2_000_000_000
 
 
 def container_name(experiment: str, variant_id: str) -> str:
-    return f"croupier-{experiment}-{variant_id}"
+    """The compose service name a variant would have (``variant-<experiment>-<variant>``): on the
+    compose network its upstream is this name, which the compose NGINX's allowlist admits."""
+    return service_name(experiment, variant_id)
 
 
 def params_archive(variant_id: str, params: dict) -> bytes:
@@ -109,7 +111,7 @@ class DockerTarget:
             if isinstance(exc, DockerException):
                 raise DeployError(f"docker: {exc}") from None
             raise
-        return Deployment(upstream=f"{name}:{PORT}", where=f"container {name}")
+        return Deployment(upstream=compose_upstream(spec.experiment, spec.variant_id), where=f"container {name}")
 
     def _healthy(self, container: Any) -> bool:
         container.reload()

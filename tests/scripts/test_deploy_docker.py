@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 
 import pytest
 from docker.errors import NotFound
 
+from nginx.services import COMPOSE_UPSTREAM_PATTERN
 from scripts.processes import ROOT
 from scripts.progress import Progress
 from scripts.targets import DeployError, VariantSpec
@@ -76,14 +78,15 @@ def archive_files(data: bytes) -> dict[str, bytes]:
 def test_builds_runs_on_the_network_with_params_and_waits_for_health():
     fake = FakeDocker()
     deployment = DockerTarget(fake).deploy(VariantSpec("demo", "d", PARAMS), QUIET, health_timeout=5)
-    assert deployment.upstream == "croupier-demo-d:8080"
+    assert deployment.upstream == "variant-demo-d:8080"
+    assert re.fullmatch(COMPOSE_UPSTREAM_PATTERN, deployment.upstream)  # the compose NGINX proxies to it
     names = [c[0] for c in fake.calls]
     assert names == ["get", "get", "build", "create", "put_archive", "start"]
     assert fake.calls[2][1] == {"path": str(ROOT), "dockerfile": "variants/Dockerfile",
                                 "tag": "croupier-variant:latest", "rm": True}
     _, image, create = fake.calls[3]
     assert image == "croupier-variant:latest"
-    assert create == {"name": "croupier-demo-d", "detach": True, "network": "croupier",
+    assert create == {"name": "variant-demo-d", "detach": True, "network": "croupier",
                       "environment": {"VARIANT_PARAMS": "/app/params/d.json"},
                       "labels": {"croupier.experiment": "demo", "croupier.variant": "d"},
                       "restart_policy": {"Name": "unless-stopped"}, "healthcheck": {"interval": 2_000_000_000}}
@@ -105,29 +108,29 @@ def test_a_container_that_exits_is_removed_and_its_logs_shown():
     fake = FakeDocker(states=[{"Status": "exited", "ExitCode": 1}])
     with pytest.raises(DeployError, match="exited with 1:\nvariants: something went wrong"):
         DockerTarget(fake).deploy(VariantSpec("demo", "d", PARAMS), QUIET, health_timeout=5)
-    assert fake.calls[-1] == ("remove", "croupier-demo-d", True)
+    assert fake.calls[-1] == ("remove", "variant-demo-d", True)
 
 
 def test_a_container_never_healthy_is_removed_after_the_timeout():
     fake = FakeDocker(states=[{"Status": "running", "Health": {"Status": "starting"}}])
     with pytest.raises(DeployError, match="was not healthy within 0.3 s"):
         DockerTarget(fake).deploy(VariantSpec("demo", "d", PARAMS, image="x:1"), QUIET, health_timeout=0.3)
-    assert fake.calls[-1] == ("remove", "croupier-demo-d", True)
+    assert fake.calls[-1] == ("remove", "variant-demo-d", True)
 
 
 def test_refuses_a_missing_network_or_an_existing_container():
     with pytest.raises(DeployError, match="docker network 'croupier' not found"):
         DockerTarget(FakeDocker(networks=())).deploy(VariantSpec("demo", "d", PARAMS), QUIET, 5)
-    fake = FakeDocker(existing={"croupier-demo-d"})
-    with pytest.raises(DeployError, match="container 'croupier-demo-d' already exists"):
+    fake = FakeDocker(existing={"variant-demo-d"})
+    with pytest.raises(DeployError, match="container 'variant-demo-d' already exists"):
         DockerTarget(fake).deploy(VariantSpec("demo", "d", PARAMS), QUIET, 5)
     assert not [c for c in fake.calls if c[0] in ("build", "create", "remove")]
 
 
 def test_undeploy_removes_the_container():
-    fake = FakeDocker(existing={"croupier-demo-d"})
-    assert DockerTarget(fake).undeploy("demo", "d", QUIET) == ["container croupier-demo-d"]
-    assert fake.calls[-1] == ("remove", "croupier-demo-d", True)
+    fake = FakeDocker(existing={"variant-demo-d"})
+    assert DockerTarget(fake).undeploy("demo", "d", QUIET) == ["container variant-demo-d"]
+    assert fake.calls[-1] == ("remove", "variant-demo-d", True)
     assert DockerTarget(FakeDocker()).undeploy("demo", "e", QUIET) == []
 
 
