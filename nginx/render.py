@@ -22,9 +22,7 @@ from pathlib import Path
 import httpx
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from router.passes import KEY as PASS_KEY
-from router.passes import KEY_RULE as PASS_KEY_RULE
-from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, UPSTREAM
+from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, PASS_KEY, UPSTREAM
 
 TEMPLATE = "croupier.conf.j2"
 PASS_KEY_FILE = "/var/run/croupier-pass-key.conf"  # compose and Kubernetes: on a tmpfs, written at start
@@ -182,8 +180,8 @@ def pass_key_path(options: Options) -> str:
 def pass_key_conf(key: str) -> str:
     """The file NGINX includes for the routing passes' key (Options.pass_key_file). Compose and
     Kubernetes write the same line from CROUPIER_PASS_KEY when the container starts."""
-    if PASS_KEY.fullmatch(key) is None:
-        raise RenderError(f"pass key: must be {PASS_KEY_RULE} (CROUPIER_PASS_KEY)")
+    if not PASS_KEY.ok(key):
+        raise RenderError(PASS_KEY.error("pass key") + " (CROUPIER_PASS_KEY)")
     return f'map $host $croupier_pass_key {{ default "{key}"; }}\n'
 
 

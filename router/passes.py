@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 
-KEY = re.compile(r"[A-Za-z0-9_-]{32,128}")  # also keeps the key a plain NGINX string
-KEY_RULE = "32-128 letters, digits, '_' or '-'"  # what KEY accepts, for error messages (never the key itself)
 SEPARATOR = "~"  # never in a token (base64url and dots)
 
 

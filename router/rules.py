@@ -53,6 +53,9 @@ CUSTOMER = _rule(r"[A-Za-z0-9._:@+=-]{1,128}", "must be 1-128 letters, digits or
 EVENT_ID = _rule(r"[A-Za-z0-9_-]{8,64}", "must be 8-64 letters, digits, '_' or '-'")
 # the prefix of assignment cookie names (the router's and NGINX's must agree)
 COOKIE_PREFIX = _rule(r"[A-Za-z0-9_-]{1,32}", "must be 1-32 letters, digits, '_' or '-'")
+# the key the routers and NGINX share for routing passes (router/passes.py); a plain NGINX
+# string, and never echoed in an error
+PASS_KEY = _rule(r"[A-Za-z0-9_-]{32,128}", "must be 32-128 letters, digits, '_' or '-'")
 # the request header NGINX fills with the visitor's country, and the router reads
 GEO_HEADER = _rule(r"X-Croupier-[A-Za-z0-9-]{1,40}", "must be an X-Croupier-* header name")
 

@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from router.passes import KEY as PASS_KEY
-from router.passes import KEY_RULE as PASS_KEY_RULE
-from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, UPSTREAM
+from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, PASS_KEY, UPSTREAM
 
 log = logging.getLogger("croupier.settings")
 
@@ -140,7 +138,7 @@ class Settings:
         "subrequests beside the app, on CROUPIER_HOST (render NGINX with these ports as its decide routers); "
         "0: off, decide is answered on CROUPIER_PORT."))
     pass_key: str = field(default="", metadata=_meta(
-        "CROUPIER_PASS_KEY", f"Key shared with NGINX ({PASS_KEY_RULE}) for the routing passes "
+        "CROUPIER_PASS_KEY", "Key shared with NGINX (32-128 letters, digits, '_' or '-') for the routing passes "
         "that let NGINX send a returning visitor to their variant without asking the router; NGINX reads it "
         "from the file nginx.render includes (Options.pass_key_file). Unset: no passes, every page view asks "
         "the router."))
@@ -228,8 +226,8 @@ class Settings:
         self.api_key_tenants()  # validates CROUPIER_API_KEYS
         if self.secret and len(self.secret) < 16:
             raise SettingsError("CROUPIER_SECRET must be at least 16 characters")
-        if self.pass_key and PASS_KEY.fullmatch(self.pass_key) is None:  # a key is never echoed
-            raise SettingsError(f"CROUPIER_PASS_KEY must be {PASS_KEY_RULE}")
+        if self.pass_key and not PASS_KEY.ok(self.pass_key):  # a key is never echoed
+            raise SettingsError(PASS_KEY.error("CROUPIER_PASS_KEY"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -294,12 +292,3 @@ def _parse(env: str, raw: str, kind: type) -> Any:
         return kind(raw.strip()) if kind in (int, float) else raw
     except ValueError:
         raise SettingsError(f"{env}={raw!r} is not a valid {kind.__name__}") from None
-
-
-def settings_table() -> str:
-    """The settings as a Markdown table (the README's table is generated from this)."""
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for f in fields(Settings):
-        default = "(long pattern)" if f.name == "bot_pattern" else f"`{f.default}`" if f.default != "" else "(unset)"
-        rows.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['help']} |")
-    return "\n".join(rows)

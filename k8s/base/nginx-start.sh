@@ -11,7 +11,7 @@ case "$key" in
     *) bad=0 ;;
 esac
 if [ "$bad" = 1 ] || [ "${#key}" -lt 32 ] || [ "${#key}" -gt 128 ]; then
-    echo "CROUPIER_PASS_KEY must be 32-128 letters, digits, '_' or '-' (the routers' key)" >&2
+    echo "CROUPIER_PASS_KEY: must be 32-128 letters, digits, '_' or '-' (the routers' key)" >&2
     exit 1
 fi
 umask 077

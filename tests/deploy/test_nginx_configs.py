@@ -10,6 +10,7 @@ import pytest
 
 from nginx.deploy import COMPOSE, K8S, START_SCRIPT, TARGETS, stale_files
 from nginx.render import PASS_KEY_FILE, pass_key_conf
+from router.rules import PASS_KEY
 from scripts.processes import ROOT, check_nginx_config
 
 
@@ -61,11 +62,15 @@ def test_the_start_script_writes_the_key_file_render_expects(tmp_path):
     # where it writes in a container is where the committed configurations include it from
     assert f'file="${{CROUPIER_PASS_KEY_FILE:-{PASS_KEY_FILE}}}"' in START_SCRIPT.read_text()
     assert (tmp_path / "pass-key.conf").stat().st_mode & 0o077 == 0  # the key is readable by NGINX's user only
-    for bad in ("", "short", 'x" ; }' + "x" * 40, "k" * 129):
+    for bad in ("", "short", 'x" ; }' + "x" * 40, "k" * 129, "k" * 31):
         (tmp_path / "pass-key.conf").unlink(missing_ok=True)
         result = run_start_script(tmp_path, bad, path=path)
-        assert result.returncode == 1 and "CROUPIER_PASS_KEY" in result.stderr and "nginx" not in result.stdout
+        assert result.returncode == 1 and "nginx" not in result.stdout
+        assert PASS_KEY.error("CROUPIER_PASS_KEY") in result.stderr  # the routers' rule, in the same words
         assert not (tmp_path / "pass-key.conf").exists()
+        assert not PASS_KEY.ok(bad)
+    for good in ("k" * 32, "k" * 128):  # the rule's bounds
+        assert run_start_script(tmp_path, good, path=path).returncode == 0 and PASS_KEY.ok(good)
 
 
 def test_compose_config_lists_both_routers_and_the_compose_resolver():
