@@ -41,6 +41,10 @@ def record(i: int) -> AssignmentRecord:
     return AssignmentRecord(EXPERIMENTS[i % 2], "ab"[i // 2 % 2], f"visitor-{i}", "new", SPLIT, 1000.0 + i)
 
 
+async def trials(store: Store) -> float:
+    return sum(c.get("trials", 0) for stats in (await store.counters(EXPERIMENTS)).values() for c in stats.values())
+
+
 def failures_counted(metrics: Metrics, error: str) -> float:
     return metrics.registry.get_sample_value("croupier_assignment_write_failures_total", {"error": error}) or 0
 
@@ -60,11 +64,13 @@ def test_the_writer_outlives_failures_and_writes_every_assignment_once(redis_url
             for i in range(60):  # queued while the writes fail, and after
                 recorder.add(record(i))
                 await asyncio.sleep(0.002)
-            for _ in range(500):
-                if not recorder.pending and not store.failures:
+            for _ in range(500):  # until Redis holds as many trials as were queued
+                if await trials(store) >= 60:
                     break
                 await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # a few flushes more: nothing is written twice
             assert not recorder._task.done(), "the writer task stopped"
+            assert not recorder.pending
             return {exp_id: ((await store.counters([exp_id]))[exp_id],
                              [f["visitor"] for _, f in await store.events(exp_id) if f["type"] == "assign"])
                     for exp_id in EXPERIMENTS}
