@@ -96,6 +96,7 @@ class AdminAPI:
             Route("/experiments/{id}/stats", g(self.stats), methods=["GET"]),
             Route("/experiments/{id}/timeseries", g(self.timeseries), methods=["GET"]),
             Route("/experiments/{id}/model", g(self.model), methods=["GET"]),
+            Route("/experiments/{id}/model", g(self.delete_model), methods=["DELETE"]),
             Route("/experiments/{id}/model/prior", g(self.model_prior), methods=["GET"]),
             Route("/experiments/{id}/variants", g(self.add_variant), methods=["POST"]),
             Route("/experiments/{id}/variants/{vid}", g(self.update_variant), methods=["PATCH"]),
@@ -323,6 +324,14 @@ class AdminAPI:
         return JSONResponse({"experiment": experiment.id, "model_weight": experiment.model_weight,
                              "in_use": experiment.model_weight > 0,
                              **stored.summary([v.id for v in experiment.variants])})
+
+    async def delete_model(self, request: Request) -> Response:
+        """Remove the trained model: from the next refresh the bandit's own priors alone decide
+        (a later model gets a new version, so no router keeps the removed one)."""
+        experiment = await self.experiment(request.path_params["id"])
+        if not await self.store.delete_model(experiment.id):
+            return error(404, f"experiment {experiment.id!r} has no trained model")
+        return Response(status_code=204)
 
     async def model_prior(self, request: Request) -> Response:
         """A new variant's Beta prior from the model: its predicted rate worth ``strength``

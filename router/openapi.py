@@ -219,6 +219,8 @@ OPENAPI = {
             "get": {"summary": "The trained conversion model: version and each variant's predicted rate",
                     "responses": {"200": {"description": "the model", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Model"}}}}, **_errors(404)}},
+            "delete": {"summary": "Remove the trained model (the bandit's priors alone decide again)",
+                       "responses": {"204": {"description": "removed"}, **_errors(404)}},
         },
         "/experiments/{id}/model/prior": {
             "parameters": [_EXP_PARAM, {"name": "strength", "in": "query", "required": False,

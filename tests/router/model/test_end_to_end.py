@@ -89,15 +89,9 @@ def test_trained_model_steers_new_variants(variant_cli):
     # no model stored: a clear message, nothing deployed
     with stack.admin() as admin:
         admin.patch("/experiments/demo", json={"model_weight": 0}).raise_for_status()
-    asyncio.run(_delete_model(stack.config.redis_url))
+        assert admin.delete("/experiments/demo/model").status_code == 204
+        assert admin.get("/experiments/demo/model").status_code == 404
+        assert admin.delete("/experiments/demo/model").status_code == 404  # nothing left to remove
     refused = cli("add", "f", "--from-template", "--prior-from-model")
     assert refused.code == 1 and "has no trained model" in refused.err
     assert not cli.params_file("f").exists()
-
-
-async def _delete_model(redis_url: str) -> None:
-    store = Store(Settings(redis_url=redis_url))
-    try:
-        await store.delete_model("demo")
-    finally:
-        await store.close()
