@@ -316,6 +316,7 @@ class Backoff:
 
 @dataclass
 class _Watch:
+    process: Process  # held, so that its id() is not handed to another object while watched
     up_since: float
     failures: int = 0
     down_since: float = 0.0
@@ -356,14 +357,16 @@ class Supervisor:
 
     def _run(self) -> None:
         while not self._stopping.wait(self.interval):
-            for process in list(self.processes):
+            watched = list(self.processes)
+            self._watches = {id(p): self._watches[id(p)] for p in watched if id(p) in self._watches}
+            for process in watched:
                 try:
                     self._check(process, time.monotonic())
                 except Exception as exc:  # one process's trouble must not end the watch over the others
                     self.log(f"supervising {process.name} failed: {exc}")
 
     def _check(self, process: Process, now: float) -> None:
-        watch = self._watches.setdefault(id(process), _Watch(up_since=now))
+        watch = self._watches.setdefault(id(process), _Watch(process, up_since=now))
         if watch.starting_since is not None:
             self._check_restarted(process, watch, now)
         elif watch.restart_at is not None:

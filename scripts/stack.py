@@ -174,21 +174,13 @@ class LocalStack:
 
     def start_router(self, index: int, port: int) -> Process:
         env = {**self.router_env(), "CROUPIER_DECIDE_PORT": str(self.config.decide_ports[index])}
-        router = self._keep(start_router(self.config.run_dir, port, env, name=f"router-{index}"))
-        if index < len(self.routers):
-            self.routers[index] = router
-        else:
-            self.routers.append(router)
-        return router
+        return self._keep(start_router(self.config.run_dir, port, env, name=f"router-{index}"), self.routers, index)
 
     def start_redis_node(self, index: int) -> Process:
         """Start (or restart, with its data and cluster configuration) the cluster's ``index``-th master."""
         c = self.config
-        node = self._keep(start_redis_cluster_node(c.run_dir, c.redis_ports[index], c.redis_bus_ports[index]))
-        if index < len(self.redis_nodes):
-            self.redis_nodes[index] = node
-        else:
-            self.redis_nodes.append(node)
+        node = self._keep(start_redis_cluster_node(c.run_dir, c.redis_ports[index], c.redis_bus_ports[index]),
+                          self.redis_nodes, index)
         self.redis = self.redis_nodes[0]
         return node
 
@@ -197,7 +189,16 @@ class LocalStack:
         self.supervisor = Supervisor(self.processes, on_back=lambda process: self.write_state()).start()
         return self.supervisor
 
-    def _keep(self, process: Process) -> Process:
+    def _keep(self, process: Process, role: list[Process] | None = None, index: int = 0) -> Process:
+        """Record a started process, as ``role[index]`` when given. One started again by hand
+        replaces the old entry everywhere, so a supervisor does not restart the old one too."""
+        old = role[index] if role is not None and index < len(role) else None
+        if old is not None:
+            role[index] = process
+            self.processes[:] = [process if p is old else p for p in self.processes]
+            return process
+        if role is not None:
+            role.append(process)
         self.processes.append(process)
         return process
 

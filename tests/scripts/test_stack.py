@@ -96,7 +96,7 @@ def test_a_killed_router_is_restarted_while_every_page_is_served(supervised, fig
         time.sleep(3.0)
     figure(f"router back {seconds:.1f} s after SIGKILL; {len(traffic.answers)} pages, "
            f"{sum(not a[2] for a in traffic.answers)} served by the control fallback")
-    assert seconds < 5
+    assert seconds < 8  # 1.3 to 2.7 s measured on a busy two-core machine: 0.5 s of backoff, the rest start-up
     assert len(traffic.answers) > 50
     assert traffic.failures() == []
     # once the router is back, newcomers are assigned by the bandit again, not sent to control
