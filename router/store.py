@@ -41,6 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -141,14 +142,21 @@ def parse_counters(raw: dict[str, str]) -> dict[str, dict[str, float]]:
     return dict(out)
 
 
+K = TypeVar("K")
+
+
+def _grouped_counters(raw: dict[str, str], separator: str, key: Callable[[str], K]) -> dict[K, dict[str, dict[str, float]]]:
+    """``{"<group><separator><variant>:<counter>": "3"}`` → ``{group: {variant: {counter: 3.0}}}``."""
+    groups: dict[K, dict[str, str]] = defaultdict(dict)
+    for field, value in raw.items():
+        group, _, rest = field.partition(separator)
+        groups[key(group)][rest] = value
+    return {group: parse_counters(fields) for group, fields in groups.items()}
+
+
 def parse_segment_counters(raw: dict[str, str]) -> dict[str, dict[str, dict[str, float]]]:
     """``{"device=mobile|b:trials": "3"}`` → ``{"device=mobile": {"b": {"trials": 3.0}}}``."""
-    out: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    for field, value in raw.items():
-        segment, _, rest = field.partition("|")
-        variant, _, counter = rest.partition(":")
-        out[segment][variant][counter] = float(value)
-    return {s: dict(v) for s, v in out.items()}
+    return _grouped_counters(raw, "|", str)
 
 
 def parse_linear(raw: dict[str, str]) -> dict[str, dict[tuple[int, int] | int, float]]:
@@ -162,13 +170,8 @@ def parse_linear(raw: dict[str, str]) -> dict[str, dict[tuple[int, int] | int, f
 
 
 def parse_buckets(raw: dict[str, str]) -> dict[int, dict[str, dict[str, float]]]:
-    """``{"1700000040:b:trials": "3"}`` → ``{1700000040: {"b": {"trials": 3.0}}}``."""
-    out: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    for field, value in raw.items():
-        bucket, _, rest = field.partition(":")
-        variant, _, counter = rest.partition(":")
-        out[int(bucket)][variant][counter] = float(value)
-    return {b: dict(v) for b, v in sorted(out.items())}
+    """``{"1700000040:b:trials": "3"}`` → ``{1700000040: {"b": {"trials": 3.0}}}``, oldest bucket first."""
+    return dict(sorted(_grouped_counters(raw, ":", int).items()))
 
 
 def bucket_start(ts: float, width: int) -> int:
