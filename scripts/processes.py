@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -247,7 +249,9 @@ def start_redis(run_dir: Path, port: int, *, appendonly: bool = False, name: str
 def redis_server_pid(port: int) -> int | None:
     """The pid of the redis-server answering on ``port``; None while none answers."""
     try:
-        with redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+        # no retries: a silent listener (not Redis) must cost one short timeout, not redis-py's retry rounds
+        with redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                         retry=Retry(NoBackoff(), 0)) as client:
             return int(client.info("server")["process_id"])
     except (redis.RedisError, OSError, KeyError, ValueError):
         return None
