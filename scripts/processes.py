@@ -553,16 +553,3 @@ def wait_cluster_ok(ports: list[int], timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise StartError(f"Redis Cluster not ok within {timeout:.0f} s: cluster_state by port {states}")
         time.sleep(0.05)
-
-
-def start_sentinel(run_dir: Path, port: int, master_port: int, service: str, *, name: str = "sentinel") -> Process:
-    """A sentinel watching the master on ``master_port`` (quorum 1: one sentinel decides alone,
-    fine for a loopback test, never for production)."""
-    conf = run_dir / f"{name}.conf"  # a sentinel rewrites its configuration file, so each gets its own
-    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {run_dir}\n"
-                    f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
-                    f"sentinel down-after-milliseconds {service} 1000\n"
-                    f"sentinel failover-timeout {service} 5000\n")
-    argv = [require_binary("redis-server"), str(conf), "--sentinel"]
-    return Process(name, argv, run_dir / f"{name}.log").start().wait_until(
-        lambda: port_open("127.0.0.1", port), what="accepting connections")

@@ -31,13 +31,12 @@ from pathlib import Path
 
 import httpx
 
+from nginx.demo import DEMO_DIR, DEMO_VARIANTS, demo_experiment
 from nginx.render import Options, pass_key_path, render, write_config, write_pass_key
 from scripts.processes import (ROOT, MissingBinary, Process, StartError, Supervisor, create_redis_cluster,
                                reload_nginx, require_free_ports, start_nginx, start_redis, start_redis_cluster_node,
                                start_router, start_variant, stop_all, stop_pid_file)
 
-DEMO_DIR = ROOT / "variants" / "examples" / "demo"
-DEMO_VARIANTS = ("a", "b", "c")
 CLUSTER_NODES = 3  # the fewest masters a Redis Cluster is created with
 
 
@@ -104,16 +103,6 @@ class StackConfig:
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.router_port}"
-
-
-def demo_experiment(config: StackConfig) -> dict:
-    variants = []
-    for i, vid in enumerate(DEMO_VARIANTS):
-        params = json.loads((DEMO_DIR / f"{vid}.json").read_text())
-        variants.append({"id": vid, "name": params.get("name", vid),
-                         "upstream": f"127.0.0.1:{config.variant_base_port + i}", "params": params})
-    return {"id": "demo", "name": "Brightside spring offer", "path_prefix": "/", "goal": "signup",
-            "control": "a", "variants": variants}
 
 
 class LocalStack:
@@ -204,7 +193,8 @@ class LocalStack:
 
     def ensure_demo(self) -> None:
         """Create the demo experiment, or point its variants at this stack's ports."""
-        wanted = demo_experiment(self.config)
+        base = self.config.variant_base_port
+        wanted = demo_experiment(lambda _exp, vid: f"127.0.0.1:{base + DEMO_VARIANTS.index(vid)}")
         with self.admin() as admin:
             response = admin.post("/experiments", json=wanted)
             if response.status_code == 409:

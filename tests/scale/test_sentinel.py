@@ -5,17 +5,31 @@ has never seen the Lua scripts: they are loaded again on NOSCRIPT)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from router.app import create_app
 from router.settings import Settings
-from scripts.processes import free_port_block, redis_cli, start_redis, start_sentinel, stop_all
+from scripts.processes import Process, free_port_block, port_open, redis_cli, require_binary, start_redis, stop_all
 from tests.conftest import BROWSER_UA, eventually
 
 TOKEN = "sentinel-admin-token"
 SERVICE = "croupier"
+
+
+def start_sentinel(run_dir: Path, port: int, master_port: int, service: str, *, name: str = "sentinel") -> Process:
+    """A sentinel watching the master on ``master_port`` (quorum 1: one sentinel decides alone,
+    fine for a loopback test, never for production)."""
+    conf = run_dir / f"{name}.conf"  # a sentinel rewrites its configuration file, so each gets its own
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {run_dir}\n"
+                    f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
+                    f"sentinel down-after-milliseconds {service} 1000\n"
+                    f"sentinel failover-timeout {service} 5000\n")
+    argv = [require_binary("redis-server"), str(conf), "--sentinel"]
+    return Process(name, argv, run_dir / f"{name}.log").start().wait_until(
+        lambda: port_open("127.0.0.1", port), what="accepting connections")
 
 
 @pytest.fixture
