@@ -7,6 +7,7 @@ snapshot refresh. Errors are JSON ``{"error": ...}`` naming the field.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -23,8 +24,9 @@ from router.session import CsrfRefused, session_authorizes
 from router.history import bucket_arrays
 from router.hybrid import StoredModel, decode
 from router.model import ModelError
-from router.experiments import (Experiment, InvalidExperiment, merge, parse_experiment, parse_variant, with_variant,
-                                without_variant)
+from router.experiments import (Experiment, InvalidExperiment, merge, parse_new_experiment, parse_variant, touched,
+                                with_variant, without_variant)
+from router.listing import Totals, parse_query, select, totals
 from router.openapi import OPENAPI
 from router.segments import busiest_segments, shrunk_stats
 from router.settings import Settings
@@ -52,6 +54,10 @@ class AdminAPI:
         self.store = store
         self.snapshots = snapshots
         self.token = settings.admin_token.encode()
+        # the registry as last read and the version it was read at: reading and parsing all of
+        # it takes seconds at 10,000 experiments, so a page reads it only after a change
+        self._registry: tuple[int, list[Experiment]] = (-1, [])
+        self._registry_lock = asyncio.Lock()
 
     def authorized(self, request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -113,11 +119,37 @@ class AdminAPI:
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
+    async def registry(self) -> list[Experiment]:
+        """Every experiment, sorted by id: the cached copy while the registry version is unchanged."""
+        version = await self.store.registry_version()  # before the read: a change after it bumps it again
+        async with self._registry_lock:  # concurrent pages after a change share one read
+            if self._registry[0] != version:
+                self._registry = (version, await self.store.list_experiments())
+            return self._registry[1]
+
     async def list_experiments(self, request: Request) -> Response:
-        return JSONResponse({"experiments": [e.to_dict() for e in await self.store.list_experiments()]})
+        """A page of experiments, filtered, searched and sorted, with each one's live trials,
+        conversions and rate from this router's snapshot (no Redis read per experiment)."""
+        query = parse_query({name: request.query_params.getlist(name) for name in request.query_params})
+        counters = self.snapshots.current.counters
+        held: dict[str, Totals] = {}
+
+        def live(e: Experiment) -> Totals:
+            if e.id not in held:
+                held[e.id] = totals(e, counters.get(e.id, {}))
+            return held[e.id]
+
+        page = select(await self.registry(), query, live)
+        rows = [{**e.to_dict(), "trials": live(e).trials, "conversions": live(e).conversions, "rate": live(e).rate}
+                for e in page.experiments]
+        return JSONResponse({"experiments": rows, "next_cursor": page.next_cursor, "total": page.total})
+
+    async def change(self, exp_id: str, change: Callable[[Experiment], Experiment]) -> Experiment:
+        """Every write of an existing experiment, stamped with the time of the change."""
+        return await self.store.update_experiment(exp_id, lambda e: touched(change(e), time.time()))
 
     async def create_experiment(self, request: Request) -> Response:
-        experiment = parse_experiment(await json_body(request))
+        experiment = parse_new_experiment(await json_body(request), time.time())
         await self.store.create_experiment(experiment)
         return JSONResponse(experiment.to_dict(), status_code=201)
 
@@ -128,7 +160,7 @@ class AdminAPI:
 
     async def update_experiment(self, request: Request) -> Response:
         changes = await json_body(request)
-        updated = await self.store.update_experiment(request.path_params["id"], lambda e: merge(e, changes))
+        updated = await self.change(request.path_params["id"], lambda e: merge(e, changes))
         return JSONResponse(updated.to_dict())
 
     async def delete_experiment(self, request: Request) -> Response:
@@ -141,8 +173,8 @@ class AdminAPI:
         if not isinstance(body, dict) or not isinstance(body.get("variant"), str):
             raise InvalidExperiment("variant: the id of the variant to promote is required")
         winner = body["variant"]
-        updated = await self.store.update_experiment(
-            request.path_params["id"], lambda e: merge(e, {"status": "ended", "winner": winner}))
+        updated = await self.change(request.path_params["id"],
+                                    lambda e: merge(e, {"status": "ended", "winner": winner}))
         return JSONResponse(updated.to_dict())
 
     async def add_variant(self, request: Request) -> Response:
@@ -153,7 +185,7 @@ class AdminAPI:
                 raise InvalidExperiment(f"variant.id: {variant.id!r} already exists in this experiment")
             return with_variant(experiment, variant)
 
-        updated = await self.store.update_experiment(request.path_params["id"], add)
+        updated = await self.change(request.path_params["id"], add)
         return JSONResponse(updated.to_dict(), status_code=201)
 
     async def update_variant(self, request: Request) -> Response:
@@ -171,7 +203,7 @@ class AdminAPI:
             return with_variant(experiment, parse_variant({**asdict(current), **changes}))
 
         try:
-            updated = await self.store.update_experiment(request.path_params["id"], update)
+            updated = await self.change(request.path_params["id"], update)
         except VariantNotFound:
             return error(404, f"variant {vid!r} not found")
         return JSONResponse(updated.to_dict())
@@ -185,7 +217,7 @@ class AdminAPI:
             return without_variant(experiment, vid)
 
         try:
-            await self.store.update_experiment(request.path_params["id"], remove)
+            await self.change(request.path_params["id"], remove)
         except VariantNotFound:
             return error(404, f"variant {vid!r} not found")
         return Response(status_code=204)

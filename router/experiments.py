@@ -68,6 +68,9 @@ class Experiment:
     slots: tuple[str, ...] = ()  # names the channels API may use instead of the id (unique per tenant)
     segment_keys: tuple[str, ...] = ()  # context fields whose values split visitors into segments
     model_weight: float = 0.0  # 0: the bandit alone; (0, 1]: the trained conversion model's share in its priors
+    # seconds since the epoch of the last change through the admin API, which alone sets it;
+    # 0: not known (stored before the field was kept)
+    updated_at: float = 0.0
 
     def variant(self, variant_id: str) -> Variant | None:
         return next((v for v in self.variants if v.id == variant_id), None)
@@ -125,6 +128,8 @@ VARIANT_FIELDS = {"id", "upstream", "status", "name", "prior_alpha", "prior_beta
 EXPERIMENT_FIELDS = {"id", "variants", "control", "name", "host", "path_prefix", "goal", "status",
                      "winner", "policy", "policy_params", "min_share", "burn_in", "holdout", "tenant", "slots",
                      "segment_keys", "model_weight"}
+# Set by the server on every write: read back from the registry, refused from clients.
+SERVER_FIELDS = {"updated_at"}
 MAX_SLOTS = 16
 
 
@@ -150,7 +155,9 @@ def parse_variant(data: Any, label: str = "variant") -> Variant:
 
 
 def parse_experiment(data: Any) -> Experiment:
-    _known_keys(data, EXPERIMENT_FIELDS, "")
+    """An experiment as the registry stores it (server fields included); a client's input
+    goes through ``parse_new_experiment`` or ``merge``."""
+    _known_keys(data, EXPERIMENT_FIELDS | SERVER_FIELDS, "")
     _check("id" in data, "id: is required")
     _check(ID.ok(data["id"]), ID.error("id"))
     raw_variants = data.get("variants")
@@ -200,7 +207,24 @@ def parse_experiment(data: Any) -> Experiment:
         slots=_slots(data.get("slots", [])),
         segment_keys=segment_keys,
         model_weight=_number(data, "model_weight", 0.0, 0.0, 1.0, label="model_weight"),
+        updated_at=_number(data, "updated_at", 0.0, 0.0, 1e11, label="updated_at"),
     )
+
+
+def _refuse_server_fields(data: Any) -> None:
+    given = sorted(SERVER_FIELDS & set(data)) if isinstance(data, dict) else []
+    _check(not given, f"{given[0] if given else ''}: is set by the server on every change; leave it out")
+
+
+def parse_new_experiment(data: Any, now: float) -> Experiment:
+    """A client's new experiment, stamped with the time it was created."""
+    _refuse_server_fields(data)
+    return touched(parse_experiment(data), now)
+
+
+def touched(experiment: Experiment, now: float) -> Experiment:
+    """The experiment as changed at ``now``."""
+    return replace(experiment, updated_at=now)
 
 
 def _segment_keys(value: Any, policy: str) -> tuple[str, ...]:
@@ -233,6 +257,7 @@ def _slots(value: Any) -> tuple[str, ...]:
 
 def merge(experiment: Experiment, changes: Any) -> Experiment:
     """The experiment with ``changes`` (a partial JSON object) applied, re-validated."""
+    _refuse_server_fields(changes)
     _known_keys(changes, EXPERIMENT_FIELDS - {"id"}, "")
     return parse_experiment({**experiment.to_dict(), **changes})
 

@@ -7,10 +7,12 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
+from router.admin import AdminAPI
 from router.app import create_app
+from router.experiments import parse_experiment
 from router.rules import GOAL, ID, UPSTREAM
 from router.settings import Settings
-from router.store import AssignmentRecord
+from router.store import AssignmentRecord, Store
 from tests.conftest import eventually
 
 TOKEN = "test-admin-token"
@@ -34,7 +36,7 @@ def test_without_or_with_a_wrong_token_nothing_changes(api):
     for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
         assert api.post("/experiments", json=experiment(), headers=headers).status_code == 401
         assert api.get("/experiments", headers=headers).status_code == 401
-    assert api.get("/experiments").json() == {"experiments": []}
+    assert api.get("/experiments").json() == {"experiments": [], "next_cursor": None, "total": 0}
 
 
 def test_admin_api_disabled_without_a_token(redis_url):
@@ -72,7 +74,7 @@ def test_invalid_experiments_are_refused_with_the_field_named(api, body, field):
     response = api.post("/experiments", json=body)
     assert response.status_code == 422
     assert response.json()["error"].startswith(field)
-    assert api.get("/experiments").json() == {"experiments": []}
+    assert api.get("/experiments").json()["experiments"] == []
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -190,3 +192,122 @@ def test_stats_list_exactly_the_segments_the_bandit_runs(redis_url):
 
         eventually(lambda: bandit_segments() == {"device=desktop", "device=mobile"})
         assert set(api.get("/experiments/seg/stats").json()["segments"]) == bandit_segments()
+
+
+# -- updated_at and the experiments list -------------------------------------------------
+
+def test_updated_at_is_set_by_the_server_on_every_change(api):
+    before = time.time()
+    created = api.post("/experiments", json=experiment()).json()
+    assert before <= created["updated_at"] <= time.time()
+    time.sleep(0.01)
+    patched = api.patch("/experiments/spring", json={"name": "Renamed"}).json()
+    assert patched["updated_at"] > created["updated_at"]
+    time.sleep(0.01)
+    added = api.post("/experiments/spring/variants", json={"id": "c", "upstream": "127.0.0.1:9103"}).json()
+    assert added["updated_at"] > patched["updated_at"]
+    for response in (api.post("/experiments", json=experiment("other", updated_at=1.0)),
+                     api.patch("/experiments/spring", json={"updated_at": 1.0})):
+        assert response.status_code == 422
+        assert response.json()["error"].startswith("updated_at: is set by the server")
+    assert api.get("/experiments/spring").json()["updated_at"] == added["updated_at"]
+    assert api.get("/experiments/other").status_code == 404
+
+
+def test_records_stored_before_updated_at_still_load(api):
+    old = parse_experiment(experiment("old"))  # the store's read of a document without the field
+    assert old.updated_at == 0.0
+    api.portal.call(api.app.state.store.create_experiment, old)
+    api.post("/experiments", json=experiment("new"))
+    listed = api.get("/experiments", params={"sort": "updated"}).json()["experiments"]
+    assert [(e["id"], e["updated_at"] > 0) for e in listed] == [("new", True), ("old", False)]
+
+
+def create_many(api, count: int) -> list[str]:
+    ids = [f"exp-{i:03d}" for i in range(count)]
+    for i, exp_id in enumerate(ids):
+        body = experiment(exp_id, name=f"{('Spring', 'Summer')[i % 2]} sale {i}", tenant=("", "acme")[i % 3 == 0])
+        assert api.post("/experiments", json=body).status_code == 201
+    return ids
+
+
+def test_paging_serves_every_experiment_once_while_one_is_created(api):
+    ids = create_many(api, 30)
+    pages, params, created = [], {"limit": 7}, False
+    while True:
+        body = api.get("/experiments", params=params).json()
+        assert body["total"] == 30 + created and len(body["experiments"]) <= 7
+        pages.append([e["id"] for e in body["experiments"]])
+        if body["next_cursor"] is None:
+            break
+        if not created:  # one before the position and one after it; only the later one is still ahead
+            api.post("/experiments", json=experiment("exp-000a"))
+            api.post("/experiments", json=experiment("exp-020a"))
+            created = 2
+        params = {"limit": 7, "cursor": body["next_cursor"]}
+    served = [exp_id for page in pages for exp_id in page]
+    assert served == sorted(ids + ["exp-020a"])
+    assert [len(p) for p in pages] == [7, 7, 7, 7, 3]
+
+
+def test_the_list_filters_searches_and_sorts_by_live_numbers(api):
+    create_many(api, 12)
+    for exp_id in ("exp-004", "exp-007"):
+        assert api.patch(f"/experiments/{exp_id}", json={"status": "paused"}).status_code == 200
+
+    def ids(**params) -> list[str]:
+        return [e["id"] for e in api.get("/experiments", params=params).json()["experiments"]]
+
+    assert ids(status="paused") == ["exp-004", "exp-007"]
+    assert ids(tenant="acme") == ["exp-000", "exp-003", "exp-006", "exp-009"]
+    assert ids(tenant="default", status="paused") == ["exp-004", "exp-007"]
+    assert ids(q="SPRING SALE 1") == ["exp-010"]  # the name, case-insensitively, by prefix
+    assert ids(q="exp-01") == ["exp-010", "exp-011"]
+    assert ids(q="sale") == []
+    assert ids(sort="updated", limit=2) == ["exp-007", "exp-004"]
+    assert ids(sort="id", order="desc", limit=2) == ["exp-011", "exp-010"]
+
+    shares = (("a", 0.5), ("b", 0.5))
+    plan = {"exp-002": 5, "exp-009": 9, "exp-005": 2}
+    for exp_id, count in plan.items():
+        for i in range(count):
+            api.app.state.recorder.add(AssignmentRecord(exp_id, "a", f"v{i}", "new", shares, time.time()))
+    eventually(lambda: ids(sort="trials", limit=3) == ["exp-009", "exp-002", "exp-005"])
+    row = api.get("/experiments", params={"q": "exp-009"}).json()["experiments"][0]
+    assert (row["trials"], row["conversions"], row["rate"]) == (9, 0, 0.0)
+    assert ids(sort="trials", order="asc", limit=2) == ["exp-000", "exp-001"]
+
+
+@pytest.mark.parametrize("query, name", [
+    ("limit=0", "limit"), ("limit=501", "limit"), ("limit=many", "limit"), ("sort=name", "sort"),
+    ("order=up", "order"), ("status=live", "status"), ("tenant=Acme", "tenant"), ("cursor=abc", "cursor"),
+    ("colour=red", "colour"), ("status=running&status=paused", "status"),
+])
+def test_bad_list_parameters_are_refused_by_name(api, query, name):
+    response = api.get(f"/experiments?{query}")
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(f"{name}: ")
+
+
+def test_pages_read_the_registry_once_per_change(api):
+    """Reading the whole registry takes seconds at 10,000 experiments: pages reuse it until it changes."""
+    create_many(api, 3)
+    store = Store(api.app.state.settings)
+    reads = []
+    list_experiments = store.list_experiments
+
+    async def counted():
+        reads.append(1)
+        return await list_experiments()
+
+    store.list_experiments = counted
+    admin = AdminAPI(api.app.state.settings, store, api.app.state.snapshots)
+    try:
+        for _ in range(3):
+            assert len(api.portal.call(admin.registry)) == 3
+        assert len(reads) == 1
+        api.post("/experiments", json=experiment("exp-new"))
+        assert [e.id for e in api.portal.call(admin.registry)][-1] == "exp-new"
+        assert len(reads) == 2
+    finally:
+        api.portal.call(store.close)
