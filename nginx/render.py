@@ -11,6 +11,7 @@ paths, listen address and name resolution.
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import json
 import os
@@ -28,6 +29,8 @@ TEMPLATE = "croupier.conf.j2"
 PASS_KEY_FILE = "/var/run/croupier-pass-key.conf"  # compose and Kubernetes: on a tmpfs, written at start
 TARGETS = ("local", "compose", "k8s")
 _FILE = re.compile(r"/[A-Za-z0-9_./-]+")  # an absolute path NGINX can read without quoting
+_QUOTABLE = re.compile(r'[^"\\\s{}]*')  # a host or path prefix NGINX reads inside double quotes
+REGEX_BUDGET = 3500  # characters of one prefix regex (NGINX reads at most 4096 per parameter)
 
 
 class RenderError(ValueError):
@@ -86,6 +89,7 @@ def is_ip_literal(address: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=4096)  # called for every variant; ip_address() is slow
 def proxy_target(address: str) -> str:
     """What ``proxy_pass http://...`` gets for an address.
 
@@ -97,10 +101,94 @@ def proxy_target(address: str) -> str:
     return group_name(address) if is_ip_literal(address) else address
 
 
-def control_pattern(host: str, prefix: str) -> str:
-    """Regex over NGINX's ``$host$uri`` matching an experiment's host (or any) and path prefix."""
-    host_re = re.escape(host) if host else "[^/]*"
-    return f"^{host_re}{re.escape(prefix)}".replace('"', r"\"")
+def prefix_regexes(prefixes: set[str], budget: int = REGEX_BUDGET) -> list[str]:
+    """Regular expressions that together find the longest of ``prefixes`` starting a string.
+
+    Each is a trie of prefixes written as nested alternatives, so matching costs the length of
+    the path, not the number of experiments (one regex per experiment, tried in turn, cost
+    ~50 ns each on every page view: half a millisecond with 10,000). A greedy ``?`` tries the
+    longer prefix before the shorter. A trie larger than ``budget`` characters is cut into
+    subtrees (NGINX reads no parameter past 4 KB); the subtrees are disjoint and come
+    before the shorter prefixes above them, so the first regex NGINX finds matching still
+    holds the longest prefix.
+    """
+    branches = [(common, suffixes, re.escape(common) + _trie(suffixes)) for common, suffixes in _branches(prefixes)]
+    if len(whole := _joined([b for _, _, b in branches], "" in prefixes)) <= budget:
+        return [whole]
+    out, packed, size = [], [], 0
+    for common, suffixes, branch in branches:
+        if len(branch) > budget:
+            out += [re.escape(common) + r for r in prefix_regexes(suffixes, budget)]
+            continue
+        if packed and size + len(branch) > budget:
+            out.append(_alternatives(packed))
+            packed, size = [], 0
+        packed.append(branch)
+        size += len(branch) + 1
+    if packed:
+        out.append(_alternatives(packed))
+    if "" in prefixes:  # this node is itself a prefix: the shortest match here, so last
+        out.append("")
+    return out
+
+
+def _branches(prefixes: set[str]) -> list[tuple[str, set[str]]]:
+    """The non-empty prefixes grouped by first character: each group's common start and the rest."""
+    groups: dict[str, list[str]] = {}
+    for p in sorted(p for p in prefixes if p):
+        groups.setdefault(p[0], []).append(p)
+    return [(common := os.path.commonprefix(g), {p[len(common):] for p in g}) for g in groups.values()]
+
+
+def _trie(prefixes: set[str]) -> str:
+    return _joined([re.escape(common) + _trie(suffixes) for common, suffixes in _branches(prefixes)], "" in prefixes)
+
+
+def _joined(branches: list[str], terminal: bool) -> str:
+    """A trie node's regex from its branches'; ``terminal``: the node is itself a prefix, taken
+    when no branch matches (the greedy ``?`` tries the branches first)."""
+    if not terminal:
+        return _alternatives(branches)
+    return f"(?:{'|'.join(branches)})?" if branches else ""
+
+
+def _alternatives(branches: list[str]) -> str:
+    return branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+
+
+def routes(experiments: list[dict], budget: int = REGEX_BUDGET) -> tuple[list[dict], dict[str, str]]:
+    """NGINX's view of the router's rule (router/snapshot.py): the experiment owning a page is
+    the one with the longest path prefix, a host-specific one winning over an any-host one of
+    the same length. Returns the regexes over ``$host$uri`` (in the order NGINX must try them;
+    each captures ``$croupier_path`` and names its route ``<host>|<prefix>``) and, per route,
+    its experiment: an exact-match hash, as cheap with 10,000 experiments as with one."""
+    owners: dict[str, dict[str, str]] = {}  # host ("" any) -> prefix -> experiment
+    for exp in experiments:
+        host, prefix = exp.get("host", ""), exp.get("path_prefix", "/")
+        for value, name in ((host, "host"), (prefix, "path_prefix")):
+            if not _QUOTABLE.fullmatch(value):
+                raise RenderError(f"{name}: no quotes, backslashes, braces or spaces, got {value!r}")
+        owners.setdefault(host, {}).setdefault(prefix, exp["id"])
+    any_host = owners.get("", {})
+    table, regexes = {}, []
+    for host in sorted(h for h in owners if h) + [""]:
+        own = owners[host]
+        # an any-host prefix longer than one of the host's own wins over it: the host's tries
+        # hold those too (the others the any-host regexes, tried after, find)
+        prefixes = {**{p: e for p, e in any_host.items() if any(p.startswith(q) for q in own)}, **own}
+        table.update({f"{host}|{prefix}": exp_id for prefix, exp_id in prefixes.items()})
+        start = re.escape(host) if host else "[^/]*"
+        regexes += [{"pattern": f"^{start}(?<croupier_path>{r})", "route": f"{host}|$croupier_path"}
+                    for r in prefix_regexes(set(prefixes), budget)]
+    return regexes, table
+
+
+def map_hash_sizes(keys: list[int], longest: int) -> tuple[int, int]:
+    """``map_hash_max_size`` and ``map_hash_bucket_size`` for maps of ``keys`` entries at most,
+    the longest key ``longest`` bytes: NGINX's defaults (2048, 64) fail past a few thousand."""
+    max_size = max(2048, 2 * max(keys, default=0))
+    bucket = max(64, -(-2 * (longest + 16) // 64) * 64)
+    return max_size, bucket
 
 
 def render(experiments: list[dict], options: Options) -> str:
@@ -138,20 +226,23 @@ def render(experiments: list[dict], options: Options) -> str:
     if names and not options.resolver:
         raise RenderError(f"upstream {names[0]!r} is a DNS name: set a resolver (--resolver) for the "
                           f"{options.target} target")
-    # longest prefix first, host-specific before any-host: NGINX takes the first regex that matches
-    ordered = sorted(experiments, key=lambda e: (-len(e.get("path_prefix", "/")), e.get("host", "") == ""))
     controls = []
-    for exp in ordered:
+    for exp in experiments:
         control = next(v for v in exp["variants"] if v["id"] == exp["control"])
-        controls.append({"pattern": control_pattern(exp.get("host", ""), exp.get("path_prefix", "/")),
-                         "group": proxy_target(control["upstream"]), "variant": control["id"],
+        controls.append({"group": proxy_target(control["upstream"]), "variant": control["id"],
                          "experiment": exp["id"]})
     if options.default_upstream:
         default_group = proxy_target(options.default_upstream)
     elif controls:
-        default_group = controls[-1]["group"]
+        # the experiment the router would match last: the shortest prefix, any host
+        last = sorted(range(len(experiments)), key=lambda i: (-len(experiments[i].get("path_prefix", "/")),
+                                                              experiments[i].get("host", "") == ""))[-1]
+        default_group = controls[last]["group"]
     else:
         raise RenderError("no experiment and no default upstream: NGINX would have nowhere to send visitors")
+    route_regexes, route_table = routes(experiments)
+    pass_routes = [{"experiment": exp["id"], "variant": v["id"], "group": proxy_target(v["upstream"])}
+                   for exp in experiments for v in exp["variants"]]
     prefix = options.prefix
     env = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined,
                       keep_trailing_newline=True, autoescape=False)
@@ -161,10 +252,13 @@ def render(experiments: list[dict], options: Options) -> str:
         decide_routers=options.decide_routers or options.routers,
         fallback_log=options.fallback_log or (f"{prefix}/fallback.log" if prefix else "/dev/stdout"),
         pass_key_file=pass_key_path(options),
-        pass_routes=[{"experiment": exp["id"], "variant": v["id"], "group": proxy_target(v["upstream"])}
-                     for exp in experiments for v in exp["variants"]],
+        pass_routes=pass_routes,
         upstreams=[{"address": a, "group": proxy_target(a)} for a in addresses],
         controls=controls,
+        route_regexes=route_regexes,
+        route_table=route_table,
+        map_hash=map_hash_sizes([len(pass_routes), len(route_table), len(addresses)], max(map(len, [
+            *route_table, *addresses, *(f"1|{r['experiment']}|{r['variant']}" for r in pass_routes)]))),
         default_group=default_group,
         pid=f"{prefix}/nginx.pid" if prefix else "",
         error_log=f"{prefix}/error.log" if prefix else "/dev/stderr",
