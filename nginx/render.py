@@ -175,7 +175,8 @@ def routes(experiments: list[dict], budget: int = REGEX_BUDGET) -> tuple[list[di
         own = owners[host]
         # an any-host prefix longer than one of the host's own wins over it: the host's tries
         # hold those too (the others the any-host regexes, tried after, find)
-        prefixes = {**{p: e for p, e in any_host.items() if any(p.startswith(q) for q in own)}, **own}
+        lengths = {len(q) for q in own} if host else set()
+        prefixes = {**{p: e for p, e in any_host.items() if any(p[:n] in own for n in lengths)}, **own}
         table.update({f"{host}|{prefix}": exp_id for prefix, exp_id in prefixes.items()})
         start = re.escape(host) if host else "[^/]*"
         regexes += [{"pattern": f"^{start}(?<croupier_path>{r})", "route": f"{host}|$croupier_path"}
