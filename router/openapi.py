@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from router import rules
+from router import listing, rules
 from router.context import FIELDS as CONTEXT_FIELDS
+from router.experiments import EXPERIMENT_STATUSES
 
 
 def _string(rule: rules.Rule, **extra) -> dict:
@@ -70,6 +71,9 @@ EXPERIMENT = {
                                         "its own bandit (e.g. [\"device\"] or [\"country\", \"device\"])",
                          "items": {"type": "string", "enum": list(CONTEXT_FIELDS)}},
         "variants": {"type": "array", "minItems": 1, "maxItems": 32, "items": {"$ref": "#/components/schemas/Variant"}},
+        "updated_at": {"type": "number", "readOnly": True,
+                       "description": "seconds since the epoch of the last change, set by the server (0: not "
+                                      "known, stored before it was kept); refused in requests"},
     },
 }
 # The channels API (router/channels.py): API keys, not the admin token.
@@ -136,8 +140,42 @@ CHANNEL_PATHS = {
             "schema": {"$ref": "#/components/schemas/ConversionAccepted"}}}}, **_CHANNEL_ERRORS}}},
 }
 
-EXPERIMENT_PATCH = {**EXPERIMENT, "required": [],
-                    "properties": {k: v for k, v in EXPERIMENT["properties"].items() if k != "id"}}
+# What requests may send: the server's fields (updated_at) are refused, and an id never changes.
+EXPERIMENT_IN = {**EXPERIMENT, "properties": {k: v for k, v in EXPERIMENT["properties"].items() if k != "updated_at"}}
+EXPERIMENT_PATCH = {**EXPERIMENT_IN, "required": [],
+                    "properties": {k: v for k, v in EXPERIMENT_IN["properties"].items() if k != "id"}}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+LIST_PARAMETERS = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT},
+           f"experiments per page; without limit and cursor the whole list comes in one answer, with a "
+           f"cursor the default is {listing.DEFAULT_LIMIT}"),
+    _query("cursor", {"type": "string", "maxLength": listing.MAX_CURSOR},
+           "next_cursor of the previous page, as it is (opaque; it keeps the page's sort and order, and "
+           "stays valid when experiments are added or removed)"),
+    _query("status", {"type": "string", "enum": list(EXPERIMENT_STATUSES)}, "only experiments in this status"),
+    _query("tenant", _string(rules.ID), "only this tenant's experiments ('default': those without a tenant)"),
+    _query("q", {"type": "string", "maxLength": listing.MAX_QUERY},
+           "experiments whose id, or name (case-insensitively), starts with this"),
+    _query("sort", {"type": "string", "enum": list(listing.SORTS), "default": "id"},
+           "id; trials or rate (conversions of the goal per trial, over the variants) as this router's "
+           "snapshot holds them; updated (updated_at)"),
+    _query("order", {"type": "string", "enum": list(listing.ORDERS)},
+           "default: asc for id, desc for the others"),
+]
+LISTED = {**EXPERIMENT, "properties": {
+    **EXPERIMENT["properties"],
+    "trials": {"type": "integer", "description": "over the variants, from the router's snapshot"},
+    "conversions": {"type": "integer", "description": "of the experiment's goal, over the variants"},
+    "rate": {"type": "number", "description": "conversions / trials (0 without trials)"}}}
+EXPERIMENT_LIST = {"type": "object", "required": ["experiments", "next_cursor", "total"], "properties": {
+    "experiments": {"type": "array", "items": {"$ref": "#/components/schemas/ListedExperiment"}},
+    "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor; null on the last page"},
+    "total": {"type": "integer", "description": "experiments matching the filter and search, on every page"}}}
 
 OPENAPI = {
     "openapi": "3.1.0",
@@ -154,7 +192,10 @@ OPENAPI = {
             "Variant": VARIANT,
             "VariantPatch": VARIANT_PATCH,
             "Experiment": EXPERIMENT,
+            "ExperimentIn": EXPERIMENT_IN,
             "ExperimentPatch": EXPERIMENT_PATCH,
+            "ListedExperiment": LISTED,
+            "ExperimentList": EXPERIMENT_LIST,
             "Promote": {"type": "object", "required": ["variant"], "properties": {"variant": _ID}},
             **CHANNEL_SCHEMAS,
             "Stats": {"type": "object", "properties": {
@@ -185,9 +226,11 @@ OPENAPI = {
     },
     "paths": {
         "/experiments": {
-            "get": {"summary": "List experiments", "responses": {"200": {"description": "experiments"},
-                                                                  **_errors()}},
-            "post": {"summary": "Create an experiment", "requestBody": _json_body("Experiment"),
+            "get": {"summary": "List experiments: a page of them, filtered, searched and sorted",
+                    "parameters": LIST_PARAMETERS,
+                    "responses": {"200": {"description": "a page of experiments", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/ExperimentList"}}}}, **_errors(422)}},
+            "post": {"summary": "Create an experiment", "requestBody": _json_body("ExperimentIn"),
                      "responses": {"201": _EXP_OUT, **_errors(409, 422)}},
         },
         "/experiments/{id}": {

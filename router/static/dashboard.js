@@ -1,4 +1,5 @@
-/* Croupier dashboard: live numbers and charts for one experiment.
+/* Croupier dashboard: the experiments list, a page at a time, and live numbers and charts
+ * for one experiment.
  *
  * Served by the router with the pages; talks only to the router's admin API on
  * the same origin, authorized by the HttpOnly session cookie. Writes carry the
@@ -58,6 +59,13 @@
   function setText(id, text) {
     var node = document.getElementById(id);
     if (node) node.textContent = text;
+  }
+
+  /* The page's live indicator: when the numbers last arrived, or why they stopped. */
+  function setLive(ok, message) {
+    var live = document.getElementById('live');
+    live.dataset.state = ok ? 'live' : 'stale';
+    setText('live-text', ok ? 'Live · updated ' + new Date().toLocaleTimeString('en-GB') : 'Not updating: ' + message);
   }
 
   /* ---- API ---------------------------------------------------------- */
@@ -411,12 +419,6 @@
     legend(document.getElementById('legend-rate'), ids, this.colors);
   };
 
-  Page.prototype.setLive = function (ok, message) {
-    var live = document.getElementById('live');
-    live.dataset.state = ok ? 'live' : 'stale';
-    setText('live-text', ok ? 'Live · updated ' + new Date().toLocaleTimeString('en-GB') : 'Not updating: ' + message);
-  };
-
   Page.prototype.flash = function (message) {
     var node = document.getElementById('flash');
     node.textContent = message || '';
@@ -436,9 +438,9 @@
         self.renderLift(results[0]);
         self.renderSegments(results[0]);
         self.renderCharts(results[1]);
-        self.setLive(true);
+        setLive(true);
       })
-      .catch(function (err) { self.setLive(false, err.message); })
+      .catch(function (err) { setLive(false, err.message); })
       .then(function () {
         self.inFlight = null;
         clearTimeout(self.timer);
@@ -489,7 +491,174 @@
     });
   }
 
+  /* ---- the experiments list ------------------------------------------ */
+
+  /* One page at a time from the admin API (GET /experiments?limit=&cursor=), so the page
+   * stays as light with 10,000 experiments as with ten. The API's cursors only go forward:
+   * the ones already followed are kept to go back. Search, status and order live in the
+   * address, so a reload or a shared link shows the same list (from its first page). */
+  var LIST_POLL_MS = 5000;
+  var SEARCH_DELAY_MS = 250;
+  var FIRST_ORDER = { id: 'asc', trials: 'desc', rate: 'desc', updated: 'desc' };
+
+  function when(seconds) {
+    if (!seconds) return '–';
+    var d = new Date(seconds * 1000), two = function (n) { return String(n).padStart(2, '0'); };
+    return d.getFullYear() + '-' + two(d.getMonth() + 1) + '-' + two(d.getDate()) + ' ' +
+      two(d.getHours()) + ':' + two(d.getMinutes());
+  }
+
+  function ListPage(api, base, size) {
+    var params = new URLSearchParams(window.location.search);
+    var sort = FIRST_ORDER[params.get('sort')] ? params.get('sort') : 'id';
+    var order = params.get('order') === 'asc' || params.get('order') === 'desc' ? params.get('order') : FIRST_ORDER[sort];
+    this.api = api;
+    this.base = base;
+    this.size = size;
+    this.query = { q: params.get('q') || '', status: params.get('status') || '', sort: sort, order: order };
+    this.cursor = '';      // this page's cursor ('' the first page)
+    this.before = [];      // the cursors of the pages before this one
+    this.next = null;      // the API's next_cursor
+    this.seq = 0;          // answers to anything but the latest request are dropped
+  }
+
+  ListPage.prototype.url = function () {
+    var q = this.query, params = new URLSearchParams({ limit: String(this.size), sort: q.sort, order: q.order });
+    if (q.q) params.set('q', q.q);
+    if (q.status) params.set('status', q.status);
+    if (this.cursor) params.set('cursor', this.cursor);
+    return '?' + params.toString();
+  };
+
+  ListPage.prototype.load = function () {
+    var self = this, seq = ++this.seq;
+    clearTimeout(this.timer);
+    return this.api.call('GET', this.url())
+      .then(function (data) {
+        if (seq !== self.seq) return;
+        self.render(data);
+        setLive(true);
+        self.showError('');
+      })
+      .catch(function (err) {
+        if (seq !== self.seq) return;
+        setLive(false, err.message);
+        self.showError('Could not load the experiments: ' + err.message);
+      })
+      .then(function () {
+        if (seq !== self.seq) return;
+        if (!document.hidden) self.timer = setTimeout(function () { self.load(); }, LIST_POLL_MS);
+      });
+  };
+
+  ListPage.prototype.showError = function (message) {
+    var node = document.getElementById('list-error');
+    node.textContent = message;
+    node.hidden = !message;
+  };
+
+  ListPage.prototype.row = function (e) {
+    var link = el('a', { className: 'strong', href: this.base + '/experiments/' + encodeURIComponent(e.id),
+                         text: e.name || e.id });
+    var cells = [
+      el('td', {}, [link, el('div', { className: 'muted small mono', text: e.id })]),
+      el('td', { className: 'mono', text: e.host + e.path_prefix }),
+      el('td', { 'data-field': 'status' }, [el('span', { className: 'badge status-' + e.status, text: e.status })]),
+      el('td', { className: 'mono', text: e.policy }),
+      el('td', { className: 'num', 'data-field': 'variants', text: String(e.variants.length) }),
+      el('td', { className: 'num', 'data-field': 'trials', text: NUMBER.format(e.trials) }),
+      el('td', { className: 'num', 'data-field': 'conversions', text: NUMBER.format(e.conversions) }),
+      el('td', { className: 'num', 'data-field': 'rate', text: e.trials ? pct(e.rate) : '–' }),
+      el('td', { className: 'num', 'data-field': 'updated', text: when(e.updated_at),
+                 title: e.updated_at ? new Date(e.updated_at * 1000).toISOString() : 'not known' })
+    ];
+    return el('tr', { 'data-experiment': e.id }, cells);
+  };
+
+  ListPage.prototype.render = function (data) {
+    var self = this, rows = data.experiments, q = this.query;
+    document.querySelector('#experiments tbody').replaceChildren.apply(
+      document.querySelector('#experiments tbody'), rows.map(function (e) { return self.row(e); }));
+    this.next = data.next_cursor;
+    var first = this.before.length * this.size + 1;
+    setText('list-range', rows.length ? NUMBER.format(first) + '–' + NUMBER.format(first + rows.length - 1) +
+            ' of ' + NUMBER.format(data.total) : '');
+    document.getElementById('list-empty').hidden = data.total > 0 || Boolean(q.q || q.status);
+    document.getElementById('list-none').hidden = rows.length > 0 || !(q.q || q.status);
+    document.getElementById('page-prev').disabled = !this.before.length;
+    document.getElementById('page-next').disabled = !this.next;
+    document.querySelectorAll('#experiments th[data-sort]').forEach(function (th) {
+      th.setAttribute('aria-sort', th.dataset.sort !== q.sort ? 'none' : q.order === 'asc' ? 'ascending' : 'descending');
+    });
+  };
+
+  /* A new search, filter or order: back to the first page. */
+  ListPage.prototype.change = function (changes) {
+    Object.assign(this.query, changes);
+    this.cursor = '';
+    this.before = [];
+    var q = this.query, params = new URLSearchParams();
+    if (q.q) params.set('q', q.q);
+    if (q.status) params.set('status', q.status);
+    if (q.sort !== 'id' || q.order !== 'asc') { params.set('sort', q.sort); params.set('order', q.order); }
+    window.history.replaceState(null, '', window.location.pathname + (params.toString() ? '?' + params : ''));
+    return this.load();
+  };
+
+  ListPage.prototype.page = function (forward) {
+    if (forward && this.next) {
+      this.before.push(this.cursor);
+      this.cursor = this.next;
+    } else if (!forward && this.before.length) {
+      this.cursor = this.before.pop();
+    } else {
+      return Promise.resolve();
+    }
+    return this.load();
+  };
+
+  ListPage.prototype.sortBy = function (key) {
+    var q = this.query;
+    return this.change(key === q.sort ? { order: q.order === 'asc' ? 'desc' : 'asc' }
+                                      : { sort: key, order: FIRST_ORDER[key] });
+  };
+
+  ListPage.prototype.bind = function () {
+    var self = this, search = document.getElementById('search'), status = document.getElementById('status-filter');
+    var typing = null;
+    search.value = this.query.q;
+    status.value = this.query.status;
+    search.addEventListener('input', function () {
+      clearTimeout(typing);
+      typing = setTimeout(function () { self.change({ q: search.value.trim() }); }, SEARCH_DELAY_MS);
+    });
+    document.getElementById('list-filter').addEventListener('submit', function (event) {
+      event.preventDefault();
+      clearTimeout(typing);
+      self.change({ q: search.value.trim() });
+    });
+    status.addEventListener('change', function () { self.change({ status: status.value }); });
+    document.querySelectorAll('#experiments th[data-sort] button').forEach(function (button) {
+      button.addEventListener('click', function () { self.sortBy(button.parentNode.dataset.sort); });
+    });
+    document.getElementById('page-prev').addEventListener('click', function () { self.page(false); });
+    document.getElementById('page-next').addEventListener('click', function () { self.page(true); });
+  };
+
+  function startList() {
+    var page = new ListPage(new Api(meta('croupier-api'), '', '', meta('croupier-login')), meta('croupier-base'),
+                            Number(meta('croupier-page-size')) || 50);
+    window.croupierList = page;  // for debugging from the console
+    page.bind();
+    page.load();
+    document.addEventListener('visibilitychange', function () {
+      if (document.hidden) clearTimeout(page.timer);
+      else page.load();
+    });
+  }
+
   function start() {
+    if (document.body.dataset.page === 'experiments') return startList();
     if (document.body.dataset.page !== 'experiment') return;
     var page = new Page(new Api(meta('croupier-api'), meta('croupier-csrf'), meta('croupier-csrf-header'),
                                 meta('croupier-login')));

@@ -78,7 +78,8 @@ def test_signing_in_sets_a_strict_httponly_cookie_without_the_token(client):
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert TOKEN not in cookie
     page = client.get("/dashboard/")
-    assert page.status_code == 200 and 'data-experiment="spring"' in page.text
+    assert page.status_code == 200 and 'id="experiments"' in page.text
+    assert [e["id"] for e in client.get("/api/v1/experiments?limit=50").json()["experiments"]] == ["spring"]
     assert "default-src 'none'" in page.headers["content-security-policy"]
 
 
