@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test bench-policies bench-load bench-scale bench-context clean
+.PHONY: demo stack test bench-policies bench-load bench-scale bench-context bench-experiments clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -30,6 +30,9 @@ bench-scale: $(STAMP)
 
 bench-context: $(STAMP)
 	$(PY) -m bench.context
+
+bench-experiments: $(STAMP)
+	$(PY) -m bench.experiments --json bench/out/experiments.json
 
 clean:
 	rm -rf $(VENV) run .pytest_cache
