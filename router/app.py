@@ -1,7 +1,7 @@
 """The router application: wires settings, store, snapshot, recorder and the endpoints.
 
 Lifecycle: on start-up the first snapshot is loaded (if Redis answers) and the
-refresh and flush tasks start; on shutdown queued assignments are written
+refresh, flush and loop-lag tasks start; on shutdown queued assignments are written
 before the Redis connection closes, so a graceful stop loses nothing.
 """
 
@@ -23,11 +23,12 @@ from router.channels import ChannelsAPI
 from router.dashboard import Dashboard
 from router.decide import DECIDE_PATH, Decider
 from router.decide_listener import DecideListener
+from router.loop_lag import LoopLagProbe
 from router.metrics import Metrics
 from router.recorder import AssignmentRecorder
+from router.refresh import SnapshotKeeper
 from router.server import configure_logging
 from router.settings import Settings
-from router.snapshot import SnapshotKeeper
 from router.store import Store, StoreUnavailable
 
 log = logging.getLogger("croupier")
@@ -37,7 +38,8 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     store = store or Store(settings)
     metrics = Metrics()
     snapshots = SnapshotKeeper(store, settings.refresh_interval, np.random.default_rng(), settings.bucket_seconds,
-                               settings.max_segments)
+                               settings.max_segments, metrics=metrics)
+    loop_lag = LoopLagProbe(metrics.event_loop_lag.observe)
     recorder = AssignmentRecorder(store, metrics, settings.flush_interval, settings.max_pending)
     core = Assigner(settings, snapshots, recorder, metrics)
     decider = Decider(settings, core)
@@ -69,6 +71,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             log.warning("Redis is not reachable at start-up (%s); deciding control until it is", exc)
         snapshots.start()
         recorder.start()
+        loop_lag.start()
         if listener is not None:
             await listener.start()
         try:
@@ -76,6 +79,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
         finally:
             if listener is not None:  # first: the assignments it queued are written below
                 await listener.stop()
+            await loop_lag.stop()
             await snapshots.stop()
             await recorder.stop()
             await store.close()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # decisions take tens of microseconds; the buckets must resolve that range
 DECISION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+# a refresh takes milliseconds with a few experiments and should stay well under its interval
+# (0.5 s by default) with thousands
+REFRESH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# NGINX gives a decision 250 ms: a loop late by tens of milliseconds already shows in its p99
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
@@ -29,6 +34,25 @@ class Metrics:
         self.assignment_write_failures = Counter(
             "croupier_assignment_write_failures", "Failed writes of a batch of queued assignments (retried), "
             "by error type.", ["error"], registry=self.registry)
+        # the snapshot decisions are made from (router/refresh.py) and the loop they are made on
+        self.snapshot_age = Gauge(
+            "croupier_snapshot_age_seconds", "Seconds since the data of the snapshot decisions use was read "
+            "from Redis (+Inf before the first snapshot).", registry=self.registry)
+        self.snapshot_refresh_seconds = Histogram(
+            "croupier_snapshot_refresh_seconds", "Time to refresh the snapshot: Redis reads and computation.",
+            buckets=REFRESH_BUCKETS, registry=self.registry)
+        self.snapshot_recomputed = Gauge(
+            "croupier_snapshot_recomputed_experiments", "Running experiments whose allocations the last refresh "
+            "computed (the others kept theirs: nothing they depend on changed).", registry=self.registry)
+        self.snapshot_refresh_failures = Counter(
+            "croupier_snapshot_refresh_failures", "Failed snapshot refreshes (the last snapshot stays in use), "
+            "by error type.", ["error"], registry=self.registry)
+        self.experiments = Gauge(
+            "croupier_experiments", "Experiments in the snapshot, by status.", ["status"], registry=self.registry)
+        self.event_loop_lag = Histogram(
+            "croupier_event_loop_lag_seconds", "How late the event loop that answers decisions woke a task "
+            "that slept for a fixed interval: the wait a decision arriving then would have had.",
+            buckets=LAG_BUCKETS, registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,36 +1,35 @@
-"""The in-memory snapshot the decide path reads, so a decision never waits on Redis.
+"""The in-memory snapshot the decide path reads, so a decision never waits on Redis,
+and the pure computation of its allocations.
 
-A background task rebuilds it every ``refresh_interval``: the registry when its
-version changed, the counters every time, and each running experiment's
-allocation (the policy's probabilities, computed once here and then sampled
-per visitor). The snapshot object is immutable and swapped whole.
+The snapshot object is immutable and swapped whole by the keeper
+(``router/refresh.py``), which rebuilds it every ``refresh_interval`` at the cost
+of what changed. Each running experiment's allocation (the policy's
+probabilities, computed here once and then sampled per visitor) is computed for
+many experiments at once: experiments that share a policy, a number of arms and
+the experiment-level controls form one group, and a group is one batched policy
+call over arrays ``(E, K)``.
 
 An experiment with ``model_weight`` > 0 and a trained conversion model gets the
 model's predictions folded into its arms' priors before allocation
-(``router.hybrid``); the model is read again only when its stored version changed.
+(``router.hybrid``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import logging
 import time
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from router.allocation import allocate_with_holdout, apply_floor
-from router.history import Buckets, bucket_arrays
 from router.experiments import Experiment, Variant
-from router.hybrid import StoredModel, blend_overall, blend_segments, decode
-from router.model import ModelError
-from router.policies import ArmStats, make_policy
+from router.history import Buckets, bucket_arrays
+from router.hybrid import StoredModel, blend_overall, blend_segments
+from router.policies import ArmStats, Policy, make_policy
 from router.policies.contextual import LinearThompson, pool_shares
 from router.segments import busiest_segments, shrunk_stats
-from router.store import Store, StoreUnavailable
-
-log = logging.getLogger("croupier.snapshot")
 
 
 @dataclass(frozen=True)
@@ -110,20 +109,21 @@ class Snapshot:
     arms: dict[str, Arms] = field(default_factory=dict)
     counters: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     registry_version: int = -1
-    loaded_at: float = 0.0
+    loaded_at: float = 0.0  # when the data it was computed from was read from Redis
     # (host, prefix) pairs, longest prefix first, host-specific before any-host
     _routes: tuple[tuple[str, str, Experiment], ...] = ()
     segments: dict[str, SegmentArms] = field(default_factory=dict)
     contextual: dict[str, ContextualArms] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, experiments: list[Experiment], arms: dict[str, Arms],
+    def build(cls, experiments: Iterable[Experiment], arms: dict[str, Arms],
               counters: dict[str, dict[str, dict[str, float]]], version: int, *,
               segments: dict[str, SegmentArms] | None = None,
-              contextual: dict[str, ContextualArms] | None = None) -> Snapshot:
-        routes = sorted(((e.host, e.path_prefix, e) for e in experiments),
-                        key=lambda r: (-len(r[1]), r[0] == ""))
-        return cls({e.id: e for e in experiments}, arms, counters, version, time.time(), tuple(routes),
+              contextual: dict[str, ContextualArms] | None = None,
+              loaded_at: float | None = None) -> Snapshot:
+        experiments = list(experiments)
+        return cls({e.id: e for e in experiments}, arms, counters, version,
+                   time.time() if loaded_at is None else loaded_at, routes_of(experiments),
                    segments or {}, contextual or {})
 
     def match(self, host: str, path: str) -> Experiment | None:
@@ -132,6 +132,43 @@ class Snapshot:
             if (not exp_host or exp_host == host) and path.startswith(prefix):
                 return experiment
         return None
+
+
+def routes_of(experiments: Iterable[Experiment]) -> tuple[tuple[str, str, Experiment], ...]:
+    return tuple(sorted(((e.host, e.path_prefix, e) for e in experiments),
+                        key=lambda r: (-len(r[1]), r[0] == "")))
+
+
+# -- the allocations ---------------------------------------------------------
+
+# Experiments per batched policy call, times their arms: bounds the memory of a Monte
+# Carlo policy's draws (draws x cells floats) and hands the GIL back between chunks.
+CHUNK_CELLS = 512
+
+
+@dataclass(frozen=True)
+class Job:
+    """One experiment whose allocations a refresh computes, with everything they read."""
+
+    experiment: Experiment
+    counters: dict[str, dict[str, float]]
+    policy: Policy | None = None  # built from the experiment when not given
+    buckets: Buckets | None = None  # a non-stationary policy's time buckets
+    segment_counters: dict[str, dict[str, dict[str, float]]] | None = None  # a segmented experiment's
+    linear: dict[str, dict] | None = None  # a contextual policy's sufficient statistics
+    model: StoredModel | None = None
+
+    def the_policy(self) -> Policy:
+        return self.policy or make_policy(self.experiment.policy, self.experiment.policy_params)
+
+
+@dataclass(frozen=True)
+class Computed:
+    """An experiment's allocations: the experiment-wide split, and per segment or per visitor."""
+
+    arms: Arms | None = None
+    segments: SegmentArms | None = None
+    contextual: ContextualArms | None = None
 
 
 def arm_stats(experiment: Experiment, variants: tuple[Variant, ...],
@@ -152,35 +189,118 @@ def arm_stats(experiment: Experiment, variants: tuple[Variant, ...],
 def history_arm_stats(experiment: Experiment, variants: tuple[Variant, ...], policy,
                       buckets: Buckets, bucket_seconds: int, now: float) -> ArmStats:
     """A non-stationary policy's evidence: the recent time buckets, weighed by the policy."""
-    since = int(now - policy.history_seconds) // bucket_seconds * bucket_seconds
+    since = history_since(policy, bucket_seconds, now)
     _, arrays = bucket_arrays(buckets, [v.id for v in variants], ["trials", f"conv:{experiment.goal}"], since)
     return policy.history_stats(arrays["trials"], arrays[f"conv:{experiment.goal}"], bucket_seconds=bucket_seconds,
                                 prior_alpha=np.array([v.prior_alpha for v in variants]),
                                 prior_beta=np.array([v.prior_beta for v in variants]))
 
 
-def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], rng: np.random.Generator,
-                 *, buckets: Buckets | None = None, bucket_seconds: int = 60, now: float = 0.0,
-                 model: StoredModel | None = None) -> Arms | None:
+def history_since(policy: Policy, bucket_seconds: int, now: float) -> int:
+    """The first time bucket a non-stationary policy reads: its evidence changes when this moves,
+    even without a new count."""
+    return int(now - policy.history_seconds) // bucket_seconds * bucket_seconds
+
+
+@dataclass
+class Evidence:
+    """One experiment's evidence for its experiment-wide split, ready for a batched policy call."""
+
+    experiment: Experiment
+    variants: tuple[Variant, ...]
+    stats: ArmStats
+    lifetime_trials: np.ndarray
+
+
+def evidence(job: Job, policy: Policy, bucket_seconds: int, now: float) -> Evidence | None:
+    experiment = job.experiment
     variants = experiment.active_variants
     if not variants:
         return None
-    policy = make_policy(experiment.policy, experiment.policy_params)
-    lifetime = arm_stats(experiment, variants, counters)
+    lifetime = arm_stats(experiment, variants, job.counters)
     stats = lifetime
     if policy.needs_history:
-        stats = history_arm_stats(experiment, variants, policy, buckets or {}, bucket_seconds, now or time.time())
-    if model is not None and experiment.model_weight > 0:
-        stats = blend_overall(stats, [v.id for v in variants], model, experiment.model_weight)
-    probs, holdout = allocate_with_holdout(policy, stats, rng, min_share=experiment.min_share,
-                                           burn_in=experiment.burn_in, holdout=experiment.holdout,
-                                           burn_in_trials=lifetime.trials)
-    return Arms.build(variants, probs, holdout)
+        stats = history_arm_stats(experiment, variants, policy, job.buckets or {}, bucket_seconds,
+                                  now or time.time())
+    if job.model is not None and experiment.model_weight > 0:
+        stats = blend_overall(stats, [v.id for v in variants], job.model, experiment.model_weight)
+    return Evidence(experiment, variants, stats, lifetime.trials)
+
+
+def _group_key(policy: Policy, pending: Evidence) -> Hashable:
+    """Experiments whose splits one policy call can compute together: the same policy and
+    hyperparameters, number of arms and experiment-level controls (the holdout is applied
+    per experiment, after the call)."""
+    e = pending.experiment
+    try:
+        hash(policy)
+        same_policy: Hashable = policy
+    except TypeError:  # a policy with an unhashable field: compared by its repr
+        same_policy = repr(policy)
+    shapes = (pending.stats.value_sum is None, pending.stats.value_sq_sum is None)
+    return same_policy, len(pending.variants), e.min_share, e.burn_in, shapes
+
+
+def _stacked(stats: list[ArmStats]) -> ArmStats:
+    def stack(name: str) -> np.ndarray | None:
+        values = [getattr(s, name) for s in stats]
+        return None if values[0] is None else np.stack(values)
+    return ArmStats(trials=stack("trials"), successes=stack("successes"), prior_alpha=stack("prior_alpha"),
+                    prior_beta=stack("prior_beta"), value_sum=stack("value_sum"), value_sq_sum=stack("value_sq_sum"))
+
+
+def allocate_many(items: list[tuple[Policy, Evidence]], rng: np.random.Generator) -> dict[str, Arms]:
+    """The experiment-wide split of each experiment, one policy call per group (and chunk)."""
+    groups: dict[Hashable, list[tuple[Policy, Evidence]]] = {}
+    for policy, pending in items:
+        groups.setdefault(_group_key(policy, pending), []).append((policy, pending))
+    out: dict[str, Arms] = {}
+    for members in groups.values():
+        policy, first = members[0]
+        chunk = max(1, CHUNK_CELLS // len(first.variants))
+        for start in range(0, len(members), chunk):
+            part = [p for _, p in members[start:start + chunk]]
+            probs, _ = allocate_with_holdout(
+                policy, _stacked([p.stats for p in part]), rng, min_share=first.experiment.min_share,
+                burn_in=first.experiment.burn_in, burn_in_trials=np.stack([p.lifetime_trials for p in part]))
+            for p, row in zip(part, probs):
+                out[p.experiment.id] = Arms.build(p.variants, row, p.experiment.holdout)
+    return out
+
+
+def compute_many(jobs: Iterable[Job], rng: np.random.Generator, *, bucket_seconds: int = 60, now: float = 0.0,
+                 max_segments: int = 50) -> dict[str, Computed]:
+    """Every allocation of each job's experiment; the experiment-wide splits batched (``allocate_many``)."""
+    items: list[tuple[Policy, Evidence]] = []
+    partial: dict[str, Computed] = {}
+    for job in jobs:
+        policy = job.the_policy()
+        e = job.experiment
+        pending = evidence(job, policy, bucket_seconds, now)
+        if pending is not None:
+            items.append((policy, pending))
+        segments = compute_segment_arms(e, job.counters, job.segment_counters or {}, rng, max_segments, job.model,
+                                        policy=policy) if e.segment_keys else None
+        contextual = compute_contextual(e, job.counters, job.linear or {}, rng, policy=policy) \
+            if policy.needs_context else None
+        partial[e.id] = Computed(None, segments, contextual)
+    arms = allocate_many(items, rng)
+    return {exp_id: Computed(arms.get(exp_id), c.segments, c.contextual) for exp_id, c in partial.items()}
+
+
+def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], rng: np.random.Generator,
+                 *, buckets: Buckets | None = None, bucket_seconds: int = 60, now: float = 0.0,
+                 model: StoredModel | None = None, policy: Policy | None = None) -> Arms | None:
+    """One experiment's experiment-wide split (``allocate_many`` with one member)."""
+    policy = policy or make_policy(experiment.policy, experiment.policy_params)
+    pending = evidence(Job(experiment, counters, policy, buckets, model=model), policy, bucket_seconds, now)
+    return None if pending is None else allocate_many([(policy, pending)], rng)[experiment.id]
 
 
 def compute_segment_arms(experiment: Experiment, counters: dict[str, dict[str, float]],
                          segment_counters: dict[str, dict[str, dict[str, float]]], rng: np.random.Generator,
-                         cap: int, model: StoredModel | None = None) -> SegmentArms | None:
+                         cap: int, model: StoredModel | None = None, *,
+                         policy: Policy | None = None) -> SegmentArms | None:
     """One bandit per segment seen (the ``cap`` busiest), each on its own counts with the
     experiment-level prior (``router.segments.shrunk_stats``), all in one batched policy call."""
     variants = experiment.active_variants
@@ -197,7 +317,7 @@ def compute_segment_arms(experiment: Experiment, counters: dict[str, dict[str, f
                          [v.prior_alpha for v in variants], [v.prior_beta for v in variants])
     if model is not None and experiment.model_weight > 0:
         stats = blend_segments(stats, chosen, [v.id for v in variants], model, experiment.model_weight)
-    policy = make_policy(experiment.policy, experiment.policy_params)
+    policy = policy or make_policy(experiment.policy, experiment.policy_params)
     probs, holdout = allocate_with_holdout(policy, stats, rng, min_share=experiment.min_share,
                                            burn_in=experiment.burn_in, holdout=experiment.holdout,
                                            burn_in_trials=np.broadcast_to(overall.trials, trials.shape))
@@ -220,10 +340,10 @@ def linear_arrays(variants: tuple[Variant, ...], state: dict[str, dict], dimensi
 
 
 def compute_contextual(experiment: Experiment, counters: dict[str, dict[str, float]], state: dict[str, dict],
-                       rng: np.random.Generator) -> ContextualArms | None:
+                       rng: np.random.Generator, *, policy: Policy | None = None) -> ContextualArms | None:
     """The posterior pool of a contextual policy, or none (uniform) during the burn-in."""
     variants = experiment.active_variants
-    policy = make_policy(experiment.policy, experiment.policy_params)
+    policy = policy or make_policy(experiment.policy, experiment.policy_params)
     if not variants or not isinstance(policy, LinearThompson):
         return None
     trials = arm_stats(experiment, variants, counters).trials
@@ -234,103 +354,10 @@ def compute_contextual(experiment: Experiment, counters: dict[str, dict[str, flo
     return ContextualArms(variants, policy, pool, experiment.min_share, experiment.holdout)
 
 
-class SnapshotKeeper:
-    """Owns the current snapshot and the task that refreshes it."""
-
-    def __init__(self, store: Store, refresh_interval: float, rng: np.random.Generator,
-                 bucket_seconds: int = 60, max_segments: int = 50) -> None:
-        self.store = store
-        self.max_segments = max_segments
-        self.refresh_interval = refresh_interval
-        self.bucket_seconds = bucket_seconds
-        self.rng = rng
-        self.current = Snapshot()
-        self.last_error: str | None = None
-        self._task: asyncio.Task | None = None
-        self.models: dict[str, StoredModel] = {}  # experiment → the conversion model in use
-        self._unreadable: dict[str, int] = {}  # experiment → a model version that could not be read
-
-    async def refresh(self) -> Snapshot:
-        previous = self.current
-        version = await self.store.registry_version()
-        if version != previous.registry_version:
-            experiments = await self.store.list_experiments()
-        else:
-            experiments = list(previous.experiments.values())
-        counters = await self.store.counters(e.id for e in experiments)
-        arms = {}
-        now = time.time()
-        running = [e for e in experiments if e.status == "running"]
-        segmented = await self.store.segment_counters(e.id for e in running if e.segment_keys)
-        models = await self.load_models(running)
-        segments, contextual = {}, {}
-        for e in running:
-            if e.segment_keys:
-                computed_segments = compute_segment_arms(e, counters.get(e.id, {}), segmented.get(e.id, {}),
-                                                         self.rng, self.max_segments, models.get(e.id))
-                if computed_segments:
-                    segments[e.id] = computed_segments
-            if make_policy(e.policy, e.policy_params).needs_context:
-                computed_contextual = compute_contextual(e, counters.get(e.id, {}),
-                                                         await self.store.linear_state(e.id), self.rng)
-                if computed_contextual:
-                    contextual[e.id] = computed_contextual
-        for e in experiments:
-            if e.status != "running":
-                continue
-            # only non-stationary policies read the time buckets (a larger read)
-            buckets = await self.store.buckets(e.id) if make_policy(e.policy, e.policy_params).needs_history \
-                else None
-            computed = compute_arms(e, counters.get(e.id, {}), self.rng, buckets=buckets,
-                                    bucket_seconds=self.bucket_seconds, now=now, model=models.get(e.id))
-            if computed:
-                arms[e.id] = computed
-        self.current = Snapshot.build(experiments, arms, counters, version, segments=segments,
-                                      contextual=contextual)
-        self.last_error = None
-        return self.current
-
-    async def load_models(self, running: list[Experiment]) -> dict[str, StoredModel]:
-        """The conversion models of the experiments that blend one in: a pipelined version check
-        per refresh, and a read of the model itself only when its version changed."""
-        versions = await self.store.model_versions(e.id for e in running if e.model_weight > 0)
-        models = {}
-        for exp_id, version in versions.items():
-            held = self.models.get(exp_id)
-            if held is not None and held.version == version:
-                models[exp_id] = held
-            elif version and self._unreadable.get(exp_id) != version:
-                found = await self.store.load_model(exp_id)
-                if found is None:
-                    continue
-                try:
-                    models[exp_id] = decode(found[1], found[0])
-                except ModelError as exc:  # the bandit alone until a readable model is trained
-                    log.warning("experiment %s: stored model version %s is unreadable: %s", exp_id, found[0], exc)
-                    self._unreadable[exp_id] = found[0]
-        self.models = models
-        return models
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except StoreUnavailable as exc:
-                # keep deciding from the last good snapshot; Redis may come back
-                if self.last_error is None:
-                    log.warning("snapshot refresh failed, serving the last snapshot: %s", exc)
-                self.last_error = str(exc)
-            except Exception:  # a bad record must not stop refreshing for everyone else
-                log.exception("snapshot refresh failed")
-            await asyncio.sleep(self.refresh_interval)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="croupier-snapshot")
-
-    async def stop(self) -> None:
-        # Cancel until the task is done: redis-py can absorb a cancellation that lands inside a
-        # command (it catches it to drop the connection), and the loop would then refresh on
-        # while stop waited for it forever.
-        while self._task and not self._task.done():
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=0.1)
+def __getattr__(name: str):
+    # The keeper lives in router/refresh.py (it imports this module); ``from router.snapshot
+    # import SnapshotKeeper`` keeps working for its callers.
+    if name == "SnapshotKeeper":
+        from router.refresh import SnapshotKeeper
+        return SnapshotKeeper
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

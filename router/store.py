@@ -14,12 +14,18 @@ split by node (redis-py's cluster pipeline, never a transaction).
 Keys:
 - ``croupier:experiments``           set of experiment ids (the registry index)
 - ``croupier:registry-version``      counter bumped on every registry change
+- ``{croupier:registry-version}:changes``  sorted set experiment id → the version of its latest change
+                                     (the change log, ``lua/registry_changed.lua``; its hash tag is the
+                                     version key's name, so both share a slot on Redis Cluster)
 - ``croupier:{exp}:experiment``      the experiment as JSON (variants included)
 - ``croupier:{exp}:stats``           hash ``<variant>:<counter>`` → total
 - ``croupier:{exp}:buckets``         hash ``<bucket>:<variant>:<counter>`` → total per time bucket
 - ``croupier:{exp}:events``          capped stream of assignments and beacon events
 - ``croupier:{exp}:writers``         hash router id → last assignment write applied (writes apply once)
 - ``croupier:{exp}:segstats``        hash ``<segment>|<variant>:<counter>`` → total per segment
+- ``croupier:{exp}:revision``        counter both recording scripts bump with every change of the
+                                     counters (stats, buckets, segstats, linear): a reader reads the
+                                     hashes again only when it moved
 - ``croupier:{exp}:linear``          hash ``<variant>|<i>|<j>`` → sum of ``x_i x_j`` over assignments and
                                      ``<variant>|b|<i>`` → conversions with feature ``i`` (contextual policies)
 - ``croupier:{exp}:model``           hash: ``doc`` the trained conversion model (JSON, ``router.hybrid``),
@@ -43,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from router.experiments import Experiment, parse_experiment
@@ -53,6 +60,12 @@ from router.settings import Settings
 
 REGISTRY = "croupier:experiments"
 REGISTRY_VERSION = "croupier:registry-version"
+REGISTRY_CHANGES = "{croupier:registry-version}:changes"
+CHANGE_LOG_KEEP = 10_000  # a router further behind than this many experiments' changes reloads all
+# Commands per pipeline when reading many experiments: one round trip per batch, and the
+# replies of one batch are parsed before the next is sent, so the event loop that answers
+# decisions is never held for a whole registry's worth of replies.
+BATCH = 250
 MODEL_MAX_BYTES = 2_000_000  # a stored model is read by every router when it changes: keep it small
 _LUA = Path(__file__).with_name("lua")
 
@@ -67,7 +80,20 @@ def _k(experiment_id: str, suffix: str) -> str:
 
 def _counter_keys(experiment_id: str) -> dict[str, str]:
     """The keys both recording scripts update, by the names their headers give them."""
-    return {name: _k(experiment_id, name) for name in ("stats", "buckets", "events", "segstats", "linear")}
+    return {name: _k(experiment_id, name) for name in ("stats", "buckets", "events", "segstats", "linear", "revision")}
+
+
+@dataclass(frozen=True)
+class RegistryChanges:
+    """What changed in the registry since a version: ``changed`` the ids created, updated or
+    removed since then, or None when the log cannot tell (reload the whole registry)."""
+
+    version: int
+    changed: frozenset[str] | None
+
+
+def _batches(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    return (ids[i:i + BATCH] for i in range(0, len(ids), BATCH))
 
 
 class ExperimentExists(Exception):
@@ -241,6 +267,7 @@ class Store:
         self._record_event = LuaScript(self.redis, _LUA / "record_event.lua")
         self._record_assignments = LuaScript(self.redis, _LUA / "record_assignments.lua")
         self._update_experiment = LuaScript(self.redis, _LUA / "update_experiment.lua")
+        self._registry_changed_script = LuaScript(self.redis, _LUA / "registry_changed.lua")
         self._claim_customer = LuaScript(self.redis, _LUA / "claim_customer.lua")
         self._ledger: AssignmentLedger[AssignmentRecord] = AssignmentLedger()
 
@@ -263,15 +290,45 @@ class Store:
         return int(await self.redis.get(REGISTRY_VERSION) or 0)
 
     @translated
-    async def list_experiments(self) -> list[Experiment]:
-        ids = sorted(await self.redis.smembers(REGISTRY))
-        if not ids:
-            return []
+    async def registry_changes(self, since: int) -> RegistryChanges:
+        """The experiments whose registry entry changed after version ``since`` (-1: none known yet).
+
+        Every change bumps the version and logs the experiment in one script, so the log
+        read after the version covers it; a log that cannot cover ``since`` (trimmed past
+        it, a version bumped without it, or a version that went back: a Redis that lost its
+        data) answers ``changed=None``."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for exp_id in ids:
-                pipe.get(_k(exp_id, "experiment"))
-            docs = await pipe.execute()
-        return [parse_experiment(json.loads(doc)) for doc in docs if doc]
+            pipe.get(REGISTRY_VERSION)
+            pipe.zrangebyscore(REGISTRY_CHANGES, f"({since}", "+inf", withscores=True)
+            raw_version, entries = await pipe.execute()
+        version = int(raw_version or 0)
+        logged = {member: int(score) for member, score in entries}
+        latest = max(logged.values(), default=since)
+        if since < 0 or version < since or "" in logged or latest < version:
+            return RegistryChanges(max(version, latest), None)
+        return RegistryChanges(latest, frozenset(logged))
+
+    @translated
+    async def experiment_ids(self) -> list[str]:
+        return sorted(await self.redis.smembers(REGISTRY))
+
+    @translated
+    async def experiment_docs(self, experiment_ids: Iterable[str]) -> dict[str, str | None]:
+        """Each experiment's registry entry as stored (JSON), None when it was removed; in
+        pipelined batches. The raw text lets a reader skip parsing what it already holds."""
+        ids = list(experiment_ids)
+        docs: dict[str, str | None] = {}
+        for batch in _batches(ids):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for exp_id in batch:
+                    pipe.get(_k(exp_id, "experiment"))
+                docs.update(zip(batch, await pipe.execute()))
+        return docs
+
+    @translated
+    async def list_experiments(self) -> list[Experiment]:
+        docs = await self.experiment_docs(await self.experiment_ids())
+        return [parse_experiment(json.loads(doc)) for doc in docs.values() if doc]
 
     @translated
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
@@ -279,8 +336,9 @@ class Store:
         return parse_experiment(json.loads(doc)) if doc else None
 
     @translated
-    async def _registry_changed(self) -> None:
-        await self.redis.incr(REGISTRY_VERSION)
+    async def _registry_changed(self, experiment_id: str) -> None:
+        await self._registry_changed_script(keys={"version": REGISTRY_VERSION, "changes": REGISTRY_CHANGES},
+                                            args={"experiment": experiment_id, "keep": CHANGE_LOG_KEEP})
 
     @translated
     async def create_experiment(self, experiment: Experiment) -> None:
@@ -288,7 +346,7 @@ class Store:
         if not created:
             raise ExperimentExists(experiment.id)
         await self.redis.sadd(REGISTRY, experiment.id)
-        await self._registry_changed()
+        await self._registry_changed(experiment.id)
 
     @translated
     async def update_experiment(self, experiment_id: str,
@@ -307,7 +365,7 @@ class Store:
                 raise ExperimentNotFound(experiment_id)
             if replaced == 1:
                 break
-        await self._registry_changed()
+        await self._registry_changed(experiment_id)
         return updated
 
     @translated
@@ -317,20 +375,56 @@ class Store:
         await self.redis.srem(REGISTRY, experiment_id)
         if not removed:
             raise ExperimentNotFound(experiment_id)
-        await self._registry_changed()
+        await self._registry_changed(experiment_id)
 
     # -- statistics -------------------------------------------------------
 
     async def _hashes(self, experiment_ids: Iterable[str], suffix: str) -> dict[str, dict[str, str]]:
-        """One hash of each experiment, for many experiments in one round trip."""
+        """One hash of each experiment, for many experiments: one round trip per ``BATCH``."""
         ids = list(experiment_ids)
-        if not ids:
-            return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for exp_id in ids:
-                pipe.hgetall(_k(exp_id, suffix))
-            raw = await pipe.execute()
-        return dict(zip(ids, raw))
+        found: dict[str, dict[str, str]] = {}
+        for batch in _batches(ids):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for exp_id in batch:
+                    pipe.hgetall(_k(exp_id, suffix))
+                found.update(zip(batch, await pipe.execute()))
+        return found
+
+    @translated
+    async def revisions(self, experiment_ids: Iterable[str]) -> dict[str, int]:
+        """Each experiment's counters revision (0: never written since revisions exist): the cheap
+        check that tells a router whose counters to read again. One MGET per batch; on Redis
+        Cluster the keys of a batch are spread over slots, so one GET each, pipelined per node."""
+        ids = list(experiment_ids)
+        found: dict[str, int] = {}
+        for batch in _batches(ids):
+            keys = [_k(exp_id, "revision") for exp_id in batch]
+            if isinstance(self.redis, RedisCluster):
+                values = await self.redis.mget_nonatomic(keys)
+            else:
+                values = await self.redis.mget(keys)
+            found.update((exp_id, int(v or 0)) for exp_id, v in zip(batch, values))
+        return found
+
+    # The raw hashes, for a reader that compares them with what it holds before parsing
+    # (router/refresh.py); parse with parse_counters, parse_segment_counters, parse_buckets
+    # and parse_linear.
+
+    @translated
+    async def stats_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        return await self._hashes(experiment_ids, "stats")
+
+    @translated
+    async def segment_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        return await self._hashes(experiment_ids, "segstats")
+
+    @translated
+    async def bucket_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        return await self._hashes(experiment_ids, "buckets")
+
+    @translated
+    async def linear_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        return await self._hashes(experiment_ids, "linear")
 
     @translated
     async def counters(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, dict[str, float]]]:
@@ -379,13 +473,13 @@ class Store:
         """Each experiment's stored model version (0: none), in one round trip: the cheap check
         that tells a router whether to load a model again."""
         ids = list(experiment_ids)
-        if not ids:
-            return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for exp_id in ids:
-                pipe.hget(_k(exp_id, "model"), "version")
-            raw = await pipe.execute()
-        return {exp_id: int(v or 0) for exp_id, v in zip(ids, raw)}
+        versions: dict[str, int] = {}
+        for batch in _batches(ids):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for exp_id in batch:
+                    pipe.hget(_k(exp_id, "model"), "version")
+                versions.update((exp_id, int(v or 0)) for exp_id, v in zip(batch, await pipe.execute()))
+        return versions
 
     @translated
     async def delete_model(self, experiment_id: str) -> bool:

@@ -11,6 +11,7 @@
 -- KEYS[4]  writers         croupier:{exp}:writers  hash <router id> → last sequence number applied
 -- KEYS[5]  segstats        croupier:{exp}:segstats hash <segment>|<variant>:<counter>
 -- KEYS[6]  linear          croupier:{exp}:linear   hash <variant>|<i>|<j> (x x^T of a contextual policy)
+-- KEYS[7]  revision        croupier:{exp}:revision counter bumped on every change of the counters above
 --
 -- ARGV[1]  writer          router id, random per router process
 -- ARGV[2]  seq             increasing per router; a number at or below the last applied one is a repeat
@@ -31,7 +32,7 @@
 --
 -- Returns the number of stream entries written, or -1 when this write was applied before.
 
-local stats, buckets, events, writers, segstats, linear = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local stats, buckets, events, writers, segstats, linear, revision = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local writer, seq, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local trials, bucket_trials, segment_trials, feature_pairs = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local expected, splits, entries = ARGV[8], ARGV[9], ARGV[10]
@@ -41,6 +42,7 @@ if seq <= last then
   return -1
 end
 redis.call('HSET', writers, writer, seq)
+redis.call('INCR', revision)  -- routers recompute only the experiments whose revision moved
 
 local function increment(command, hash, lines)
   for field, amount in string.gmatch(lines, '([^\t\n]*)\t([^\t\n]*)\n') do

@@ -5,7 +5,8 @@
 -- KEYS[3]  events          croupier:{exp}:events   the event stream
 -- KEYS[4]  segstats        croupier:{exp}:segstats hash <segment>|<variant>:<counter>
 -- KEYS[5]  linear          croupier:{exp}:linear   hash <variant>|b|<i> (a contextual policy's sum r x)
--- KEYS[6]  dedupe (optional) croupier:{exp}:conv:<visitor>:<goal> or croupier:{exp}:eid:<id>
+-- KEYS[6]  revision        croupier:{exp}:revision counter bumped on every change of the counters above
+-- KEYS[7]  dedupe (optional) croupier:{exp}:conv:<visitor>:<goal> or croupier:{exp}:eid:<id>
 --
 -- ARGV[1]  kind            view | click | convert
 -- ARGV[2]  variant         variant id
@@ -22,7 +23,7 @@
 --
 -- Returns 1 when counted, 0 when it was a duplicate (nothing changed).
 
-local stats, buckets, events, segstats, linear, dedupe = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local stats, buckets, events, segstats, linear, revision, dedupe = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local kind, variant, goal, value, visitor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ttl, bucket, maxlen, ts, event_id = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local segment, features = ARGV[11], ARGV[12]
@@ -38,6 +39,7 @@ if kind == 'convert' then
   counter = 'conv:' .. goal
 end
 redis.call('HINCRBY', stats, variant .. ':' .. counter, 1)
+redis.call('INCR', revision)  -- routers recompute only the experiments whose revision moved
 redis.call('HINCRBY', buckets, bucket .. ':' .. variant .. ':' .. counter, 1)
 if value ~= '' then
   local v = tonumber(value)
