@@ -20,6 +20,7 @@ import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from router.experiments import EXPERIMENT_STATUSES, Experiment, InvalidExperiment
 from router.rules import ID
@@ -35,8 +36,7 @@ PARAMETERS = ("limit", "cursor", "status", "tenant", "q", "sort", "order")
 Live = Callable[[Experiment], "Totals"]
 
 
-@dataclass(frozen=True)
-class Totals:
+class Totals(NamedTuple):  # a tuple: made 10,000 times for a sort by trials
     """An experiment's trials and conversions of its goal, summed over its variants."""
 
     trials: int = 0
@@ -47,11 +47,21 @@ class Totals:
         return self.conversions / self.trials if self.trials else 0.0
 
 
+NONE = Totals()
+
+
 def totals(experiment: Experiment, counters: Mapping[str, Mapping[str, float]]) -> Totals:
-    """``counters``: the experiment's per-variant counters (the snapshot's), possibly empty."""
-    goal = f"conv:{experiment.goal}"
-    rows = [counters.get(v.id, {}) for v in experiment.variants]
-    return Totals(int(sum(c.get("trials", 0.0) for c in rows)), int(sum(c.get(goal, 0.0) for c in rows)))
+    """``counters``: the experiment's per-variant counters (the snapshot's), possibly empty.
+    A plain loop: sorting 10,000 experiments by trials calls this for each of them."""
+    if not counters:
+        return NONE
+    goal, trials, conversions = f"conv:{experiment.goal}", 0.0, 0.0
+    for variant in experiment.variants:
+        found = counters.get(variant.id)
+        if found:
+            trials += found.get("trials", 0.0)
+            conversions += found.get(goal, 0.0)
+    return Totals(int(trials), int(conversions))
 
 
 @dataclass(frozen=True)
