@@ -61,6 +61,7 @@ class Registry:
     """The experiments as last read: their stored text, parsed records and policies."""
 
     version: int = -1
+    epoch: str = ""  # the registry's token (router/store.py): another one means it was written anew
     docs: dict[str, str] = field(default_factory=dict)
     experiments: dict[str, Experiment] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
@@ -84,7 +85,7 @@ class Plan:
     stale: tuple[str, ...]  # the running experiments whose basis or counters changed
 
 
-def reparse(registry: Registry, version: int, docs: dict[str, str | None], full: bool) -> Registry:
+def reparse(registry: Registry, version: int, epoch: str, docs: dict[str, str | None], full: bool) -> Registry:
     """The registry with ``docs`` read again (all of them when ``full``). Unchanged text keeps
     its record and policy; a record that cannot be parsed is left out (and logged), so it
     cannot stop the others from being served."""
@@ -111,7 +112,7 @@ def reparse(registry: Registry, version: int, docs: dict[str, str | None], full:
             experiments[exp_id] = experiment
         except (ValueError, InvalidExperiment, PolicyError) as exc:
             log.warning("experiment %s: its registry entry cannot be read, leaving it out: %s", exp_id, exc)
-    return Registry(version, texts, experiments, policies, routes_of(experiments.values()))
+    return Registry(version, epoch, texts, experiments, policies, routes_of(experiments.values()))
 
 
 class SnapshotKeeper:
@@ -170,18 +171,18 @@ class SnapshotKeeper:
     async def _refresh(self) -> Snapshot:
         read_at = time.time()
         registry = self._registry
-        changes = await self.store.registry_changes(registry.version)
+        changes = await self.store.registry_changes(registry.version, registry.epoch)
         held_revisions = self._revisions
         if changes.changed is None:
             docs = await self.store.experiment_docs(await self.store.experiment_ids())
-            registry = await self._in_worker(reparse, registry, changes.version, docs, True)
+            registry = await self._in_worker(reparse, registry, changes.version, changes.epoch, docs, True)
             held_revisions = {}  # a registry that went back may be a Redis that lost data: read all
         elif changes.changed:
             docs = await self.store.experiment_docs(sorted(changes.changed))
-            registry = await self._in_worker(reparse, registry, changes.version, docs, False)
+            registry = await self._in_worker(reparse, registry, changes.version, changes.epoch, docs, False)
         elif changes.version != registry.version:
-            registry = Registry(changes.version, registry.docs, registry.experiments, registry.policies,
-                                registry.routes)
+            registry = Registry(changes.version, changes.epoch, registry.docs, registry.experiments,
+                                registry.policies, registry.routes)
         running = [e for e in registry.experiments.values() if e.status == "running"]
         ids = list(registry.experiments)
         revisions = await self.store.revisions(ids)

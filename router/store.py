@@ -17,6 +17,8 @@ Keys:
 - ``{croupier:registry-version}:changes``  sorted set experiment id → the version of its latest change
                                      (the change log, ``lua/registry_changed.lua``; its hash tag is the
                                      version key's name, so both share a slot on Redis Cluster)
+- ``{croupier:registry-version}:epoch``  a random token set with the registry's first change: a new one
+                                     tells routers the registry was written again from scratch
 - ``croupier:{exp}:experiment``      the experiment as JSON (variants included)
 - ``croupier:{exp}:stats``           hash ``<variant>:<counter>`` → total
 - ``croupier:{exp}:buckets``         hash ``<bucket>:<variant>:<counter>`` → total per time bucket
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -61,6 +64,7 @@ from router.settings import Settings
 REGISTRY = "croupier:experiments"
 REGISTRY_VERSION = "croupier:registry-version"
 REGISTRY_CHANGES = "{croupier:registry-version}:changes"
+REGISTRY_EPOCH = "{croupier:registry-version}:epoch"
 CHANGE_LOG_KEEP = 10_000  # a router further behind than this many experiments' changes reloads all
 # Commands per pipeline when reading many experiments: one round trip per batch, and the
 # replies of one batch are parsed before the next is sent, so the event loop that answers
@@ -90,6 +94,7 @@ class RegistryChanges:
 
     version: int
     changed: frozenset[str] | None
+    epoch: str = ""
 
 
 def _batches(ids: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -290,23 +295,25 @@ class Store:
         return int(await self.redis.get(REGISTRY_VERSION) or 0)
 
     @translated
-    async def registry_changes(self, since: int) -> RegistryChanges:
+    async def registry_changes(self, since: int, epoch: str = "") -> RegistryChanges:
         """The experiments whose registry entry changed after version ``since`` (-1: none known yet).
 
         Every change bumps the version and logs the experiment in one script, so the log
         read after the version covers it; a log that cannot cover ``since`` (trimmed past
-        it, a version bumped without it, or a version that went back: a Redis that lost its
-        data) answers ``changed=None``."""
+        it, a version bumped without it, a version that went back or another ``epoch``: a
+        Redis that lost its data) answers ``changed=None``."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(REGISTRY_VERSION)
             pipe.zrangebyscore(REGISTRY_CHANGES, f"({since}", "+inf", withscores=True)
-            raw_version, entries = await pipe.execute()
+            pipe.get(REGISTRY_EPOCH)
+            raw_version, entries, current_epoch = await pipe.execute()
         version = int(raw_version or 0)
         logged = {member: int(score) for member, score in entries}
         latest = max(logged.values(), default=since)
-        if since < 0 or version < since or "" in logged or latest < version:
-            return RegistryChanges(max(version, latest), None)
-        return RegistryChanges(latest, frozenset(logged))
+        current_epoch = current_epoch or ""
+        if since < 0 or version < since or "" in logged or latest < version or current_epoch != epoch:
+            return RegistryChanges(max(version, latest), None, current_epoch)
+        return RegistryChanges(latest, frozenset(logged), current_epoch)
 
     @translated
     async def experiment_ids(self) -> list[str]:
@@ -337,8 +344,9 @@ class Store:
 
     @translated
     async def _registry_changed(self, experiment_id: str) -> None:
-        await self._registry_changed_script(keys={"version": REGISTRY_VERSION, "changes": REGISTRY_CHANGES},
-                                            args={"experiment": experiment_id, "keep": CHANGE_LOG_KEEP})
+        await self._registry_changed_script(
+            keys={"version": REGISTRY_VERSION, "changes": REGISTRY_CHANGES, "epoch": REGISTRY_EPOCH},
+            args={"experiment": experiment_id, "keep": CHANGE_LOG_KEEP, "token": secrets.token_hex(8)})
 
     @translated
     async def create_experiment(self, experiment: Experiment) -> None:

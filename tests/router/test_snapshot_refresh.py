@@ -134,11 +134,11 @@ def test_a_log_that_cannot_cover_the_last_version_reloads_the_whole_registry(red
         assert all(keeper.current.arms[e] is first.arms[e] for e in first.arms)
         # a log trimmed past the router's version
         monkeypatch.setattr(router.store, "CHANGE_LOG_KEEP", 2)
-        version = keeper.current.registry_version
+        version, epoch = keeper.current.registry_version, (await store.registry_changes(-1)).epoch
         for i in range(3):
             await store.update_experiment(f"e{i}", lambda e: parse_experiment({**e.to_dict(), "name": "x"}))
-        assert (await store.registry_changes(version)).changed is None
-        assert (await store.registry_changes(version + 2)).changed == {"e2"}
+        assert (await store.registry_changes(version, epoch)).changed is None
+        assert (await store.registry_changes(version + 2, epoch)).changed == {"e2"}
         store.docs_read.clear()
         await keeper.refresh()
         assert len(store.docs_read) == 4 and keeper.recomputed == 3
@@ -249,6 +249,21 @@ def test_metrics_exist_and_move(redis_url):
         await probe.stop()
         assert sample("croupier_event_loop_lag_seconds_count") >= 2
         assert sample("croupier_event_loop_lag_seconds_sum") >= 0.08
+    run(redis_url, work)
+
+
+def test_a_registry_written_anew_with_the_same_version_is_reloaded(redis_url):
+    """A Redis that lost its data, the registry created again: the version may be the one a
+    router last saw, the epoch is not."""
+    async def work(store: CountingStore):
+        await store.create_experiment(experiment("e0"))
+        keeper = SnapshotKeeper(store, 0.1, np.random.default_rng(0))
+        await keeper.refresh()
+        await store.redis.flushall()
+        await store.create_experiment(experiment("e0", name="again"))
+        assert (await store.registry_changes(-1)).version == keeper.current.registry_version
+        await keeper.refresh()
+        assert keeper.current.experiments["e0"].name == "again"
     run(redis_url, work)
 
 
