@@ -33,6 +33,8 @@ def test_every_new_visitor_gets_the_bandits_answer_with_2000_experiments(make_st
     created_s = time.monotonic() - started
     assert created_s < 30, f"creating {EXPERIMENTS} experiments took {created_s:.1f} s"
     stack.reload_nginx()
+    conf = stack.nginx_conf.read_text()
+    assert all(f'"|{d["path_prefix"]}" {d["id"]};' in conf for d in docs)  # NGINX's fail-open knows them all
     wait_for_pickup(stack.config.base_url, docs[-1]["id"], docs[-1]["path_prefix"], timeout=60)
 
     log = stack.nginx_conf.parent / "fallback.log"
