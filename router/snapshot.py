@@ -143,7 +143,7 @@ def routes_of(experiments: Iterable[Experiment]) -> tuple[tuple[str, str, Experi
 
 # Experiments per batched policy call, times their arms: bounds the memory of a Monte
 # Carlo policy's draws (draws x cells floats) and hands the GIL back between chunks.
-CHUNK_CELLS = 512
+CHUNK_CELLS = 192
 
 
 @dataclass(frozen=True)
