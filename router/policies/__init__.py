@@ -6,6 +6,7 @@ from dataclasses import fields
 from typing import Any
 
 from router.policies.base import ArmStats, Policy, PolicyError, sample_arms
+from router.policies.best_arm import thompson_probabilities
 from router.policies.contextual import LinearThompson
 from router.policies.epsilon import DecayingEpsilonGreedy, EpsilonGreedy
 from router.policies.gaussian import GaussianThompson
@@ -39,5 +40,5 @@ __all__ = [
     "ArmStats", "Policy", "PolicyError", "POLICIES", "make_policy", "sample_arms", "stats_from_buckets",
     "bernoulli_kl", "ThompsonSampling", "TopTwoThompson", "UCB1", "KLUCB", "EpsilonGreedy",
     "DecayingEpsilonGreedy", "DiscountedThompson", "SlidingWindowThompson", "GaussianThompson",
-    "LinearThompson",
+    "LinearThompson", "thompson_probabilities",
 ]

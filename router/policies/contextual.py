@@ -18,7 +18,8 @@ arm for that visitor is exactly the share of pool members under which it wins.
 ``x`` is binary and sparse, so a score is a sum of a few weights.
 
 Without a context (``probabilities(arms, rng)``) the policy is Beta-Bernoulli
-Thompson sampling on the counts.
+Thompson sampling on the counts, its probabilities computed exactly
+(``best_arm.thompson_probabilities``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from router.policies.base import ArmStats, Policy, check_int, check_number, winner_shares
+from router.policies.base import ArmStats, Policy, check_int, check_number
+from router.policies.best_arm import thompson_probabilities
 
 MAX_DIMENSIONS = 256  # one byte per feature index in the assignment cookie
 
@@ -44,7 +46,7 @@ class LinearThompson(Policy):
     regularization: float = 1.0
     exploration: float = 0.2
     pool: int = 256
-    draws: int = 4000
+    draws: int = 4000  # no longer used (the context-free probabilities are exact); kept for stored configs
 
     def __post_init__(self) -> None:
         check_int("dimensions", self.dimensions, 32, MAX_DIMENSIONS)
@@ -54,7 +56,7 @@ class LinearThompson(Policy):
         check_int("draws", self.draws, 100, 1_000_000)
 
     def probabilities(self, arms: ArmStats, rng: np.random.Generator) -> np.ndarray:
-        return winner_shares(rng.beta(arms.alpha, arms.beta, size=(self.draws, *arms.alpha.shape)))
+        return thompson_probabilities(arms.alpha, arms.beta)
 
     def precision(self, gram: np.ndarray) -> np.ndarray:
         """``A = lambda I + gram``; ``gram`` (..., K, d, d) the summed ``x x^T``."""

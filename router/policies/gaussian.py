@@ -27,6 +27,9 @@ class GaussianThompson(ThompsonSampling):
     ``prior_scale / prior_shape`` is the prior guess of the per-visitor
     variance, worth ``2 prior_shape`` visitors; ``prior_count`` visitors' worth
     of belief that the mean is ``prior_mean``.
+
+    The posteriors are Student t, not Beta: the probabilities are the Monte
+    Carlo estimate from ``draws`` joint draws.
     """
 
     name: ClassVar[str] = "gaussian_thompson"
@@ -41,6 +44,9 @@ class GaussianThompson(ThompsonSampling):
         check_number("prior_count", self.prior_count, 0.0, 1e9, lo_open=True)
         check_number("prior_shape", self.prior_shape, 0.0, 1e9, lo_open=True)
         check_number("prior_scale", self.prior_scale, 0.0, 1e18, lo_open=True)
+
+    def probabilities(self, arms: ArmStats, rng: np.random.Generator) -> np.ndarray:
+        return self.monte_carlo_probabilities(arms, rng)
 
     def posterior_draws(self, arms: ArmStats, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
         n = arms.trials
