@@ -46,7 +46,7 @@ from router.experiments import EXPERIMENT_STATUSES, Experiment, InvalidExperimen
 from router.hybrid import StoredModel, decode
 from router.model import ModelError
 from router.policies import Policy, PolicyError, make_policy
-from router.snapshot import Computed, Job, Snapshot, compute_many, history_since, routes_of
+from router.snapshot import Computed, Job, Routes, Snapshot, compute_many, history_since
 from router.store import Store, StoreUnavailable, parse_buckets, parse_counters, parse_linear, parse_segment_counters
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class Registry:
     docs: dict[str, str] = field(default_factory=dict)
     experiments: dict[str, Experiment] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
-    routes: tuple = ()
+    routes: Routes = field(default_factory=lambda: Routes(()))
 
 
 # What an experiment's held allocation was computed from, besides its counters hash:
@@ -112,7 +112,7 @@ def reparse(registry: Registry, version: int, epoch: str, docs: dict[str, str | 
             experiments[exp_id] = experiment
         except (ValueError, InvalidExperiment, PolicyError) as exc:
             log.warning("experiment %s: its registry entry cannot be read, leaving it out: %s", exp_id, exc)
-    return Registry(version, epoch, texts, experiments, policies, routes_of(experiments.values()))
+    return Registry(version, epoch, texts, experiments, policies, Routes(experiments.values()))
 
 
 class SnapshotKeeper:
