@@ -44,7 +44,7 @@ NODES = 12  # Gauss-Legendre nodes per panel
 TAIL = 30.0  # an arm's support ends where its log-density is TAIL below its maximum
 _NEWTON = 3
 GRADES = 5  # breakpoints per side of each mode, at 1, 1/2, 1/4, ... of the cut
-_CHUNK = 1 << 21  # array cells per chunk of experiments, to bound memory
+_CHUNK = 1 << 16  # array cells per chunk of experiments: bounded memory, arrays that stay in cache
 
 
 @lru_cache(maxsize=8)

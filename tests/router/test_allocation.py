@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from router.allocation import allocate, allocate_with_holdout, apply_floor
-from router.policies import ArmStats, PolicyError, ThompsonSampling, UCB1
+from router.policies import ArmStats, PolicyError, ThompsonSampling, UCB1, thompson_probabilities
 
 
 def test_floor_is_water_filling():
@@ -45,6 +45,18 @@ def test_holdout_stays_uniform_and_is_reported_apart():
     np.testing.assert_allclose(bandit, [0.01, 0.01, 0.98])
     mixed = allocate(UCB1(), arms, rng, min_share=0.01, holdout=0.2)
     np.testing.assert_allclose(mixed, 0.8 * bandit + 0.2 / 3)
+
+
+def test_thompson_allocation_is_exact_and_batched():
+    """Many experiments in one call, each exactly as alone, whatever the generator."""
+    trials = np.array([[1000, 1200, 900], [0, 0, 0], [100_000, 100_000, 100_000]])
+    arms = ArmStats.from_counts(trials, [[50, 70, 40], [0, 0, 0], [5000, 5100, 4900]])
+    one, two = (allocate(ThompsonSampling(), arms, np.random.default_rng(seed), min_share=0.01, holdout=0.1)
+                for seed in (0, 1))
+    np.testing.assert_array_equal(one, two)
+    exact = apply_floor(thompson_probabilities(arms.alpha, arms.beta), 0.01)
+    np.testing.assert_allclose(one, 0.9 * exact + 0.1 / 3, atol=1e-15)
+    np.testing.assert_allclose(one[1], 1 / 3, atol=1e-12)
 
 
 def test_single_arm():
