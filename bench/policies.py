@@ -70,15 +70,16 @@ def lai_robbins(rates) -> float:
 def policy_params(name: str, scenario: Scenario) -> dict:
     """The benchmark's settings: defaults, except what a benchmark has to choose."""
     rates = sorted(scenario.rates, reverse=True)
-    draws = {"draws": max(100, scenario.batch)}  # Monte Carlo noise of the same order as the batch's own
+    # Monte Carlo probabilities (Gaussian and top-two Thompson): noise of the same order as the
+    # batch's own; the other Beta policies' are exact
+    draws = {"draws": max(100, scenario.batch)}
     return {
-        "thompson": draws,
         "top_two_thompson": draws,
         "gaussian_thompson": draws,
         # the smallest gap worth detecting, set to the true gap: the best case for it (Auer et al. 2002)
         "decaying_epsilon_greedy": {"d": rates[0] - rates[1]},
-        "discounted_thompson": {**draws, "half_life": float(HALF_LIFE)},
-        "sliding_window_thompson": {**draws, "window": float(WINDOW)},
+        "discounted_thompson": {"half_life": float(HALF_LIFE)},
+        "sliding_window_thompson": {"window": float(WINDOW)},
     }.get(name, {})
 
 

@@ -158,28 +158,3 @@ def thompson_probabilities(alpha, beta, *, nodes: int = NODES, grades: int = GRA
         p = np.maximum(p, 0.0)
         out[start:start + len(ca)] = p / p.sum(axis=-1, keepdims=True)
     return out.reshape(a.shape)
-
-
-def first_second_probabilities(alpha, beta, *, nodes: int = NODES, grades: int = GRADES) -> np.ndarray:
-    """``N[..., i, k] = P(arm i is the largest and arm k the second largest)``: ``(..., K)`` -> ``(..., K, K)``.
-
-    ``N[i, k] = integral f_k(x) (1 - F_i(x)) prod_{j != i, k} F_j(x) dx`` for
-    ``i != k``, 0 on the diagonal; same quadrature and error as
-    ``thompson_probabilities``. Costs ``K`` times as much.
-    """
-    a, b = _check(alpha, beta)
-    k = a.shape[-1]
-    if k == 1 or a.size == 0:
-        return np.zeros(a.shape + (k,))
-    out = np.empty((a.size // k, k, k))
-    for start, ca, cb in _chunks(a, b, nodes, grades):
-        weights, density, cdf = _rule(ca, cb, nodes, grades)
-        for i in range(k):
-            beaten = cdf.copy()
-            beaten[:, i] = 1.0  # arm i is above x: it takes no part in the product
-            integrand = density * _others(beaten) * (1.0 - cdf[:, i:i + 1])
-            integrand[:, i] = 0.0
-            out[start:start + len(ca), i] = np.einsum("epn,ekpn->ek", weights, integrand)
-    out = np.maximum(out, 0.0)
-    out /= out.sum(axis=(-2, -1), keepdims=True)
-    return out.reshape(a.shape + (k,))

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from router.policies.base import ArmStats, Policy, check_int, check_number, winner_shares
-from router.policies.best_arm import first_second_probabilities, thompson_probabilities
+from router.policies.best_arm import thompson_probabilities
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,9 @@ class TopTwoThompson(ThompsonSampling):
     Probabilities: with ``p`` the leader distribution and ``N[i, k]`` the chance
     that a draw ranks ``i`` first and ``k`` second,
     ``P(J = k) = p_k (1 - p_k) + sum_i p_i N[i, k]`` and
-    ``P(play k) = beta p_k + (1 - beta) P(J = k)``; ``p`` and ``N`` are computed
-    by quadrature (``best_arm.first_second_probabilities``), at ``K`` times the
-    cost of plain Thompson sampling's.
+    ``P(play k) = beta p_k + (1 - beta) P(J = k)``, estimated from ``draws``
+    joint posterior draws (the ``K^2`` pair integrals would cost ``K`` times the
+    quadrature of plain Thompson sampling).
     """
 
     name: ClassVar[str] = "top_two_thompson"
@@ -89,7 +89,15 @@ class TopTwoThompson(ThompsonSampling):
         return np.where(rng.random(leader.shape) < self.beta, leader, challenger)
 
     def probabilities(self, arms: ArmStats, rng: np.random.Generator) -> np.ndarray:
-        pairs = first_second_probabilities(arms.alpha, arms.beta)
+        samples = self.posterior_draws(arms, rng, self.draws)
+        k = samples.shape[-1]
+        first = np.argmax(samples, axis=-1)
+        np.put_along_axis(samples, first[..., None], -np.inf, axis=-1)
+        second = np.argmax(samples, axis=-1)
+        draws = samples.shape[0]
+        cells = int(np.prod(samples.shape[1:-1], dtype=np.int64))
+        flat = (first * k + second).reshape(draws, cells) + (k * k) * np.arange(cells)
+        pairs = np.bincount(flat.ravel(), minlength=cells * k * k).reshape(*samples.shape[1:-1], k, k) / draws
         p = pairs.sum(axis=-1)  # the leader distribution
         challenger = p * (1.0 - p) + np.einsum("...i,...ik->...k", p, pairs)
         return self.beta * p + (1.0 - self.beta) * challenger
