@@ -9,14 +9,14 @@ import time
 import numpy as np
 import pytest
 
-import router.refresh
-import router.store
 from router.experiments import parse_experiment
 from router.loop_lag import LoopLagProbe
 from router.metrics import Metrics
+from router import refresh
+from router import store as store_module
 from router.refresh import SnapshotKeeper
 from router.settings import Settings
-from router.store import BATCH, BeaconEvent, Store
+from router.store import BATCH, REGISTRY_VERSION, BeaconEvent, Store, _k
 
 
 class CountingStore(Store):
@@ -127,13 +127,13 @@ def test_a_log_that_cannot_cover_the_last_version_reloads_the_whole_registry(red
         first = await keeper.refresh()
         # a version bumped without the log (a router of an older release): everything read again,
         # yet unchanged entries keep their records and allocations
-        await store.redis.incr(router.store.REGISTRY_VERSION)
+        await store.redis.incr(REGISTRY_VERSION)
         store.docs_read.clear()
         await keeper.refresh()
         assert sorted(store.docs_read) == [f"e{i}" for i in range(4)] and keeper.recomputed == 0
         assert all(keeper.current.arms[e] is first.arms[e] for e in first.arms)
         # a log trimmed past the router's version
-        monkeypatch.setattr(router.store, "CHANGE_LOG_KEEP", 2)
+        monkeypatch.setattr(store_module, "CHANGE_LOG_KEEP", 2)
         version, epoch = keeper.current.registry_version, (await store.registry_changes(-1)).epoch
         for i in range(3):
             await store.update_experiment(f"e{i}", lambda e: parse_experiment({**e.to_dict(), "name": "x"}))
@@ -173,12 +173,12 @@ def test_round_trips_per_refresh_do_not_grow_with_the_experiments_in_a_batch(red
 
 def test_the_computation_runs_off_the_loop_and_the_loop_stays_responsive(redis_url, monkeypatch):
     threads = set()
-    compute_many = router.refresh.compute_many
+    compute_many = refresh.compute_many
 
     def recording(*args, **kwargs):
         threads.add(threading.current_thread().name)
         return compute_many(*args, **kwargs)
-    monkeypatch.setattr(router.refresh, "compute_many", recording)
+    monkeypatch.setattr(refresh, "compute_many", recording)
 
     async def work(store: CountingStore):
         await create(store, 2000)
@@ -206,13 +206,13 @@ def test_the_computation_runs_off_the_loop_and_the_loop_stays_responsive(redis_u
 
 
 def test_a_counters_write_that_did_not_bump_the_revision_is_found_by_the_sweep(redis_url, monkeypatch):
-    monkeypatch.setattr(router.refresh, "SWEEP", 2)
+    monkeypatch.setattr(refresh, "SWEEP", 2)
 
     async def work(store: CountingStore):
         await create(store, 6)
         keeper = SnapshotKeeper(store, 0.1, np.random.default_rng(0))
         await keeper.refresh()
-        await store.redis.hset(router.store._k("e4", "stats"), "b:trials", 7)  # not through the scripts
+        await store.redis.hset(_k("e4", "stats"), "b:trials", 7)  # not through the scripts
         for _ in range(3):  # six experiments, two a refresh
             await keeper.refresh()
         assert keeper.current.counters["e4"]["b"]["trials"] == 7.0
