@@ -33,8 +33,9 @@ and 2,000,000 Monte Carlo draws). Probabilities are non-negative, sum to 1 and
 are deterministic; equal arms get equal shares. Cost: up to ``K^2 * 11 * NODES``
 density evaluations per experiment (about 1,200 for three arms); with more than
 three arms, breakpoints of similar arms closer than half a panel are merged,
-which about halves it for ten similar arms. Many arms still cost more than a
-few thousand Monte Carlo draws would (50 arms: a few milliseconds).
+which about halves it for ten similar arms. Measured per experiment on a busy
+two-core machine: 10 arms 1.4 ms, 50 arms 11 ms (4,000 Monte Carlo draws: 3.0
+and 17.7 ms).
 """
 
 from __future__ import annotations
