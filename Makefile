@@ -11,10 +11,10 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m scripts.stack --simulate
+	$(PY) -m croupier.scripts.stack --simulate
 
 stack: $(STAMP)
-	$(PY) -m scripts.stack
+	$(PY) -m croupier.scripts.stack
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

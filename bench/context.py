@@ -10,11 +10,11 @@ fields are noise. Three policies see the same visitors (common random numbers,
 router's snapshot is):
 
 - context-free Thompson sampling (the router's default: ``allocate_with_holdout``),
-- the segmented bandit on ``segment_keys = ["device"]`` (``router.segments.shrunk_stats``
+- the segmented bandit on ``segment_keys = ["device"]`` (``croupier.router.segments.shrunk_stats``
   with the moment-fitted strength, then ``allocate_with_holdout``, as
-  ``router.snapshot.compute_segment_arms`` does),
+  ``croupier.router.snapshot.compute_segment_arms`` does),
 - linear Thompson sampling (``LinearThompson.posterior_pool`` per refresh, each
-  visitor drawing one pool member, on ``router.context.feature_indices``).
+  visitor drawing one pool member, on ``croupier.router.context.feature_indices``).
 
 Regret is against the context-aware oracle (the best arm for each visitor's
 context), in expected conversions. Ends with ``goal <name>: <figure> met|not met``.
@@ -30,11 +30,11 @@ import time
 
 import numpy as np
 
-from router.allocation import allocate_with_holdout
-from router.context import Context, ContextReader, feature_indices
-from router.policies import ArmStats, ThompsonSampling, sample_arms
-from router.policies.contextual import LinearThompson
-from router.segments import moment_strength, shrunk_stats
+from croupier.router.allocation import allocate_with_holdout
+from croupier.router.context import Context, ContextReader, feature_indices
+from croupier.router.policies import ArmStats, ThompsonSampling, sample_arms
+from croupier.router.policies.contextual import LinearThompson
+from croupier.router.segments import moment_strength, shrunk_stats
 
 
 def pool_choice(pool: np.ndarray, features: np.ndarray, mask: np.ndarray, member: np.ndarray) -> np.ndarray:
@@ -169,13 +169,13 @@ def decide_cost(n: int = 5000) -> dict[str, float]:
     experiment, one with ``segment_keys = ["device"]`` and one with the contextual policy."""
     import random
 
-    from router.assign import Assigner
-    from router.decide import Decider
-    from router.experiments import parse_experiment
-    from router.metrics import Metrics
-    from router.recorder import AssignmentRecorder
-    from router.settings import Settings
-    from router.snapshot import Snapshot, SnapshotKeeper, compute_arms, compute_contextual, compute_segment_arms
+    from croupier.router.assign import Assigner
+    from croupier.router.decide import Decider
+    from croupier.router.experiments import parse_experiment
+    from croupier.router.metrics import Metrics
+    from croupier.router.recorder import AssignmentRecorder
+    from croupier.router.settings import Settings
+    from croupier.router.snapshot import Snapshot, SnapshotKeeper, compute_arms, compute_contextual, compute_segment_arms
 
     rng = np.random.default_rng(0)
     variants = [{"id": v, "upstream": f"{v}:80"} for v in ARMS]

@@ -44,12 +44,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.load import (LOAD_CORE, SERVER_CORE, median_result, pin, render_baselines, run_wrk, settle,
                         wrk_script, Result)
 from bench.nginx_scale import experiment, reload_seconds, write_rendered
-from nginx.render import Options, pass_key_path, write_pass_key
-from router.experiments import parse_experiment
-from router.settings import Settings
-from router.store import Store
-from scripts.processes import Process, free_port, proc_stat, start_nginx, start_redis, start_router, stop_all
-from scripts.simulate import BROWSER_UA
+from croupier.nginx.render import Options, pass_key_path, write_pass_key
+from croupier.router.experiments import parse_experiment
+from croupier.router.settings import Settings
+from croupier.router.store import Store
+from croupier.scripts.processes import Process, free_port, proc_stat, start_nginx, start_redis, start_router, stop_all
+from croupier.scripts.simulate import BROWSER_UA
 
 MEASURED = "bench"  # the experiment under load, at "/"
 TRICKLED_SHARE = 0.10

@@ -45,11 +45,11 @@ from pathlib import Path
 import httpx
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from nginx.render import Options, pass_key_path, render, write_config, write_pass_key
-from router.passes import token_of
-from scripts.processes import (ROOT, Process, free_port, free_port_block, http_ok, port_open, require_binary,
+from croupier.nginx.render import Options, pass_key_path, render, write_config, write_pass_key
+from croupier.router.passes import token_of
+from croupier.scripts.processes import (ROOT, Process, free_port, free_port_block, http_ok, port_open, require_binary,
                                start_nginx, start_redis, start_router, start_variant, stop_all)
-from scripts.simulate import BROWSER_UA
+from croupier.scripts.simulate import BROWSER_UA
 
 CONFIGS = ("plain", "null", "null_listener", "new", "returning", "returning_router", "split_clients")
 LOAD_CORE, SERVER_CORE = "0", "1"

@@ -30,8 +30,8 @@ from pathlib import Path
 import httpx
 
 from bench.load import LOAD_CORE, SERVER_CORE, pin, render_baselines, run_wrk, wrk_script
-from nginx.render import Options, pass_key_path, render, write_config, write_pass_key
-from scripts.processes import Process, free_port, port_open, require_binary, start_nginx, stop_all
+from croupier.nginx.render import Options, pass_key_path, render, write_config, write_pass_key
+from croupier.scripts.processes import Process, free_port, port_open, require_binary, start_nginx, stop_all
 
 
 def experiment(index: int, upstreams: list[str]) -> dict:

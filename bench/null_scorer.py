@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from router.decide_listener import DecideListener
-from router.server import SERVER_OPTIONS
+from croupier.router.decide_listener import DecideListener
+from croupier.router.server import SERVER_OPTIONS
 
 
 def create_app(upstream: str) -> Starlette:

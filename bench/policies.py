@@ -1,6 +1,6 @@
 """Regret benchmark of the router's policies: ``python -m bench.policies`` (``make bench-policies``).
 
-Simulates Bernoulli visitors against every policy in ``router.policies``,
+Simulates Bernoulli visitors against every policy in ``croupier.router.policies``,
 vectorised across runs (see ``bench.simulate``), prints one table per scenario
 and writes ``bench/out/policies.svg``. It ends with one line per goal of the
 policy engine: ``goal <name>: <figure> met`` or ``... not met``.
@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.simulate import Controls, Scenario, Trace, checkpoint_grid, simulate
 from bench.svg import Panel, write_svg
-from router.policies import POLICIES, bernoulli_kl, make_policy
+from croupier.router.policies import POLICIES, bernoulli_kl, make_policy
 
 SLOPE_FROM = 30_000  # the slope of regret against ln T is measured from here to the horizon
 REFRESH = 100  # visitors per state refresh in "router mode"

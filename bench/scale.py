@@ -35,8 +35,8 @@ from pathlib import Path
 import httpx
 
 from bench.load import parse_wrk, pin, settle
-from scripts.processes import Process, free_port_block, require_binary, start_redis, start_router, stop_all
-from scripts.simulate import BROWSER_UA
+from croupier.scripts.processes import Process, free_port_block, require_binary, start_redis, start_router, stop_all
+from croupier.scripts.simulate import BROWSER_UA
 
 LOAD_CORE = "0"
 TOKEN = "bench-admin-token"

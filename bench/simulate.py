@@ -4,7 +4,7 @@ State has shape ``(runs, K)`` and every step is a handful of numpy calls across
 all runs, so 60 runs cost little more than one. The simulator drives the
 router's own code: ``policy.select`` per visitor when feedback is immediate and
 no experiment control is set (a draw from exactly the probabilities
-``allocate`` would return), otherwise ``router.allocation.allocate`` once per
+``allocate`` would return), otherwise ``croupier.router.allocation.allocate`` once per
 state refresh, with the visitors of the batch drawn from its probabilities, as
 the router does between snapshot refreshes. Policies that need history get
 bucketed counts through their own ``history_stats``.
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from router.allocation import allocate
-from router.policies import ArmStats, Policy, sample_arms
+from croupier.router.allocation import allocate
+from croupier.router.policies import ArmStats, Policy, sample_arms
 
 _CHUNK = 4096  # visitors whose random numbers are drawn in one call
 

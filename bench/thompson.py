@@ -3,7 +3,7 @@
 Times ``allocate_with_holdout`` for one experiment of three arms, and the
 batched allocation of 1,000 experiments of three arms (arrays ``(1000, 3)``,
 as a snapshot refresh hands them over), with the exact probabilities
-(``router.policies.best_arm``) and with the Monte Carlo estimate from 4,000
+(``croupier.router.policies.best_arm``) and with the Monte Carlo estimate from 4,000
 posterior draws the router used before, side by side in one process. Each
 figure is the best of several repeats, so other load on the machine inflates
 both sides less. Also prints how far the Monte Carlo split strays from the
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from router.allocation import allocate_with_holdout
-from router.policies import ArmStats, ThompsonSampling
+from croupier.router.allocation import allocate_with_holdout
+from croupier.router.policies import ArmStats, ThompsonSampling
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """NGINX configurations and seed experiments for docker compose and Kubernetes.
 
-Both deploy targets serve the demo experiment (``nginx.demo``), with the
-variants' service names (``nginx.services``) as upstreams. NGINX's image has no Python to render its configuration at start-up,
+Both deploy targets serve the demo experiment (``croupier.nginx.demo``), with the
+variants' service names (``croupier.nginx.services``) as upstreams. NGINX's image has no Python to render its configuration at start-up,
 so the results are committed; tests check they are what this module renders,
 so they cannot drift from the template:
 
@@ -10,8 +10,8 @@ so they cannot drift from the template:
     k8s/base/nginx-start.sh                                (a copy of nginx/start.sh: kustomize
                                                             reads files under its own directory only)
 
-    python -m nginx.deploy            # rewrite them
-    python -m nginx.deploy --check    # exit 1 when one is stale
+    python -m croupier.nginx.deploy            # rewrite them
+    python -m croupier.nginx.deploy --check    # exit 1 when one is stale
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nginx import services
-from nginx.demo import demo_experiment
-from nginx.render import Options, render
+from croupier.nginx import services
+from croupier.nginx.demo import demo_experiment
+from croupier.nginx.render import Options, render
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SCRIPT = ROOT / "nginx" / "start.sh"  # writes the pass key from CROUPIER_PASS_KEY, then runs nginx
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files()
         for path in stale:
-            print(f"nginx.deploy: {path.relative_to(ROOT)} is stale; run python -m nginx.deploy", file=sys.stderr)
+            print(f"croupier.nginx.deploy: {path.relative_to(ROOT)} is stale; run python -m croupier.nginx.deploy", file=sys.stderr)
         return 1 if stale else 0
     for target in TARGETS.values():
         for path, text in target.files().items():

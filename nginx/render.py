@@ -5,7 +5,7 @@ which upstreams may ever be proxied to (the allowlist) and, per host and path
 prefix, which variant is control (the fail-open target). Targets differ only in
 paths, listen address and name resolution.
 
-    python -m nginx.render --admin-url http://127.0.0.1:8000 --token T --out run/nginx.conf
+    python -m croupier.nginx.render --admin-url http://127.0.0.1:8000 --token T --out run/nginx.conf
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, PASS_KEY, UPSTREAM
+from croupier.router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, PASS_KEY, UPSTREAM
 
 TEMPLATE = "croupier.conf.j2"
 PASS_KEY_FILE = "/var/run/croupier-pass-key.conf"  # compose and Kubernetes: on a tmpfs, written at start
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             default_upstream=args.default_upstream, upstream_pattern=args.upstream_pattern,
             resolver=args.resolver, prefix=args.prefix))
     except (RenderError, httpx.HTTPError, OSError, ValueError, KeyError) as exc:
-        print(f"nginx.render: {exc}", file=sys.stderr)
+        print(f"croupier.nginx.render: {exc}", file=sys.stderr)
         return 1
     if args.out:
         write_config(text, args.out)

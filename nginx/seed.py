@@ -5,7 +5,7 @@ router's image, so it uses the standard library only. An experiment that
 already exists is left as it is: a marketer may have changed it since, and a
 restarted seed must not undo that.
 
-    CROUPIER_ADMIN_TOKEN=... python -m nginx.seed --admin-url http://router-1:8000 \
+    CROUPIER_ADMIN_TOKEN=... python -m croupier.nginx.seed --admin-url http://router-1:8000 \
         --experiments nginx/compose-experiments.json
 """
 
@@ -66,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     token = os.environ.get("CROUPIER_ADMIN_TOKEN", "")
     if not token:
-        print("nginx.seed: CROUPIER_ADMIN_TOKEN is not set", file=sys.stderr)
+        print("croupier.nginx.seed: CROUPIER_ADMIN_TOKEN is not set", file=sys.stderr)
         return 2
     try:
         experiments = json.loads(args.experiments.read_text())
         for line in seed(args.admin_url, token, experiments, args.wait):
             print(line, flush=True)
     except (OSError, ValueError, SeedError) as exc:
-        print(f"nginx.seed: {exc}", file=sys.stderr)
+        print(f"croupier.nginx.seed: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,4 +1,4 @@
-"""``python -m router``: run the router on its own, configured by CROUPIER_* variables."""
+"""``python -m croupier.router``: run the router on its own, configured by CROUPIER_* variables."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import sys
 
 import uvicorn
 
-from router.server import SERVER_OPTIONS, configure_logging
-from router.settings import Settings, SettingsError
+from croupier.router.server import SERVER_OPTIONS, configure_logging
+from croupier.router.settings import Settings, SettingsError
 
 
 def main() -> None:
@@ -18,7 +18,7 @@ def main() -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
     uvicorn.run(
-        "router.app:app_from_env",
+        "croupier.router.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,

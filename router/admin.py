@@ -20,19 +20,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from router.session import CsrfRefused, session_authorizes
-from router.history import bucket_arrays
-from router.hybrid import StoredModel, decode
-from router.model import ModelError
-from router.experiments import (Experiment, InvalidExperiment, merge, parse_new_experiment, parse_variant, touched,
+from croupier.router.session import CsrfRefused, session_authorizes
+from croupier.router.history import bucket_arrays
+from croupier.router.hybrid import StoredModel, decode
+from croupier.router.model import ModelError
+from croupier.router.experiments import (Experiment, InvalidExperiment, merge, parse_new_experiment, parse_variant, touched,
                                 with_variant, without_variant)
-from router.listing import Totals, parse_query, select, totals
-from router.openapi import OPENAPI
-from router.segments import busiest_segments, shrunk_stats
-from router.settings import Settings
-from router.snapshot import SnapshotKeeper, arm_stats
-from router.statistics import posterior_summary, srm_check, stratified_lift
-from router.store import ExperimentExists, ExperimentNotFound, Store, StoreUnavailable
+from croupier.router.listing import Totals, parse_query, select, totals
+from croupier.router.openapi import OPENAPI
+from croupier.router.segments import busiest_segments, shrunk_stats
+from croupier.router.settings import Settings
+from croupier.router.snapshot import SnapshotKeeper, arm_stats
+from croupier.router.statistics import posterior_summary, srm_check, stratified_lift
+from croupier.router.store import ExperimentExists, ExperimentNotFound, Store, StoreUnavailable
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -261,7 +261,7 @@ class AdminAPI:
         if experiment.model_weight > 0:
             try:
                 stored = await self.stored_model(exp_id)
-            except ModelError as exc:  # the bandit runs alone meanwhile (router.snapshot)
+            except ModelError as exc:  # the bandit runs alone meanwhile (croupier.router.snapshot)
                 extra["model"] = {"error": f"the stored model cannot be read: {exc}"}
             else:
                 if stored is not None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from router.policies import ArmStats, Policy
-from router.policies.base import check_int, check_number
+from croupier.router.policies import ArmStats, Policy
+from croupier.router.policies.base import check_int, check_number
 
 
 def apply_floor(probs: np.ndarray, min_share: float) -> np.ndarray:

@@ -16,20 +16,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from router.admin import AdminAPI
-from router.assign import Assigner
-from router.beacon import Beacon
-from router.channels import ChannelsAPI
-from router.dashboard import Dashboard
-from router.decide import DECIDE_PATH, Decider
-from router.decide_listener import DecideListener
-from router.loop_lag import LoopLagProbe
-from router.metrics import Metrics
-from router.recorder import AssignmentRecorder
-from router.refresh import SnapshotKeeper
-from router.server import configure_logging
-from router.settings import Settings
-from router.store import Store, StoreUnavailable
+from croupier.router.admin import AdminAPI
+from croupier.router.assign import Assigner
+from croupier.router.beacon import Beacon
+from croupier.router.channels import ChannelsAPI
+from croupier.router.dashboard import Dashboard
+from croupier.router.decide import DECIDE_PATH, Decider
+from croupier.router.decide_listener import DecideListener
+from croupier.router.loop_lag import LoopLagProbe
+from croupier.router.metrics import Metrics
+from croupier.router.recorder import AssignmentRecorder
+from croupier.router.refresh import SnapshotKeeper
+from croupier.router.server import configure_logging
+from croupier.router.settings import Settings
+from croupier.router.store import Store, StoreUnavailable
 
 log = logging.getLogger("croupier")
 

@@ -22,16 +22,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from router.context import Context, feature_indices
-from router.experiments import Experiment, Variant
-from router.metrics import Metrics
-from router.recorder import AssignmentRecorder
-from router.segments import segment_id
-from router.settings import Settings
-from router.snapshot import Arms, SnapshotKeeper
-from router.store import AssignmentRecord
-from router.tenants import TenantKeys
-from router.token import Assignment, TokenError, sign, verify
+from croupier.router.context import Context, feature_indices
+from croupier.router.experiments import Experiment, Variant
+from croupier.router.metrics import Metrics
+from croupier.router.recorder import AssignmentRecorder
+from croupier.router.segments import segment_id
+from croupier.router.settings import Settings
+from croupier.router.snapshot import Arms, SnapshotKeeper
+from croupier.router.store import AssignmentRecord
+from croupier.router.tenants import TenantKeys
+from croupier.router.token import Assignment, TokenError, sign, verify
 
 
 @dataclass(frozen=True, slots=True)

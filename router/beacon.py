@@ -16,14 +16,14 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from router import rules
-from router.assign import Assigner
-from router.passes import token_of
-from router.ratelimit import TokenBuckets, client_key, retry_after
-from router.request_body import Rejected, conversion_value, json_fields, read_limited
-from router.settings import Settings
-from router.store import BeaconEvent, Store, StoreUnavailable
-from router.token import TokenError
+from croupier.router import rules
+from croupier.router.assign import Assigner
+from croupier.router.passes import token_of
+from croupier.router.ratelimit import TokenBuckets, client_key, retry_after
+from croupier.router.request_body import Rejected, conversion_value, json_fields, read_limited
+from croupier.router.settings import Settings
+from croupier.router.store import BeaconEvent, Store, StoreUnavailable
+from croupier.router.token import TokenError
 
 EVENT_TYPES = ("view", "click", "convert")
 BODY_FIELDS = {"experiment", "type", "goal", "value", "id"}

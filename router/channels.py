@@ -27,16 +27,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from router import rules
-from router.assign import NOWHERE, Assigner, Placement, fixed_variant
-from router.context import FIELDS as CONTEXT_FIELDS, Context, token as context_token
-from router.experiments import Experiment, Variant
-from router.request_body import Rejected, conversion_value, json_fields, read_limited
-from router.settings import Settings
-from router.snapshot import Snapshot
-from router.store import BeaconEvent, CustomerAssignment, Store, StoreUnavailable
-from router.tenants import ApiKeys
-from router.token import TokenError, new_visitor_id
+from croupier.router import rules
+from croupier.router.assign import NOWHERE, Assigner, Placement, fixed_variant
+from croupier.router.context import FIELDS as CONTEXT_FIELDS, Context, token as context_token
+from croupier.router.experiments import Experiment, Variant
+from croupier.router.request_body import Rejected, conversion_value, json_fields, read_limited
+from croupier.router.settings import Settings
+from croupier.router.snapshot import Snapshot
+from croupier.router.store import BeaconEvent, CustomerAssignment, Store, StoreUnavailable
+from croupier.router.tenants import ApiKeys
+from croupier.router.token import TokenError, new_visitor_id
 
 MAX_BODY = 16384
 DECIDE_FIELDS = {"experiment", "slot", "customer_id", "context", "channel"}

@@ -19,11 +19,11 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from router.ratelimit import TokenBuckets, retry_after
-from router.session import (CSRF_HEADER, SESSION_COOKIE, SESSION_SECONDS, csrf_token, same_origin, sign_session,
+from croupier.router.ratelimit import TokenBuckets, retry_after
+from croupier.router.session import (CSRF_HEADER, SESSION_COOKIE, SESSION_SECONDS, csrf_token, same_origin, sign_session,
                             valid_session)
-from router.settings import Settings
-from router.store import Store, StoreUnavailable
+from croupier.router.settings import Settings
+from croupier.router.store import Store, StoreUnavailable
 
 API_PREFIX = "/api/v1"
 MAX_LOGIN_BYTES = 4096

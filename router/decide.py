@@ -16,12 +16,12 @@ import re
 import time
 from dataclasses import dataclass
 
-from router.assign import NOWHERE, Assigner, fixed_variant
-from router.context import Context, ContextReader
-from router.experiments import Experiment
-from router.passes import token_of, with_pass
-from router.settings import Settings
-from router.token import TokenError, new_visitor_id, verify
+from croupier.router.assign import NOWHERE, Assigner, fixed_variant
+from croupier.router.context import Context, ContextReader
+from croupier.router.experiments import Experiment
+from croupier.router.passes import token_of, with_pass
+from croupier.router.settings import Settings
+from croupier.router.token import TokenError, new_visitor_id, verify
 
 log = logging.getLogger("croupier.decide")
 

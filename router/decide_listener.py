@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 import httptools
 
-from router.decide import DECIDE_PATH
-from router.server import KEEPALIVE_SECONDS
+from croupier.router.decide import DECIDE_PATH
+from croupier.router.server import KEEPALIVE_SECONDS
 
 log = logging.getLogger("croupier.decide")
 

@@ -12,14 +12,14 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from router.context import FIELDS as CONTEXT_FIELDS
-from router.policies import PolicyError, make_policy
-from router.rules import GOAL, ID, UPSTREAM, Rule
-from router.segments import MAX_KEYS as MAX_SEGMENT_KEYS
+from croupier.router.context import FIELDS as CONTEXT_FIELDS
+from croupier.router.policies import PolicyError, make_policy
+from croupier.router.rules import GOAL, ID, UPSTREAM, Rule
+from croupier.router.segments import MAX_KEYS as MAX_SEGMENT_KEYS
 
 EXPERIMENT_STATUSES = ("running", "paused", "ended")
 VARIANT_STATUSES = ("active", "paused")
-# An upstream (router.rules.UPSTREAM) is only proxied to when NGINX allowlists it, but
+# An upstream (croupier.router.rules.UPSTREAM) is only proxied to when NGINX allowlists it, but
 # refusing junk here keeps the registry clean.
 _HOST = Rule(re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"),
              "must be a host name without a port (lowercase letters, digits, '-' and '.')")

@@ -1,6 +1,6 @@
 """The conversion model in the product: its stored form, its summary, and the hybrid the snapshot applies.
 
-``croupier-model train`` fits ``router.model`` on an experiment's event stream and
+``croupier-model train`` fits ``croupier.router.model`` on an experiment's event stream and
 saves it through the store as a JSON document (``encode``); each router loads it
 again (``decode``) when its version changes, and, for an experiment with
 ``model_weight`` > 0, folds the model's predictions into the bandit's Beta priors
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from router.model import ConversionModel, ModelError, prior_for, with_model_prior
-from router.policies import ArmStats
-from router.segments import segment_fields
+from croupier.router.model import ConversionModel, ModelError, prior_for, with_model_prior
+from croupier.router.policies import ArmStats
+from croupier.router.segments import segment_fields
 
 FORMAT = 1
 # The covariance is columns^2 floats: 400 columns is 1.3 MB of float64 before base64.
@@ -94,7 +94,7 @@ class StoredModel:
         return rate, sd
 
     def prior(self, strength: float) -> tuple[float, float]:
-        """A new variant's Beta prior (``router.model.prior_for``), averaged over the training mix."""
+        """A new variant's Beta prior (``croupier.router.model.prior_for``), averaged over the training mix."""
         alpha = beta = 0.0
         for context, share in self.mix:
             a, b = prior_for(self.model, context or None, strength)

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from router.experiments import EXPERIMENT_STATUSES, Experiment, InvalidExperiment
-from router.rules import ID
+from croupier.router.experiments import EXPERIMENT_STATUSES, Experiment, InvalidExperiment
+from croupier.router.rules import ID
 
 SORTS = ("id", "trials", "rate", "updated")
 ORDERS = ("asc", "desc")

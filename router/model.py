@@ -15,7 +15,7 @@ Uses: ``prior_for`` gives a new variant a Beta prior from the predicted rate,
 and ``blend``/``with_model_prior`` add the model's prediction to a bandit's Beta
 posterior as pseudo-observations weighted by the model's confidence. Which
 features a visitor has is pluggable (``features``): the default reads a dict or
-dataclass such as ``router.context.Context``. Pure: numpy and the standard library.
+dataclass such as ``croupier.router.context.Context``. Pure: numpy and the standard library.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from router.policies import ArmStats
+from croupier.router.policies import ArmStats
 
 FeatureFn = Callable[[Any], Sequence[str]]
 _INTERCEPT_PRECISION = 1e-4  # the global intercept is barely shrunk: the base rate is not a guess
@@ -42,7 +42,7 @@ class ModelError(ValueError):
 def context_features(context: Any) -> list[str]:
     """``{"device": "mobile", "country": ""}`` → ``["device=mobile"]``: one feature per field with a value.
 
-    Accepts a mapping or a dataclass instance (``router.context.Context``); ``None``
+    Accepts a mapping or a dataclass instance (``croupier.router.context.Context``); ``None``
     means no context, as in logs written before contexts were recorded."""
     if context is None:
         return []
@@ -111,7 +111,7 @@ class ConversionModel:
         return np.array([p for p, _ in out]), np.array([s for _, s in out])
 
     def predict_log(self, contexts: Iterable[Any] | None, arms: Sequence[str], n: int) -> np.ndarray:
-        """The reward model ``q_i(a)`` of ``router.ope.doubly_robust``: ``(n, K)``.
+        """The reward model ``q_i(a)`` of ``croupier.router.ope.doubly_robust``: ``(n, K)``.
 
         Rows with the same context share one prediction."""
         contexts = [None] * n if contexts is None else list(contexts)
@@ -183,7 +183,7 @@ def fit(contexts: Iterable[Any] | None, arms: Sequence[str], actions: Sequence[i
 
 
 def fit_log(log, *, features: FeatureFn = context_features, **kw) -> ConversionModel:
-    """Fit on a ``router.ope.LoggedData`` (the joined event stream)."""
+    """Fit on a ``croupier.router.ope.LoggedData`` (the joined event stream)."""
     return fit(log.contexts, log.arms, log.actions, log.rewards, features=features, **kw)
 
 

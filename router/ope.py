@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from router.allocation import allocate
-from router.policies import ArmStats, Policy
-from router.segments import segment_fields
+from croupier.router.allocation import allocate
+from croupier.router.policies import ArmStats, Policy
+from croupier.router.segments import segment_fields
 
 _SUM_TOLERANCE = 1e-3  # logged vectors come through JSON; Monte Carlo shares sum to 1 exactly
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from router import listing, rules
-from router.context import FIELDS as CONTEXT_FIELDS
-from router.experiments import EXPERIMENT_STATUSES
+from croupier.router import listing, rules
+from croupier.router.context import FIELDS as CONTEXT_FIELDS
+from croupier.router.experiments import EXPERIMENT_STATUSES
 
 
 def _string(rule: rules.Rule, **extra) -> dict:

@@ -14,8 +14,8 @@ import asyncio
 import logging
 from collections import deque
 
-from router.metrics import Metrics
-from router.store import AssignmentRecord, Store
+from croupier.router.metrics import Metrics
+from croupier.router.store import AssignmentRecord, Store
 
 log = logging.getLogger("croupier.recorder")
 

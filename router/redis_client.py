@@ -16,7 +16,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, RedisClusterException, TimeoutError
 
-from router.settings import Settings
+from croupier.router.settings import Settings
 
 Client = redis.Redis | RedisCluster
 

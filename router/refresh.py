@@ -22,7 +22,7 @@ What a refresh costs:
   the counters hash, so those are read only for the experiments recomputed;
 - the allocations of the experiments recomputed are batched: one policy call per group
   of experiments sharing a policy, a number of arms and the controls
-  (``router.snapshot.compute_many``).
+  (``croupier.router.snapshot.compute_many``).
 
 A conversion model (``model_weight`` > 0) is read again only when its stored version
 changed; a version that could not be decoded is not read again until a new one.
@@ -42,15 +42,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from router.experiments import EXPERIMENT_STATUSES, Experiment, InvalidExperiment, parse_experiment
-from router.hybrid import StoredModel, decode
-from router.model import ModelError
-from router.policies import Policy, PolicyError, make_policy
-from router.snapshot import Computed, Job, Routes, Snapshot, compute_many, history_since
-from router.store import Store, StoreUnavailable, parse_buckets, parse_counters, parse_linear, parse_segment_counters
+from croupier.router.experiments import EXPERIMENT_STATUSES, Experiment, InvalidExperiment, parse_experiment
+from croupier.router.hybrid import StoredModel, decode
+from croupier.router.model import ModelError
+from croupier.router.policies import Policy, PolicyError, make_policy
+from croupier.router.snapshot import Computed, Job, Routes, Snapshot, compute_many, history_since
+from croupier.router.store import Store, StoreUnavailable, parse_buckets, parse_counters, parse_linear, parse_segment_counters
 
 if TYPE_CHECKING:
-    from router.metrics import Metrics
+    from croupier.router.metrics import Metrics
 
 log = logging.getLogger("croupier.snapshot")
 SWEEP = 100  # experiments whose counters a refresh reads even though their revision did not move

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from router.context import Context
-from router.policies import ArmStats
+from croupier.router.context import Context
+from croupier.router.policies import ArmStats
 
 NONE = "none"
 DEFAULT_STRENGTH = 100.0

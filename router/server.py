@@ -22,5 +22,5 @@ SERVER_OPTIONS = {
 
 def configure_logging(level: str) -> None:
     """Croupier's log lines, in the parent process and in every uvicorn worker (each worker
-    is a fresh interpreter that builds the app itself: router.app.app_from_env)."""
+    is a fresh interpreter that builds the app itself: croupier.router.app.app_from_env)."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from router.settings import Settings
-from router.token import hmac_tag
+from croupier.router.settings import Settings
+from croupier.router.token import hmac_tag
 
 SESSION_VERSION = "d1"
 # A dot cannot occur in an assignment cookie's name (prefix and experiment ids forbid it),

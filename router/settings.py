@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, PASS_KEY, UPSTREAM
+from croupier.router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, PASS_KEY, UPSTREAM
 
 log = logging.getLogger("croupier.settings")
 
@@ -140,7 +140,7 @@ class Settings:
     pass_key: str = field(default="", metadata=_meta(
         "CROUPIER_PASS_KEY", "Key shared with NGINX (32-128 letters, digits, '_' or '-') for the routing passes "
         "that let NGINX send a returning visitor to their variant without asking the router; NGINX reads it "
-        "from the file nginx.render includes (Options.pass_key_file). Unset: no passes, every page view asks "
+        "from the file croupier.nginx.render includes (Options.pass_key_file). Unset: no passes, every page view asks "
         "the router."))
     pass_seconds: int = field(default=30, metadata=_meta(
         "CROUPIER_PASS_SECONDS", "Seconds a routing pass is valid (0: issue none). Pausing or ending a variant "
@@ -174,7 +174,7 @@ class Settings:
         "CROUPIER_GEO_HEADER", "Header carrying the visitor's '<country>;<city>' from the edge. NGINX's decide "
         "location overwrites it on every request from $croupier_geo_country/$croupier_geo_city (empty unless "
         "the deployment sets them from a trusted source), so a client's own copy never counts; render NGINX "
-        "with the same name (nginx.render Options.geo_header)."))
+        "with the same name (croupier.nginx.render Options.geo_header)."))
     context_utc_offset: int = field(default=0, metadata=_meta(
         "CROUPIER_CONTEXT_UTC_OFFSET", "Minutes added to UTC for the hour-of-day and weekday of a visitor's "
         "context (e.g. 60 for CET)."))

@@ -11,7 +11,7 @@ call over arrays ``(E, K)``.
 
 An experiment with ``model_weight`` > 0 and a trained conversion model gets the
 model's predictions folded into its arms' priors before allocation
-(``router.hybrid``).
+(``croupier.router.hybrid``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from router.allocation import allocate_with_holdout, apply_floor
-from router.experiments import Experiment, Variant
-from router.history import Buckets, bucket_arrays
-from router.hybrid import StoredModel, blend_overall, blend_segments
-from router.policies import ArmStats, Policy, make_policy
-from router.policies.contextual import LinearThompson, pool_shares
-from router.segments import busiest_segments, shrunk_stats
+from croupier.router.allocation import allocate_with_holdout, apply_floor
+from croupier.router.experiments import Experiment, Variant
+from croupier.router.history import Buckets, bucket_arrays
+from croupier.router.hybrid import StoredModel, blend_overall, blend_segments
+from croupier.router.policies import ArmStats, Policy, make_policy
+from croupier.router.policies.contextual import LinearThompson, pool_shares
+from croupier.router.segments import busiest_segments, shrunk_stats
 
 
 @dataclass(frozen=True)
@@ -322,7 +322,7 @@ def compute_segment_arms(experiment: Experiment, counters: dict[str, dict[str, f
                          cap: int, model: StoredModel | None = None, *,
                          policy: Policy | None = None) -> SegmentArms | None:
     """One bandit per segment seen (the ``cap`` busiest), each on its own counts with the
-    experiment-level prior (``router.segments.shrunk_stats``), all in one batched policy call."""
+    experiment-level prior (``croupier.router.segments.shrunk_stats``), all in one batched policy call."""
     variants = experiment.active_variants
     if not variants:
         return None
@@ -375,9 +375,9 @@ def compute_contextual(experiment: Experiment, counters: dict[str, dict[str, flo
 
 
 def __getattr__(name: str):
-    # The keeper lives in router/refresh.py (it imports this module); ``from router.snapshot
+    # The keeper lives in router/refresh.py (it imports this module); ``from croupier.router.snapshot
     # import SnapshotKeeper`` keeps working for its callers.
     if name == "SnapshotKeeper":
-        from router.refresh import SnapshotKeeper
+        from croupier.router.refresh import SnapshotKeeper
         return SnapshotKeeper
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from router.policies import ArmStats
+from croupier.router.policies import ArmStats
 
 SRM_ALERT_P = 0.001
 _EPS = 1e-15

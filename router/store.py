@@ -30,7 +30,7 @@ Keys:
                                      hashes again only when it moved
 - ``croupier:{exp}:linear``          hash ``<variant>|<i>|<j>`` → sum of ``x_i x_j`` over assignments and
                                      ``<variant>|b|<i>`` → conversions with feature ``i`` (contextual policies)
-- ``croupier:{exp}:model``           hash: ``doc`` the trained conversion model (JSON, ``router.hybrid``),
+- ``croupier:{exp}:model``           hash: ``doc`` the trained conversion model (JSON, ``croupier.router.hybrid``),
                                      ``version`` its version, ``seq`` the last version handed out
 - ``croupier:{exp}:conv:<visitor>:<goal>`` / ``croupier:{exp}:eid:<id>``  dedupe markers (expire)
 - ``croupier:{exp}:cust:<customer>``  the channels API's assignment of one customer, JSON (expires)
@@ -55,11 +55,11 @@ from typing import TypeVar
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
-from router.experiments import Experiment, parse_experiment
-from router.ledger import AssignmentLedger
-from router.lua_script import LuaScript
-from router.redis_client import Client, connect, translated
-from router.settings import Settings
+from croupier.router.experiments import Experiment, parse_experiment
+from croupier.router.ledger import AssignmentLedger
+from croupier.router.lua_script import LuaScript
+from croupier.router.redis_client import Client, connect, translated
+from croupier.router.settings import Settings
 
 REGISTRY = "croupier:experiments"
 REGISTRY_VERSION = "croupier:registry-version"

@@ -21,7 +21,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from router.rules import ID
+from croupier.router.rules import ID
 
 VERSION = "v1"
 VERSION_2 = "v2"

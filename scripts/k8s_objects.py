@@ -7,7 +7,7 @@ what ``variant_objects`` returns (tests/deploy checks it), so a variant added by
 the script and one deployed from the manifests look the same to NGINX's
 allowlist, the NetworkPolicies and the security checks.
 
-    python -m scripts.k8s_objects demo d --image croupier-variant:0.1.0 --params d.json | kubectl apply -f -
+    python -m croupier.scripts.k8s_objects demo d --image croupier-variant:0.1.0 --params d.json | kubectl apply -f -
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from nginx.services import NAMESPACE, VARIANT_PORT, service_name
+from croupier.nginx.services import NAMESPACE, VARIANT_PORT, service_name
 
 PART_OF = "croupier"
 PARAMS_DIR = "/etc/croupier"

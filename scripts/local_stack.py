@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nginx.render import Options, RenderError, render, write_config
-from scripts.processes import ROOT, StartError, check_nginx_config, reload_nginx_pid
+from croupier.nginx.render import Options, RenderError, render, write_config
+from croupier.scripts.processes import ROOT, StartError, check_nginx_config, reload_nginx_pid
 
 DEFAULT_RUN_DIR = ROOT / "run"
 
@@ -32,7 +32,7 @@ class RunningStack:
     nginx_conf: Path
     nginx_pid: int | None
     decide_timeout: str
-    saved_options: dict | None = None  # nginx.render Options as the stack rendered them, when stack.json has them
+    saved_options: dict | None = None  # croupier.nginx.render Options as the stack rendered them, when stack.json has them
 
     def nginx_options(self) -> Options:
         if self.saved_options:
@@ -73,7 +73,7 @@ def load_stack(run_dir: Path | None = None) -> RunningStack:
         state = json.loads(path.read_text())
     except FileNotFoundError:
         raise StackNotFound(f"no local stack found: {path} does not exist (start one with "
-                            f"`python -m scripts.stack`, or pass --stack-dir)") from None
+                            f"`python -m croupier.scripts.stack`, or pass --stack-dir)") from None
     except (OSError, ValueError) as exc:
         raise StackNotFound(f"{path}: cannot read the stack's state ({exc})") from None
     try:

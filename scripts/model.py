@@ -1,11 +1,11 @@
 """croupier-model: train an experiment's conversion model on its event stream and store it for the routers.
 
-    python -m scripts.model train --experiment demo
-    python -m scripts.model train --experiment demo --json --l2 0.5
-    python -m scripts.model show --experiment demo
+    python -m croupier.scripts.model train --experiment demo
+    python -m croupier.scripts.model train --experiment demo --json --l2 0.5
+    python -m croupier.scripts.model show --experiment demo
 
 ``train`` joins the experiment's assignments with their conversions of its goal
-(``router.ope.join_log``), fits the logistic conversion model (``router.model``)
+(``croupier.router.ope.join_log``), fits the logistic conversion model (``croupier.router.model``)
 on them, and saves it in Redis as the experiment's model, with a new version.
 Routers pick it up at their next snapshot refresh for experiments whose
 ``model_weight`` is above 0; the admin API serves it at
@@ -24,13 +24,13 @@ import sys
 import time
 from typing import Any, TextIO
 
-from router.hybrid import decode, encode
-from router.model import ModelError, fit_log
-from router.ope import join_log
-from router.settings import Settings, SettingsError
-from router.store import Store, StoreUnavailable
-from scripts.ope import default_redis_url, read_stream
-from scripts.progress import Progress
+from croupier.router.hybrid import decode, encode
+from croupier.router.model import ModelError, fit_log
+from croupier.router.ope import join_log
+from croupier.router.settings import Settings, SettingsError
+from croupier.router.store import Store, StoreUnavailable
+from croupier.scripts.ope import default_redis_url, read_stream
+from croupier.scripts.progress import Progress
 
 
 class Failed(RuntimeError):

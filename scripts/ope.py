@@ -5,9 +5,9 @@ visitor's assignments with their conversions of the experiment's goal, and print
 IPS, SNIPS and doubly robust estimates with intervals for each target policy, beside
 the rate the logging policy observed.
 
-    python -m scripts.ope --experiment demo --policy uniform --policy fixed:b --policy thompson
-    python -m scripts.ope --from-file demo.jsonl --policy epsilon_greedy:epsilon=0.1 --json
-    python -m scripts.ope --experiment demo --export demo.jsonl
+    python -m croupier.scripts.ope --experiment demo --policy uniform --policy fixed:b --policy thompson
+    python -m croupier.scripts.ope --from-file demo.jsonl --policy epsilon_greedy:epsilon=0.1 --json
+    python -m croupier.scripts.ope --experiment demo --export demo.jsonl
 
 Target policies:
   uniform                    an even split over the arms offered
@@ -35,12 +35,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from router.ope import (Estimate, JoinReport, LoggedData, OPEError, evaluate, fixed_target, join_log, observed,
+from croupier.router.ope import (Estimate, JoinReport, LoggedData, OPEError, evaluate, fixed_target, join_log, observed,
                         policy_target, replay, sequential_target, uniform_target)
-from router.policies import PolicyError, make_policy
-from router.settings import Settings, SettingsError
-from scripts.local_stack import DEFAULT_RUN_DIR
-from scripts.progress import Progress
+from croupier.router.policies import PolicyError, make_policy
+from croupier.router.settings import Settings, SettingsError
+from croupier.scripts.local_stack import DEFAULT_RUN_DIR
+from croupier.scripts.progress import Progress
 
 PROGRESS_EVERY = 50_000
 DEFAULT_POLICIES = ("uniform", "fixed:*", "thompson")
@@ -64,7 +64,7 @@ def default_redis_url(run_dir: Path = DEFAULT_RUN_DIR) -> str:
 
 async def read_stream(redis_url: str, experiment: str, progress: Progress) -> tuple[list[tuple[str, dict]], str]:
     """The experiment's stream entries and its goal ('' when it is no longer in the registry)."""
-    from router.store import Store  # Redis client only when reading from Redis
+    from croupier.router.store import Store  # Redis client only when reading from Redis
 
     store = Store(Settings(redis_url=redis_url))
     try:
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         results: dict[str, dict[str, Estimate] | str] = {}
         reward_model = None
         if args.dr_model == "logistic":
-            from router.model import fit_log
+            from croupier.router.model import fit_log
             reward_model = fit_log(log).predict_log(log.contexts, log.arms, log.n)
         specs = [s for spec in args.policy
                  for s in ([f"fixed:{arm}" for arm in log.arms] if spec == "fixed:*" else [spec])]
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         print(f"croupier-ope: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # Redis away: say so instead of a traceback
-        from router.store import StoreUnavailable
+        from croupier.router.store import StoreUnavailable
         if isinstance(exc, StoreUnavailable):
             print(f"croupier-ope: Redis is unavailable: {exc}", file=sys.stderr)
             return 1

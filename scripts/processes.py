@@ -259,13 +259,13 @@ def redis_server_pid(port: int) -> int | None:
 
 def start_router(run_dir: Path, port: int, env: dict[str, str], *, name: str = "router") -> Process:
     env = {**env, "CROUPIER_HOST": "127.0.0.1", "CROUPIER_PORT": str(port)}
-    return Process(name, [sys.executable, "-m", "router"], run_dir / f"{name}.log", env=env,
+    return Process(name, [sys.executable, "-m", "croupier.router"], run_dir / f"{name}.log", env=env,
                    ready=lambda: http_ok(f"http://127.0.0.1:{port}/livez"),
                    ready_what="answering /livez").start().wait_until()
 
 
 def variant_argv(params: Path, port: int, host: str = "127.0.0.1") -> list[str]:
-    return [sys.executable, "-m", "variants", "--params", str(params), "--host", host, "--port", str(port)]
+    return [sys.executable, "-m", "croupier.variants", "--params", str(params), "--host", host, "--port", str(port)]
 
 
 def start_variant(run_dir: Path, params: Path, port: int, *, name: str) -> Process:

@@ -5,7 +5,7 @@ sometimes clicks the call to action, and converts with the true rate of the
 variant it was shown, all through the same-origin beacon. A live view shows the
 traffic shares moving towards the best variant.
 
-    python -m scripts.simulate --url http://127.0.0.1:8080 --visitors 5000 --rates a=0.04,b=0.09,c=0.05
+    python -m croupier.scripts.simulate --url http://127.0.0.1:8080 --visitors 5000 --rates a=0.04,b=0.09,c=0.05
 """
 
 from __future__ import annotations

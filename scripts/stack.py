@@ -1,7 +1,7 @@
 """The whole stack on one machine, no Docker: redis-server, router(s), the demo's
 three variants and NGINX, all on loopback.
 
-    python -m scripts.stack [--simulate] [--http-port 8080] ...
+    python -m croupier.scripts.stack [--simulate] [--http-port 8080] ...
 
 With ``--routers N`` it runs N routers behind NGINX; with ``--redis-cluster`` a
 three-master Redis Cluster (ports ``--redis-port`` and the next two) instead of one
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import httpx
 
-from nginx.demo import DEMO_DIR, DEMO_VARIANTS, demo_experiment
-from nginx.render import Options, pass_key_path, render, write_config, write_pass_key
-from scripts.processes import (ROOT, MissingBinary, Process, StartError, Supervisor, create_redis_cluster,
+from croupier.nginx.demo import DEMO_DIR, DEMO_VARIANTS, demo_experiment
+from croupier.nginx.render import Options, pass_key_path, render, write_config, write_pass_key
+from croupier.scripts.processes import (ROOT, MissingBinary, Process, StartError, Supervisor, create_redis_cluster,
                                reload_nginx, require_free_ports, start_nginx, start_redis, start_redis_cluster_node,
                                start_router, start_variant, stop_all, stop_pid_file)
 
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          if generated else ""))
         print(f"ready: {config.base_url}/", flush=True)
         if args.simulate:
-            from scripts.simulate import parse_rates, run_simulation
+            from croupier.scripts.simulate import parse_rates, run_simulation
             run_simulation(config.base_url, parse_rates(args.rates), visitors=args.visitors,
                            stats_url=f"{config.admin_url}/api/v1/experiments/demo/stats",
                            admin_token=config.admin_token, stop=stopping, live=True)

@@ -1,11 +1,11 @@
 """croupier-variant: add, list, pause, resume, remove and promote an experiment's variants.
 
-    python -m scripts.variant list
-    python -m scripts.variant add spring --from-template --headline "Spring into savings" \\
+    python -m croupier.scripts.variant list
+    python -m croupier.scripts.variant add spring --from-template --headline "Spring into savings" \\
         --cta "Start saving" --primary '#2a9d8f' --prior-rate 0.05 --prior-weight 200
-    python -m scripts.variant add summer --from-template --headline "Summer deals" --prior-from-model
-    python -m scripts.variant pause spring
-    python -m scripts.variant promote b --yes
+    python -m croupier.scripts.variant add summer --from-template --headline "Summer deals" --prior-from-model
+    python -m croupier.scripts.variant pause spring
+    python -m croupier.scripts.variant promote b --yes
 
 Everything goes through the admin API, never Redis. The admin URL and token come
 from --admin-url/--token, CROUPIER_ADMIN_URL/CROUPIER_ADMIN_TOKEN, or the running
@@ -22,16 +22,16 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from scripts.admin_client import AdminClient, AdminError
-from scripts.local_stack import RunningStack, StackNotFound, find_stack, load_stack
-from scripts.processes import MissingBinary, StartError
-from scripts.progress import Progress
-from scripts.targets import DeployError, Target, VariantSpec
-from scripts.variant_add import NewVariant, add_variant
-from scripts.variant_args import DEFAULT_ADMIN_URL, check_add_usage, parser, prior
-from scripts.variant_params import PageChanges, build_params, load_template, params_path
-from scripts.variant_table import stats_table
-from variants.params import InvalidParams
+from croupier.scripts.admin_client import AdminClient, AdminError
+from croupier.scripts.local_stack import RunningStack, StackNotFound, find_stack, load_stack
+from croupier.scripts.processes import MissingBinary, StartError
+from croupier.scripts.progress import Progress
+from croupier.scripts.targets import DeployError, Target, VariantSpec
+from croupier.scripts.variant_add import NewVariant, add_variant
+from croupier.scripts.variant_args import DEFAULT_ADMIN_URL, check_add_usage, parser, prior
+from croupier.scripts.variant_params import PageChanges, build_params, load_template, params_path
+from croupier.scripts.variant_table import stats_table
+from croupier.variants.params import InvalidParams
 
 DEFAULT_MODEL_PRIOR_WEIGHT = 200.0
 FAILURES = (AdminError, DeployError, StartError, MissingBinary, InvalidParams, StackNotFound, OSError)
@@ -71,14 +71,14 @@ class Context:
 def make_target(ctx: Context, image: str = "") -> Target:
     args = ctx.args
     if args.target == "local":
-        from scripts.targets.local import LocalTarget
+        from croupier.scripts.targets.local import LocalTarget
         # remove works without a running stack too: the pid files stay in its run directory
         run_dir = ctx.stack.run_dir if ctx.stack else args.stack_dir
         return LocalTarget(run_dir, port=getattr(args, "port", None))
     if args.target == "docker":
-        from scripts.targets.docker import DockerTarget, connect
+        from croupier.scripts.targets.docker import DockerTarget, connect
         return DockerTarget(connect(), network=args.network)
-    from scripts.targets.k8s import DEFAULT_IMAGE, K8sTarget, connect as connect_k8s
+    from croupier.scripts.targets.k8s import DEFAULT_IMAGE, K8sTarget, connect as connect_k8s
     core, apps = connect_k8s(args.kube_context)
     return K8sTarget(core, apps, namespace=args.namespace, image=image or DEFAULT_IMAGE)
 

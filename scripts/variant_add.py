@@ -15,10 +15,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.admin_client import AdminClient
-from scripts.progress import Progress
-from scripts.targets import Deployment, Target, VariantSpec
-from scripts.variant_params import write_params
+from croupier.scripts.admin_client import AdminClient
+from croupier.scripts.progress import Progress
+from croupier.scripts.targets import Deployment, Target, VariantSpec
+from croupier.scripts.variant_params import write_params
 
 # The registry keeps params for people to read, under the router's size limit
 # (router/experiments.py); a data: URI image would not fit and is left out there.
@@ -83,7 +83,7 @@ def add_variant(admin: AdminClient, target: Target, new: NewVariant, progress: P
             reloaded.append(True)
         else:
             progress.note(f"NGINX not reloaded by this command ({target.name} target): its allowlist must admit "
-                          f"{deployment.upstream} (a service-name pattern, or re-render it with nginx.render)")
+                          f"{deployment.upstream} (a service-name pattern, or re-render it with croupier.nginx.render)")
         progress.step(f"activating {vid!r}")
         admin.update_variant(exp, vid, {"status": "active"})
         undo.pop_all()

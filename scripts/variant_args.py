@@ -7,13 +7,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from router.rules import ID
-from scripts.local_stack import DEFAULT_RUN_DIR
-from scripts.targets import TARGETS
-from scripts.variant_params import COLOR_NAMES, PARAMS_DIR
-from variants.colors import HEX_COLOR
-from variants.illustrations import ILLUSTRATIONS
-from variants.params import COPY_STYLES
+from croupier.router.rules import ID
+from croupier.scripts.local_stack import DEFAULT_RUN_DIR
+from croupier.scripts.targets import TARGETS
+from croupier.scripts.variant_params import COLOR_NAMES, PARAMS_DIR
+from croupier.variants.colors import HEX_COLOR
+from croupier.variants.illustrations import ILLUSTRATIONS
+from croupier.variants.params import COPY_STYLES
 
 DESCRIPTION = "Add, list, pause, resume, remove and promote an experiment's landing-page variants."
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8000"

@@ -2,7 +2,7 @@
 
 The template is another variant's params (the experiment's control by default), so
 a new variant keeps the brand, form and thank-you page and changes only what the
-marketer gives. The result is validated with ``variants.params`` before anything
+marketer gives. The result is validated with ``croupier.variants.params`` before anything
 is deployed, and written under ``variants/experiments/<experiment>/<id>.json``.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.processes import ROOT
-from variants.params import InvalidParams, parse_params
+from croupier.scripts.processes import ROOT
+from croupier.variants.params import InvalidParams, parse_params
 
 PARAMS_DIR = ROOT / "variants" / "experiments"
 COLOR_NAMES = ("primary", "background", "text", "accent")

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scripts.processes import free_port, free_port_block, start_redis
-from scripts.simulate import BROWSER_UA  # noqa: F401  (tests import it from here)
-from scripts.stack import LocalStack, StackConfig
+from croupier.scripts.processes import free_port, free_port_block, start_redis
+from croupier.scripts.simulate import BROWSER_UA  # noqa: F401  (tests import it from here)
+from croupier.scripts.stack import LocalStack, StackConfig
 
 # fast refresh and flush, so tests see changes within a fraction of a second
 FAST = {"CROUPIER_REFRESH_INTERVAL": "0.1", "CROUPIER_FLUSH_INTERVAL": "0.05",

@@ -1,3 +1,3 @@
-from variants.cli import main
+from croupier.variants.cli import main
 
 main()

@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from router.rules import ID
-from variants.colors import readable_on
-from variants.illustrations import ILLUSTRATIONS
-from variants.params import VariantParams, parse_params
+from croupier.router.rules import ID
+from croupier.variants.colors import readable_on
+from croupier.variants.illustrations import ILLUSTRATIONS
+from croupier.variants.params import VariantParams, parse_params
 
 EXPERIMENT_HEADER = "x-croupier-experiment"
 VARIANT_HEADER = "x-croupier-variant"
@@ -42,7 +42,7 @@ PAGE_HEADERS = {
 }
 
 _templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("variants", "templates"),
+    loader=jinja2.PackageLoader("croupier.variants", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,

@@ -1,4 +1,4 @@
-"""``python -m variants``: serve one variant with uvicorn.
+"""``python -m croupier.variants``: serve one variant with uvicorn.
 
 ``ServerConfig`` is the seam between the command line, the environment and the
 server; tests build it with ``parse_config(argv, environ)`` instead of touching
@@ -32,7 +32,7 @@ class ServerConfig:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m variants", description="Serve one landing-page variant.")
+    parser = argparse.ArgumentParser(prog="python -m croupier.variants", description="Serve one landing-page variant.")
     parser.add_argument("--params", help="variant params JSON file (env VARIANT_PARAMS)")
     parser.add_argument("--host", help=f"address to listen on (env VARIANT_HOST, default {DEFAULT_HOST})")
     parser.add_argument("--port", help=f"port to listen on (env VARIANT_PORT, default {DEFAULT_PORT})")
@@ -64,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Imported here so `--help` and config errors answer without loading the server.
     import uvicorn
 
-    from variants.app import create_app
-    from variants.params import InvalidParams, load_params
+    from croupier.variants.app import create_app
+    from croupier.variants.params import InvalidParams, load_params
 
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv, os.environ)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from router.rules import GOAL, ID, Rule
-from variants.colors import HEX_COLOR
-from variants.illustrations import ILLUSTRATIONS
+from croupier.router.rules import GOAL, ID, Rule
+from croupier.variants.colors import HEX_COLOR
+from croupier.variants.illustrations import ILLUSTRATIONS
 
 # Raster images and SVG, base64 only: an <img> never runs script from these.
 DATA_URI = re.compile(r"data:image/(png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/]+={0,2}")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from router.policies.base import ArmStats, Policy, PolicyError, sample_arms
-from router.policies.best_arm import thompson_probabilities
-from router.policies.contextual import LinearThompson
-from router.policies.epsilon import DecayingEpsilonGreedy, EpsilonGreedy
-from router.policies.gaussian import GaussianThompson
-from router.policies.nonstationary import DiscountedThompson, SlidingWindowThompson, stats_from_buckets
-from router.policies.thompson import ThompsonSampling, TopTwoThompson
-from router.policies.ucb import KLUCB, UCB1, bernoulli_kl
+from croupier.router.policies.base import ArmStats, Policy, PolicyError, sample_arms
+from croupier.router.policies.best_arm import thompson_probabilities
+from croupier.router.policies.contextual import LinearThompson
+from croupier.router.policies.epsilon import DecayingEpsilonGreedy, EpsilonGreedy
+from croupier.router.policies.gaussian import GaussianThompson
+from croupier.router.policies.nonstationary import DiscountedThompson, SlidingWindowThompson, stats_from_buckets
+from croupier.router.policies.thompson import ThompsonSampling, TopTwoThompson
+from croupier.router.policies.ucb import KLUCB, UCB1, bernoulli_kl
 
 POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
     ThompsonSampling, TopTwoThompson, UCB1, KLUCB, EpsilonGreedy, DecayingEpsilonGreedy,

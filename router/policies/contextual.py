@@ -29,8 +29,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from router.policies.base import ArmStats, Policy, check_int, check_number
-from router.policies.best_arm import thompson_probabilities
+from croupier.router.policies.base import ArmStats, Policy, check_int, check_number
+from croupier.router.policies.best_arm import thompson_probabilities
 
 MAX_DIMENSIONS = 256  # one byte per feature index in the assignment cookie
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from router.policies.base import ArmStats, Policy, argmax_probabilities, check_number
+from croupier.router.policies.base import ArmStats, Policy, argmax_probabilities, check_number
 
 
 def _epsilon_greedy(arms: ArmStats, epsilon: np.ndarray | float) -> np.ndarray:

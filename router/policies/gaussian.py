@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from router.policies.base import ArmStats, check_number
-from router.policies.thompson import ThompsonSampling
+from croupier.router.policies.base import ArmStats, check_number
+from croupier.router.policies.thompson import ThompsonSampling
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from router.policies.base import ArmStats, check_number
-from router.policies.thompson import ThompsonSampling
+from croupier.router.policies.base import ArmStats, check_number
+from croupier.router.policies.thompson import ThompsonSampling
 
 
 def stats_from_buckets(trials_b, successes_b, *, discount: float = 1.0, window: int | None = None,

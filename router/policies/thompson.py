@@ -1,6 +1,6 @@
 """Beta-Bernoulli Thompson sampling (the default) and its top-two variant.
 
-Their probabilities are computed exactly by quadrature (``router.policies.best_arm``);
+Their probabilities are computed exactly by quadrature (``croupier.router.policies.best_arm``);
 ``monte_carlo_probabilities`` keeps the estimate from posterior draws for
 subclasses whose posterior is not Beta and for comparisons.
 """
@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from router.policies.base import ArmStats, Policy, check_int, check_number, winner_shares
-from router.policies.best_arm import thompson_probabilities
+from croupier.router.policies.base import ArmStats, Policy, check_int, check_number, winner_shares
+from croupier.router.policies.best_arm import thompson_probabilities
 
 
 @dataclass(frozen=True)

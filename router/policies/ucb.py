@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from router.policies.base import ArmStats, Policy, argmax_probabilities, check_number
+from croupier.router.policies.base import ArmStats, Policy, argmax_probabilities, check_number
 
 _EDGE = 1e-12  # keeps rates off 0 and 1, where the Bernoulli KL is infinite
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from scripts.progress import Progress
+from croupier.scripts.progress import Progress
 
 TARGETS = ("local", "docker", "k8s")
 

@@ -13,10 +13,10 @@ import json
 import tarfile
 from typing import Any
 
-from nginx.services import compose_upstream, service_name
-from scripts.processes import ROOT
-from scripts.progress import Progress
-from scripts.targets import Deployment, DeployError, VariantSpec
+from croupier.nginx.services import compose_upstream, service_name
+from croupier.scripts.processes import ROOT
+from croupier.scripts.progress import Progress
+from croupier.scripts.targets import Deployment, DeployError, VariantSpec
 
 DEFAULT_IMAGE = "croupier-variant:latest"
 DEFAULT_NETWORK = "croupier"

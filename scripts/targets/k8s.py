@@ -1,6 +1,6 @@
 """The k8s target: the variant as a Deployment, Service and params ConfigMap.
 
-The objects come from ``scripts.k8s_objects.variant_objects`` (the same ones as the
+The objects come from ``croupier.scripts.k8s_objects.variant_objects`` (the same ones as the
 manifests in k8s/), are created or, when they exist, patched, and the command waits
 until the Deployment's pods are ready. NGINX reaches the variant through its Service
 by fully qualified name: ``<service>.<namespace>.svc.cluster.local:8080``.
@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from nginx.services import NAMESPACE as DEFAULT_NAMESPACE, VARIANT_PORT as PORT, upstream
-from scripts.progress import Progress
-from scripts.targets import Deployment, DeployError, VariantSpec
+from croupier.nginx.services import NAMESPACE as DEFAULT_NAMESPACE, VARIANT_PORT as PORT, upstream
+from croupier.scripts.progress import Progress
+from croupier.scripts.targets import Deployment, DeployError, VariantSpec
 
 DEFAULT_IMAGE = "croupier-variant:latest"
 Objects = Callable[..., list[dict]]
@@ -22,7 +22,7 @@ Objects = Callable[..., list[dict]]
 
 def default_objects() -> Objects:
     try:
-        from scripts.k8s_objects import variant_objects
+        from croupier.scripts.k8s_objects import variant_objects
     except ImportError as exc:
         raise DeployError(f"the k8s target needs scripts/k8s_objects.py ({exc})") from None
     return variant_objects

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from scripts.processes import free_port, pid_file_process, port_open, start_detached, stop_pid_file, variant_argv
-from scripts.progress import Progress
-from scripts.targets import Deployment, DeployError, VariantSpec
+from croupier.scripts.processes import free_port, pid_file_process, port_open, start_detached, stop_pid_file, variant_argv
+from croupier.scripts.progress import Progress
+from croupier.scripts.targets import Deployment, DeployError, VariantSpec
 
 HOST = "127.0.0.1"
 Command = Callable[[Path, int], list[str]]

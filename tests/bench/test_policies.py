@@ -5,7 +5,7 @@ import pytest
 
 from bench import policies as bench
 from bench.simulate import Controls, Scenario, checkpoint_grid, simulate
-from router.policies import make_policy
+from croupier.router.policies import make_policy
 
 
 def test_lai_robbins_constant():

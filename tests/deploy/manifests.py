@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from scripts.processes import ROOT
+from croupier.scripts.processes import ROOT
 
 K8S = ROOT / "k8s"
 KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/production")

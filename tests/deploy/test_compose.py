@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from nginx.deploy import COMPOSE, START_SCRIPT
-from scripts.processes import ROOT
+from croupier.nginx.deploy import COMPOSE, START_SCRIPT
+from croupier.scripts.processes import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ROUTERS = ("router-1", "router-2")
@@ -47,7 +47,7 @@ def test_services(compose):
             assert re.fullmatch(rf"\$\{{{variable}:\?.+\}}", router["environment"][variable])
     for variant, vid in zip(VARIANTS, "abc"):
         assert services[variant]["build"]["dockerfile"] == "variants/Dockerfile"
-        assert services[variant]["environment"]["VARIANT_PARAMS"] == f"/app/variants/examples/demo/{vid}.json"
+        assert services[variant]["environment"]["VARIANT_PARAMS"] == f"/app/croupier/variants/examples/demo/{vid}.json"
         assert (ROOT / "variants" / "examples" / "demo" / f"{vid}.json").exists()
 
 
@@ -107,8 +107,8 @@ def test_nginx_serves_the_committed_compose_configuration(compose):
 def test_seed_creates_the_rendered_experiments(compose):
     seed = compose["services"]["seed"]
     command = seed["command"]
-    assert command[:3] == ["python", "-m", "nginx.seed"]
-    assert command[command.index("--experiments") + 1] == "/app/" + str(COMPOSE.experiments_path.relative_to(ROOT))
+    assert command[:3] == ["python", "-m", "croupier.nginx.seed"]
+    assert command[command.index("--experiments") + 1] == "/app/croupier/" + str(COMPOSE.experiments_path.relative_to(ROOT))
     assert seed["restart"] == "no"
 
 

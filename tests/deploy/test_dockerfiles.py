@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.processes import ROOT
+from croupier.scripts.processes import ROOT
 
 IMAGES = {"router": ROOT / "router" / "Dockerfile", "variants": ROOT / "variants" / "Dockerfile"}
 # import name -> the pip requirement that provides it
@@ -52,7 +52,7 @@ def imported_modules(paths) -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module)
     return {n for n in names if n.split(".")[0] not in sys.stdlib_module_names
-            and n.split(".")[0] not in ("router", "variants", "nginx", "__future__")}
+            and n.split(".")[0] not in ("croupier", "__future__")}
 
 
 def requirements(modules: set[str]) -> set[str]:
@@ -79,7 +79,7 @@ def test_small_base_non_root_and_health_checked(image):
 
 def test_router_image_runs_the_router_on_all_addresses():
     path = IMAGES["router"]
-    assert values(path, "CMD") == ['["python", "-m", "router"]']
+    assert values(path, "CMD") == ['["python", "-m", "croupier.router"]']
     env = " ".join(values(path, "ENV"))
     assert "CROUPIER_HOST=0.0.0.0" in env
     assert "/livez" in values(path, "HEALTHCHECK")[0]  # never /readyz: Redis must not make it unhealthy
@@ -115,7 +115,7 @@ def copied_files(path: Path) -> set[Path]:
 
 
 def project_modules(source: Path) -> set[str]:
-    """In-project modules a file imports (``router.rules`` for ``from router import rules``)."""
+    """In-project modules a file imports (``croupier.router.rules`` for ``from croupier.router import rules``)."""
     names = set()
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.Import):
@@ -123,13 +123,13 @@ def project_modules(source: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module)
             names.update(f"{node.module}.{a.name}" for a in node.names
-                         if (ROOT / node.module.replace(".", "/") / f"{a.name}.py").exists())
-    return {n for n in names if n.split(".")[0] in ("router", "variants", "nginx", "scripts")}
+                         if (ROOT / node.module.removeprefix("croupier.").replace(".", "/") / f"{a.name}.py").exists())
+    return {n for n in names if n.split(".")[0] in ("croupier",)}
 
 
 def module_files(module: str) -> list[Path]:
     """The files Python reads to import ``module``: its own and every enclosing package's ``__init__.py``."""
-    parts = module.split(".")
+    parts = module.removeprefix("croupier.").split(".")
     own = ROOT.joinpath(*parts)
     files = [own / "__init__.py" if own.is_dir() else own.with_suffix(".py")]
     return files + [ROOT.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts))]

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from nginx.deploy import K8S as K8S_TARGET
-from nginx.services import service_name, upstream
-from scripts.k8s_objects import main, variant_objects
-from scripts.processes import ROOT
+from croupier.nginx.deploy import K8S as K8S_TARGET
+from croupier.nginx.services import service_name, upstream
+from croupier.scripts.k8s_objects import main, variant_objects
+from croupier.scripts.processes import ROOT
 from tests.deploy.manifests import K8S, labels_match, load_yaml, schema_problems, security_problems
 
 DEMO = ROOT / "variants" / "examples" / "demo"
@@ -26,7 +26,7 @@ def test_committed_variant_manifests_are_what_the_function_builds(vid):
     committed = load_yaml(K8S / "base" / f"variant-demo-{vid}.yaml")
     built = variant_objects("demo", vid, "croupier-variant:dev", params(vid), "croupier")
     assert committed == built, (f"k8s/base/variant-demo-{vid}.yaml is stale: regenerate it from "
-                                "scripts.k8s_objects.variant_objects")
+                                "croupier.scripts.k8s_objects.variant_objects")
     assert json.loads(built[0]["data"]["params.json"]) == params(vid)  # the example's params, unchanged
 
 

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from nginx.deploy import START_SCRIPT
-from nginx.render import PASS_KEY_FILE
+from croupier.nginx.deploy import START_SCRIPT
+from croupier.nginx.render import PASS_KEY_FILE
 from tests.deploy.manifests import (K8S, KUSTOMIZATIONS, build, labels_match, load_yaml, name_of, pod_spec,
                                     schema_problems, security_problems)
 
@@ -168,7 +168,7 @@ def test_overlays_differ_where_they_should():
 def test_seed_job_creates_the_committed_experiments():
     job = one("base", "Job", "seed")
     c = container(job, "seed")
-    assert c["command"][:3] == ["python", "-m", "nginx.seed"]
+    assert c["command"][:3] == ["python", "-m", "croupier.nginx.seed"]
     volume = next(v for v in pod_spec(job)["volumes"] if v["name"] == "experiments")
     config_map = one("base", "ConfigMap", volume["configMap"]["name"])
     experiments = json.loads(config_map["data"]["experiments.json"])

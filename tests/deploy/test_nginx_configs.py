@@ -8,15 +8,15 @@ import subprocess
 
 import pytest
 
-from nginx.deploy import COMPOSE, K8S, START_SCRIPT, TARGETS, stale_files
-from nginx.render import PASS_KEY_FILE, pass_key_conf
-from router.rules import PASS_KEY
-from scripts.processes import ROOT, check_nginx_config
+from croupier.nginx.deploy import COMPOSE, K8S, START_SCRIPT, TARGETS, stale_files
+from croupier.nginx.render import PASS_KEY_FILE, pass_key_conf
+from croupier.router.rules import PASS_KEY
+from croupier.scripts.processes import ROOT, check_nginx_config
 
 
 def test_committed_files_are_what_the_renderer_renders_today():
     stale = [str(p.relative_to(ROOT)) for p in stale_files()]
-    assert not stale, f"{', '.join(stale)} differ from a fresh render: run python -m nginx.deploy and commit"
+    assert not stale, f"{', '.join(stale)} differ from a fresh render: run python -m croupier.nginx.deploy and commit"
 
 
 def for_this_machine(text: str, tmp_path) -> str:

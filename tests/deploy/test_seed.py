@@ -8,9 +8,9 @@ import json
 import httpx
 import pytest
 
-from nginx.deploy import COMPOSE, K8S
-from nginx.seed import SeedError, main, seed
-from scripts.processes import free_port, start_redis, start_router, stop_all
+from croupier.nginx.deploy import COMPOSE, K8S
+from croupier.nginx.seed import SeedError, main, seed
+from croupier.scripts.processes import free_port, start_redis, start_router, stop_all
 
 TOKEN = "seed-test-token-0123456789"
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import redis
 
-from router.passes import with_pass
-from scripts.simulate import run_simulation
+from croupier.router.passes import with_pass
+from croupier.scripts.simulate import run_simulation
 from tests.conftest import BROWSER_UA, Visitor, eventually, page_variant, settled_totals, variant_stats
 
 VARIANTS = {"a", "b", "c"}

@@ -15,7 +15,7 @@ import httpx
 
 from bench.experiments import Trickle, create_experiments, fallback_lines, wait_for_pickup
 from bench.nginx_scale import experiment
-from router.settings import Settings
+from croupier.router.settings import Settings
 from tests.conftest import BROWSER_UA
 
 EXPERIMENTS = 2000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from router.passes import token_of
-from scripts.processes import start_redis
+from croupier.router.passes import token_of
+from croupier.scripts.processes import start_redis
 from tests.conftest import Visitor, eventually, page_variant, variant_stats
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from scripts.processes import require_binary, start_redis
-from scripts.simulate import BROWSER_UA
+from croupier.scripts.processes import require_binary, start_redis
+from croupier.scripts.simulate import BROWSER_UA
 from tests.conftest import variant_stats
 
 WRK_SCRIPT = f"""

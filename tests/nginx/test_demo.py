@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nginx.demo import DEMO_VARIANTS, demo_experiment
-from router.experiments import parse_experiment
+from croupier.nginx.demo import DEMO_VARIANTS, demo_experiment
+from croupier.router.experiments import parse_experiment
 
 
 def test_the_demo_is_a_valid_experiment_with_the_upstreams_asked_for():

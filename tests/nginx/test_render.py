@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from nginx.render import (Options, RenderError, group_name, main, pass_key_path, prefix_regexes, render, routes,
+from croupier.nginx.render import (Options, RenderError, group_name, main, pass_key_path, prefix_regexes, render, routes,
                           write_pass_key)
-from router.experiments import parse_experiment
-from router.snapshot import Snapshot
-from scripts.processes import check_nginx_config
+from croupier.router.experiments import parse_experiment
+from croupier.router.snapshot import Snapshot
+from croupier.scripts.processes import check_nginx_config
 
 EXPERIMENTS = [
     {"id": "demo", "path_prefix": "/", "host": "", "control": "a", "variants": [
@@ -65,7 +65,7 @@ def test_command_line(tmp_path, capsys):
     assert main(["--experiments", str(source), "--resolver", "127.0.0.1", "--out", str(tmp_path / "n.conf")]) == 0
     assert "auth_request /_croupier/decide;" in (tmp_path / "n.conf").read_text()
     assert main(["--experiments", str(tmp_path / "missing.json")]) == 1
-    assert "nginx.render" in capsys.readouterr().err
+    assert "croupier.nginx.render" in capsys.readouterr().err
 
 
 def nginx_match(regexes: list[dict], table: dict[str, str], host: str, uri: str) -> str | None:

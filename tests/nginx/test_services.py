@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from nginx.services import (COMPOSE_UPSTREAM_PATTERN, K8S_UPSTREAM_PATTERN, compose_upstream, service_name,
+from croupier.nginx.services import (COMPOSE_UPSTREAM_PATTERN, K8S_UPSTREAM_PATTERN, compose_upstream, service_name,
                             upstream)
-from router.rules import UPSTREAM
+from croupier.router.rules import UPSTREAM
 
 IDS = [("demo", "a"), ("spring-sale", "b_2"), ("e" * 40, "v" * 40)]
 

@@ -7,12 +7,12 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from router.admin import AdminAPI
-from router.app import create_app
-from router.experiments import parse_experiment
-from router.rules import GOAL, ID, UPSTREAM
-from router.settings import Settings
-from router.store import AssignmentRecord, Store
+from croupier.router.admin import AdminAPI
+from croupier.router.app import create_app
+from croupier.router.experiments import parse_experiment
+from croupier.router.rules import GOAL, ID, UPSTREAM
+from croupier.router.settings import Settings
+from croupier.router.store import AssignmentRecord, Store
 from tests.conftest import eventually
 
 TOKEN = "test-admin-token"

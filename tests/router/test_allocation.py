@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from router.allocation import allocate, allocate_with_holdout, apply_floor
-from router.policies import ArmStats, PolicyError, ThompsonSampling, UCB1, thompson_probabilities
+from croupier.router.allocation import allocate, allocate_with_holdout, apply_floor
+from croupier.router.policies import ArmStats, PolicyError, ThompsonSampling, UCB1, thompson_probabilities
 
 
 def test_floor_is_water_filling():

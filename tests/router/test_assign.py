@@ -8,13 +8,13 @@ import random
 import numpy as np
 import pytest
 
-from router.assign import NOWHERE, Assigner, fixed_variant
-from router.experiments import parse_experiment
-from router.metrics import Metrics
-from router.recorder import AssignmentRecorder
-from router.settings import Settings
-from router.snapshot import Snapshot, SnapshotKeeper, compute_arms
-from router.token import TokenError, new_visitor_id
+from croupier.router.assign import NOWHERE, Assigner, fixed_variant
+from croupier.router.experiments import parse_experiment
+from croupier.router.metrics import Metrics
+from croupier.router.recorder import AssignmentRecorder
+from croupier.router.settings import Settings
+from croupier.router.snapshot import Snapshot, SnapshotKeeper, compute_arms
+from croupier.router.token import TokenError, new_visitor_id
 
 NOW = 1_800_000_000.0
 SETTINGS = Settings(secret="s" * 32)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from router.experiments import parse_experiment
-from router.settings import Settings
-from router.store import AssignmentRecord, Store
+from croupier.router.experiments import parse_experiment
+from croupier.router.settings import Settings
+from croupier.router.store import AssignmentRecord, Store
 
 EXPERIMENT = {"id": "demo", "variants": [{"id": v, "upstream": f"127.0.0.1:{9101 + i}"} for i, v in enumerate("ab")]}
 SPLIT_1 = (("a", 0.5), ("b", 0.5))

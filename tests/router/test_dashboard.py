@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from router.session import CSRF_HEADER, SESSION_COOKIE
-from scripts.simulate import run_simulation
+from croupier.router.session import CSRF_HEADER, SESSION_COOKIE
+from croupier.scripts.simulate import run_simulation
 from tests.browser import Chromium, launch_chromium
 from tests.conftest import eventually, settled_totals, variant_stats
 

@@ -7,10 +7,10 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
-from router.app import create_app
-from router.dashboard import SIGN_IN_BURST
-from router.session import CSRF_HEADER, SESSION_COOKIE, csrf_token
-from router.settings import Settings
+from croupier.router.app import create_app
+from croupier.router.dashboard import SIGN_IN_BURST
+from croupier.router.session import CSRF_HEADER, SESSION_COOKIE, csrf_token
+from croupier.router.settings import Settings
 
 TOKEN = "dashboard-admin-token"
 SECRET = "s" * 32

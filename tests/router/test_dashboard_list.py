@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from router.settings import Settings
-from router.store import AssignmentRecord, Store
-from scripts.processes import free_port, start_redis, start_router
+from croupier.router.settings import Settings
+from croupier.router.store import AssignmentRecord, Store
+from croupier.scripts.processes import free_port, start_redis, start_router
 from tests.browser import launch_chromium
 from tests.conftest import eventually
 

@@ -6,13 +6,13 @@ import re
 import numpy as np
 import pytest
 
-from router.assign import Assigner
-from router.decide import BotVerdicts, Decider
-from router.experiments import parse_experiment
-from router.metrics import Metrics
-from router.recorder import AssignmentRecorder
-from router.settings import DEFAULT_BOT_PATTERN, Settings
-from router.snapshot import Snapshot, SnapshotKeeper, compute_arms
+from croupier.router.assign import Assigner
+from croupier.router.decide import BotVerdicts, Decider
+from croupier.router.experiments import parse_experiment
+from croupier.router.metrics import Metrics
+from croupier.router.recorder import AssignmentRecorder
+from croupier.router.settings import DEFAULT_BOT_PATTERN, Settings
+from croupier.router.snapshot import Snapshot, SnapshotKeeper, compute_arms
 
 UA = "Mozilla/5.0 Chrome/126"
 NOW = 1_800_000_000.0

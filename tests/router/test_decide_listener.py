@@ -7,8 +7,8 @@ import subprocess
 
 import httpx
 
-from router.decide_listener import MAX_HEADER_BYTES, DecideListener
-from scripts.processes import free_port, start_redis, start_router
+from croupier.router.decide_listener import MAX_HEADER_BYTES, DecideListener
+from croupier.scripts.processes import free_port, start_redis, start_router
 
 ANSWER = [(b"x-croupier-upstream", b"127.0.0.1:9101"), (b"x-croupier-variant", b"b"), (b"content-length", b"0")]
 DECIDE = (b"GET /_croupier/decide HTTP/1.1\r\nHost: shop.example\r\nX-Original-URI: /spring/?a=1\r\n"

@@ -13,7 +13,7 @@ ROUTER = Path(__file__).resolve().parents[2] / "router"
 
 
 def module_of(name: str) -> str | None:
-    """``router.snapshot`` (or the installed ``croupier.router.snapshot``) → ``snapshot``; None outside the router."""
+    """``croupier.router.snapshot`` (or ``router.snapshot``) → ``snapshot``; None outside the router."""
     parts = name.split(".")
     if parts[0] == "croupier":
         parts = parts[1:]

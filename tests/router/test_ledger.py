@@ -7,9 +7,9 @@ import asyncio
 
 from redis.exceptions import ConnectionError
 
-from router.experiments import parse_experiment
-from router.settings import Settings
-from router.store import AssignmentRecord, Store
+from croupier.router.experiments import parse_experiment
+from croupier.router.settings import Settings
+from croupier.router.store import AssignmentRecord, Store
 
 SPLIT = (("a", 0.5), ("b", 0.5))
 

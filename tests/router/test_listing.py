@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from router.experiments import InvalidExperiment, parse_experiment
-from router.listing import (MAX_LIMIT, SORTS, Totals, decode_cursor, encode_cursor, parse_query, select,
+from croupier.router.experiments import InvalidExperiment, parse_experiment
+from croupier.router.listing import (MAX_LIMIT, SORTS, Totals, decode_cursor, encode_cursor, parse_query, select,
                             totals)
 
 

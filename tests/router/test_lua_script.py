@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from router.lua_script import parse_header
+from croupier.router.lua_script import parse_header
 
 LUA = Path(__file__).parents[2] / "router" / "lua"
 

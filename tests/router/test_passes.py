@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from nginx.render import Options, RenderError, pass_key_conf, render
-from router.passes import SEPARATOR, token_of, with_pass
-from router.settings import Settings, SettingsError
+from croupier.nginx.render import Options, RenderError, pass_key_conf, render
+from croupier.router.passes import SEPARATOR, token_of, with_pass
+from croupier.router.settings import Settings, SettingsError
 from tests.conftest import BROWSER_UA, Visitor, eventually, page_variant, settled_totals
 from tests.nginx.test_render import EXPERIMENTS
 

@@ -8,11 +8,11 @@ import logging
 
 import pytest
 
-from router.experiments import parse_experiment
-from router.metrics import Metrics
-from router.recorder import BACKOFF_CAP, AssignmentRecorder, retry_delay
-from router.settings import Settings
-from router.store import AssignmentRecord, Store
+from croupier.router.experiments import parse_experiment
+from croupier.router.metrics import Metrics
+from croupier.router.recorder import BACKOFF_CAP, AssignmentRecorder, retry_delay
+from croupier.router.settings import Settings
+from croupier.router.store import AssignmentRecord, Store
 
 EXPERIMENTS = ("left", "right")
 SPLIT = (("a", 0.5), ("b", 0.5))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router import rules
+from croupier.router import rules
 
 
 @pytest.mark.parametrize("rule, good, bad", [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.dashboard import safe_next
-from router.session import SessionError, csrf_token, same_origin, sign_session, verify_session
+from croupier.router.dashboard import safe_next
+from croupier.router.session import SessionError, csrf_token, same_origin, sign_session, verify_session
 
 TOKEN = "the-admin-token-0123"
 KEY = b"k" * 32

@@ -3,7 +3,7 @@ from dataclasses import fields
 
 import pytest
 
-from router.settings import Settings, SettingsError
+from croupier.router.settings import Settings, SettingsError
 
 FIELDS = {f.name: f for f in fields(Settings)}
 
@@ -135,7 +135,7 @@ def test_signing_keys_keep_retired_keys():
 def test_bad_setting_stops_python_m_router(tmp_path):
     import subprocess
     import sys
-    result = subprocess.run([sys.executable, "-m", "router"], env={"CROUPIER_PORT": "x", "PATH": "/usr/bin"},
+    result = subprocess.run([sys.executable, "-m", "croupier.router"], env={"CROUPIER_PORT": "x", "PATH": "/usr/bin"},
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "CROUPIER_PORT" in result.stderr

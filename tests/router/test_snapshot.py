@@ -4,8 +4,8 @@ import random
 
 import numpy as np
 
-from router.experiments import parse_experiment
-from router.snapshot import Arms, compute_arms
+from croupier.router.experiments import parse_experiment
+from croupier.router.snapshot import Arms, compute_arms
 
 
 def experiment(**extra):

@@ -9,14 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from router.experiments import parse_experiment
-from router.loop_lag import LoopLagProbe
-from router.metrics import Metrics
-from router import refresh
-from router import store as store_module
-from router.refresh import SnapshotKeeper
-from router.settings import Settings
-from router.store import BATCH, REGISTRY_VERSION, BeaconEvent, Store, _k
+from croupier.router.experiments import parse_experiment
+from croupier.router.loop_lag import LoopLagProbe
+from croupier.router.metrics import Metrics
+from croupier.router import refresh
+from croupier.router import store as store_module
+from croupier.router.refresh import SnapshotKeeper
+from croupier.router.settings import Settings
+from croupier.router.store import BATCH, REGISTRY_VERSION, BeaconEvent, Store, _k
 
 
 class CountingStore(Store):

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from router.policies import ArmStats
-from router.statistics import (chi2_sf, posterior_summary, regularized_gamma_q, srm_check,
+from croupier.router.policies import ArmStats
+from croupier.router.statistics import (chi2_sf, posterior_summary, regularized_gamma_q, srm_check,
                                stratified_lift)
 
 # chi-square critical values from standard tables: (x, dof, upper tail)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from router.store import AssignmentRecord, assignment_batch
+from croupier.router.store import AssignmentRecord, assignment_batch
 
 HALF = (("a", 0.5), ("b", 0.5))
 QUARTER = (("a", 0.25), ("b", 0.75))

@@ -1,6 +1,6 @@
 import pytest
 
-from router.token import Assignment, TokenError, new_visitor_id, sign, verify
+from croupier.router.token import Assignment, TokenError, new_visitor_id, sign, verify
 
 KEYS = {"k1": b"a" * 32, "k0": b"b" * 32}
 NOW = 1_800_000_000

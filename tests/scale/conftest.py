@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from scripts.processes import free_port_block, redis_cli
-from scripts.stack import LocalStack, StackConfig
+from croupier.scripts.processes import free_port_block, redis_cli
+from croupier.scripts.stack import LocalStack, StackConfig
 from tests.conftest import FAST
 
 ROUTERS = 2

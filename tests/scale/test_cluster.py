@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from scripts.processes import redis_cli, wait_cluster_ok
+from croupier.scripts.processes import redis_cli, wait_cluster_ok
 from tests.conftest import BROWSER_UA, eventually
 from tests.scale.conftest import admin_of, experiment_doc, experiment_key, ids_per_master, owner_of
 from tests.scale.traffic import run_traffic

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.settings import RedisTarget, Settings, SettingsError, parse_redis_url
+from croupier.router.settings import RedisTarget, Settings, SettingsError, parse_redis_url
 
 
 @pytest.mark.parametrize("url, target", [

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from router.app import create_app
-from router.settings import Settings
-from scripts.processes import Process, free_port_block, port_open, redis_cli, require_binary, start_redis, stop_all
+from croupier.router.app import create_app
+from croupier.router.settings import Settings
+from croupier.scripts.processes import Process, free_port_block, port_open, redis_cli, require_binary, start_redis, stop_all
 from tests.conftest import BROWSER_UA, eventually
 
 TOKEN = "sentinel-admin-token"

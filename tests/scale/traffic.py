@@ -18,7 +18,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
-from scripts.simulate import get_page, _EXPERIMENT, _VARIANT, BROWSER_UA
+from croupier.scripts.simulate import get_page, _EXPERIMENT, _VARIANT, BROWSER_UA
 
 
 @dataclass

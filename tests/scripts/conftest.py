@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from scripts.processes import StartError
-from scripts.progress import Progress
-from scripts.stack import LocalStack
-from scripts.targets.local import LocalTarget
-from scripts.variant import main
+from croupier.scripts.processes import StartError
+from croupier.scripts.progress import Progress
+from croupier.scripts.stack import LocalStack
+from croupier.scripts.targets.local import LocalTarget
+from croupier.scripts.variant import main
 
 
 @dataclass

@@ -11,11 +11,11 @@ import tarfile
 import pytest
 from docker.errors import NotFound
 
-from nginx.services import COMPOSE_UPSTREAM_PATTERN
-from scripts.processes import ROOT
-from scripts.progress import Progress
-from scripts.targets import DeployError, VariantSpec
-from scripts.targets.docker import DockerTarget, connect
+from croupier.nginx.services import COMPOSE_UPSTREAM_PATTERN
+from croupier.scripts.processes import ROOT
+from croupier.scripts.progress import Progress
+from croupier.scripts.targets import DeployError, VariantSpec
+from croupier.scripts.targets.docker import DockerTarget, connect
 
 PARAMS = {"id": "d", "experiment": "demo", "headline": "Hello", "cta": "Go"}
 QUIET = Progress(quiet=True)

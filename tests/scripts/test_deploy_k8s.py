@@ -8,11 +8,11 @@ from kubernetes.client import (V1Deployment, V1DeploymentSpec, V1DeploymentStatu
                                V1PodTemplateSpec)
 from kubernetes.client.exceptions import ApiException
 
-from nginx.services import upstream
-from scripts import k8s_objects
-from scripts.progress import Progress
-from scripts.targets import DeployError, VariantSpec
-from scripts.targets.k8s import K8sTarget
+from croupier.nginx.services import upstream
+from croupier.scripts import k8s_objects
+from croupier.scripts.progress import Progress
+from croupier.scripts.targets import DeployError, VariantSpec
+from croupier.scripts.targets.k8s import K8sTarget
 
 PARAMS = {"id": "d", "experiment": "demo", "headline": "Hello", "cta": "Go"}
 QUIET = Progress(quiet=True)

@@ -6,8 +6,8 @@ from dataclasses import fields
 
 import pytest
 
-from router.settings import Settings
-from scripts import settings_doc
+from croupier.router.settings import Settings
+from croupier.scripts import settings_doc
 
 
 def table_rows(page: str) -> list[list[str]]:
@@ -23,7 +23,7 @@ def table_rows(page: str) -> list[list[str]]:
 def test_committed_page_is_a_fresh_render():
     committed = settings_doc.DOC.read_text(encoding="utf-8")
     assert committed == settings_doc.render(), (
-        "docs/settings.md differs from router/settings.py: run python -m scripts.settings_doc")
+        "docs/settings.md differs from router/settings.py: run python -m croupier.scripts.settings_doc")
 
 
 def test_table_lists_every_field_of_settings_once_in_order():
@@ -59,7 +59,7 @@ def test_check_fails_on_a_stale_page_and_says_what_differs(doc, capsys):
     assert settings_doc.main(["--check"]) == 1
     out, err = capsys.readouterr()
     assert "-| `CROUPIER_PROT`" in out and "+| `CROUPIER_PORT`" in out
-    assert "docs/settings.md is stale: run python -m scripts.settings_doc" in err
+    assert "docs/settings.md is stale: run python -m croupier.scripts.settings_doc" in err
     assert "CROUPIER_PROT" in doc.read_text(encoding="utf-8")  # --check writes nothing
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scripts.processes import (ROOT, Backoff, Process, StartError, Supervisor, free_port, free_port_block, http_ok,
+from croupier.scripts.processes import (ROOT, Backoff, Process, StartError, Supervisor, free_port, free_port_block, http_ok,
                                nginx_workers, pid_alive, redis_server_pid, start_redis)
-from scripts.stack import LocalStack
+from croupier.scripts.stack import LocalStack
 from tests.conftest import BROWSER_UA, eventually, stack_config
 
 
@@ -64,7 +64,7 @@ class Traffic:
 
 @pytest.fixture
 def supervised(tmp_path):
-    """A stack as ``python -m scripts.stack`` runs it: started, then supervised."""
+    """A stack as ``python -m croupier.scripts.stack`` runs it: started, then supervised."""
     stack = LocalStack(stack_config(tmp_path / "stack")).start()
     stack.supervise()
     yield stack
@@ -138,7 +138,7 @@ def test_stopping_a_supervised_stack_leaves_no_process(supervised):
 
 def run_command(run_dir: Path, *args: str) -> subprocess.Popen:
     http_port, router_port, decide_port, redis_port = (free_port() for _ in range(4))
-    argv = [sys.executable, "-m", "scripts.stack", "--run-dir", str(run_dir), "--http-port", str(http_port),
+    argv = [sys.executable, "-m", "croupier.scripts.stack", "--run-dir", str(run_dir), "--http-port", str(http_port),
             "--router-port", str(router_port), "--decide-port", str(decide_port),
             "--redis-port", str(redis_port), "--variant-base-port", str(free_port_block(3)), *args]
     return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

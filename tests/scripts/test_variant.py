@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scripts.processes import pid_alive
+from croupier.scripts.processes import pid_alive
 from tests.conftest import Visitor, eventually, variant_stats
 
 HEADLINE = "Sunny savings for everyone"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.admin_client import AdminError
-from scripts.progress import Progress
-from scripts.targets import Deployment, DeployError, VariantSpec
-from scripts.variant_add import NewVariant, add_variant
+from croupier.scripts.admin_client import AdminError
+from croupier.scripts.progress import Progress
+from croupier.scripts.targets import Deployment, DeployError, VariantSpec
+from croupier.scripts.variant_add import NewVariant, add_variant
 
 PARAMS = {"id": "d", "experiment": "demo", "headline": "Hello", "cta": "Go", "name": "Hello"}
 

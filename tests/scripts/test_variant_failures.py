@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from router.rules import ID
-from scripts.processes import ROOT, variant_argv
+from croupier.router.rules import ID
+from croupier.scripts.processes import ROOT, variant_argv
 from tests.conftest import variant_stats
 
 MARKER = "croupier-test-never-answers"
@@ -53,7 +53,7 @@ def test_unhealthy_variants_are_rolled_back(variant_cli, monkeypatch):
     # a server that refuses its params file exits before answering /healthz
     bad = cli.params_dir.parent / "bad.json"
     bad.write_text('{"id": "d", "headline": "x", "cta": "y", "colors": {"primary": "blue"}}')
-    monkeypatch.setattr("scripts.targets.local.variant_argv", lambda params, port: variant_argv(bad, port))
+    monkeypatch.setattr("croupier.scripts.targets.local.variant_argv", lambda params, port: variant_argv(bad, port))
     result = add(cli)
     assert result.code == 1 and "exited with 1 before it answered /healthz" in result.err
     assert "colors.primary" in result.err  # the server's own message, from its log
@@ -61,7 +61,7 @@ def test_unhealthy_variants_are_rolled_back(variant_cli, monkeypatch):
 
     # a server that never answers: stopped when --health-timeout passes
     never = [sys.executable, "-c", "import time; time.sleep(60)", MARKER]
-    monkeypatch.setattr("scripts.targets.local.variant_argv", lambda params, port: never)
+    monkeypatch.setattr("croupier.scripts.targets.local.variant_argv", lambda params, port: never)
     result = add(cli, "--health-timeout", "1")
     assert result.code == 1 and "did not answer /healthz within 1 s" in result.err
     assert "waiting for" in result.err and "rolling back" in result.err
@@ -109,11 +109,11 @@ def test_bad_input_changes_nothing(variant_cli):
 
 
 def test_the_module_entry_point(variant_cli):
-    """``python -m scripts.variant``: JSON on stdout, progress and errors on stderr, exit codes."""
+    """``python -m croupier.scripts.variant``: JSON on stdout, progress and errors on stderr, exit codes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CROUPIER_")}
 
     def run(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "scripts.variant", *argv], cwd=ROOT, env=env,
+        return subprocess.run([sys.executable, "-m", "croupier.scripts.variant", *argv], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=30)
 
     listed = run("--stack-dir", str(variant_cli.stack.config.run_dir), "--json", "list")

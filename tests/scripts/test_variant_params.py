@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from scripts.processes import ROOT
-from scripts.variant_params import PageChanges, build_params, load_template, write_params
-from scripts.variant_table import stats_table
-from variants.params import InvalidParams
+from croupier.scripts.processes import ROOT
+from croupier.scripts.variant_params import PageChanges, build_params, load_template, write_params
+from croupier.scripts.variant_table import stats_table
+from croupier.variants.params import InvalidParams
 
 CONTROL = load_template(ROOT / "variants" / "examples" / "demo" / "a.json")
 

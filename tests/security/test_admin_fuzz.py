@@ -15,7 +15,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from router.openapi import OPENAPI
+from croupier.router.openapi import OPENAPI
 
 schema = schemathesis.openapi.from_dict(OPENAPI)
 EXAMPLES = 25

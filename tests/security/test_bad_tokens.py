@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from router.passes import token_of
-from router.token import Assignment, new_visitor_id, sign, verify
+from croupier.router.passes import token_of
+from croupier.router.token import Assignment, new_visitor_id, sign, verify
 from tests.conftest import Visitor, eventually, page_variant, variant_stats
 
 KID = "k1"  # the stack's CROUPIER_SECRET_ID (the default)

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from router.app import create_app
-from router.settings import Settings
-from router.token import Assignment, new_visitor_id, sign
-from scripts.stack import LocalStack
+from croupier.router.app import create_app
+from croupier.router.settings import Settings
+from croupier.router.token import Assignment, new_visitor_id, sign
+from croupier.scripts.stack import LocalStack
 from tests.conftest import Visitor, eventually, stack_config, variant_stats
 
 SECRET = "s" * 32

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.ratelimit import TokenBuckets, client_key, retry_after
-from router.settings import Settings, SettingsError
+from croupier.router.ratelimit import TokenBuckets, client_key, retry_after
+from croupier.router.settings import Settings, SettingsError
 
 
 def test_a_burst_is_allowed_then_refused_with_the_wait_until_the_next_token():

@@ -10,9 +10,9 @@ import random
 import time
 from collections import Counter
 
-from router.settings import Settings
-from router.store import BeaconEvent, Store
-from router.token import new_visitor_id
+from croupier.router.settings import Settings
+from croupier.router.store import BeaconEvent, Store
+from croupier.router.token import new_visitor_id
 
 VARIANTS = ("a", "b", "c")
 EVENTS = 10_000

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from nginx.render import Options, RenderError, render
+from croupier.nginx.render import Options, RenderError, render
 from tests.conftest import Visitor, page_variant
 from tests.nginx.test_render import EXPERIMENTS
 

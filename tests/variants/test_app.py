@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from variants.app import create_app, thanks_action
-from variants.params import InvalidParams, load_params
+from croupier.variants.app import create_app, thanks_action
+from croupier.variants.params import InvalidParams, load_params
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "variants" / "examples" / "demo"
 PARAMS = {"id": "b", "experiment": "spring", "brand": "Brightside", "headline": "Find your €600",

@@ -1,6 +1,6 @@
 import pytest
 
-from variants.cli import ConfigError, ServerConfig, parse_config
+from croupier.variants.cli import ConfigError, ServerConfig, parse_config
 
 
 def test_environment_is_the_fallback():

@@ -1,6 +1,6 @@
 import pytest
 
-from variants.colors import contrast_ratio, readable_on
+from croupier.variants.colors import contrast_ratio, readable_on
 
 
 @pytest.mark.parametrize(("background", "text"), [

@@ -8,8 +8,8 @@ import pytest
 
 from tests.browser import chromium  # noqa: F401  (fixture)
 from tests.variants.site import BeaconRecorder, router_stand_in, serve
-from variants.app import create_app
-from variants.params import load_params
+from croupier.variants.app import create_app
+from croupier.variants.params import load_params
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "variants" / "examples" / "demo" / "a.json"
 EVENT_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")

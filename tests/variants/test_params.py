@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from router.rules import GOAL, ID
-from variants.illustrations import ILLUSTRATIONS
-from variants.params import InvalidParams, Price, load_params, parse_params
+from croupier.router.rules import GOAL, ID
+from croupier.variants.illustrations import ILLUSTRATIONS
+from croupier.variants.params import InvalidParams, Price, load_params, parse_params
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "variants" / "examples" / "demo"
 MINIMAL = {"id": "a", "headline": "Save more", "cta": "Start"}

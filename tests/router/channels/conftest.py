@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from router.app import create_app
-from router.settings import Settings
+from croupier.router.app import create_app
+from croupier.router.settings import Settings
 from tests.conftest import eventually
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}

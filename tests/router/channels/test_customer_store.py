@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from router.settings import Settings
-from router.store import CustomerAssignment, Store, _k
+from croupier.router.settings import Settings
+from croupier.router.store import CustomerAssignment, Store, _k
 
 
 def drawn(variant: str, visitor: str) -> CustomerAssignment:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.settings import Settings, SettingsError
-from router.tenants import ApiKeys, TenantKeys
+from croupier.router.settings import Settings, SettingsError
+from croupier.router.tenants import ApiKeys, TenantKeys
 from tests.router.channels.conftest import KEYS, experiment, key
 
 
@@ -24,7 +24,7 @@ def test_a_missing_or_wrong_key_is_401(api, headers):
 def test_without_keys_the_channels_api_is_disabled(redis_url):
     from starlette.testclient import TestClient
 
-    from router.app import create_app
+    from croupier.router.app import create_app
     with TestClient(create_app(Settings(redis_url=redis_url, secret="s" * 32))) as client:
         answer = client.post("/api/v1/decide", json={}, headers=key("acme"))
         assert answer.status_code == 401 and "CROUPIER_API_KEYS" in answer.json()["error"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from router.app import create_app
-from scripts.processes import free_port, start_redis
+from croupier.router.app import create_app
+from croupier.scripts.processes import free_port, start_redis
 from tests.router.channels.conftest import Api, experiment, settings_for
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from router.context import (EMPTY, Context, ContextReader, clock, device_class, feature_indices, geo, language,
+from croupier.router.context import (EMPTY, Context, ContextReader, clock, device_class, feature_indices, geo, language,
                             source_class, token, utm)
 
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "

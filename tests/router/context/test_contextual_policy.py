@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router.experiments import InvalidExperiment, parse_experiment
-from router.policies import ArmStats, PolicyError, make_policy
+from croupier.router.experiments import InvalidExperiment, parse_experiment
+from croupier.router.policies import ArmStats, PolicyError, make_policy
 from bench.context import pool_choice
-from router.policies.contextual import LinearThompson, pool_shares
+from croupier.router.policies.contextual import LinearThompson, pool_shares
 
 
 @pytest.mark.parametrize("params, field", [

@@ -7,14 +7,14 @@ import random
 import numpy as np
 import pytest
 
-from router.assign import Assigner
-from router.decide import Decider
-from router.experiments import parse_experiment
-from router.metrics import Metrics
-from router.recorder import AssignmentRecorder
-from router.settings import Settings
-from router.snapshot import Snapshot, SnapshotKeeper, compute_arms, compute_contextual, compute_segment_arms
-from router.token import verify
+from croupier.router.assign import Assigner
+from croupier.router.decide import Decider
+from croupier.router.experiments import parse_experiment
+from croupier.router.metrics import Metrics
+from croupier.router.recorder import AssignmentRecorder
+from croupier.router.settings import Settings
+from croupier.router.snapshot import Snapshot, SnapshotKeeper, compute_arms, compute_contextual, compute_segment_arms
+from croupier.router.token import verify
 
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148 Safari/604.1"
 DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0 Safari/537.36"

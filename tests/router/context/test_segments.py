@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router.context import Context
-from router.segments import (DEFAULT_STRENGTH, MAX_STRENGTH, MIN_STRENGTH, busiest_segments, moment_strength,
+from croupier.router.context import Context
+from croupier.router.segments import (DEFAULT_STRENGTH, MAX_STRENGTH, MIN_STRENGTH, busiest_segments, moment_strength,
                              segment_fields, segment_id, shrunk_stats)
 
 

@@ -96,7 +96,7 @@ def test_a_client_cannot_choose_its_country(segmented):
 def test_a_contextual_policy_learns_from_assignments_and_conversions(make_stack):
     import redis
 
-    from router.store import parse_linear
+    from croupier.router.store import parse_linear
 
     stack = make_stack()
     with stack.admin() as admin:

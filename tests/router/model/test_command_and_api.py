@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from router.app import create_app
-from router.experiments import parse_experiment
-from router.settings import Settings
-from router.store import AssignmentRecord, BeaconEvent, Store
-from scripts.model import main
-from scripts.processes import free_port
+from croupier.router.app import create_app
+from croupier.router.experiments import parse_experiment
+from croupier.router.settings import Settings
+from croupier.router.store import AssignmentRecord, BeaconEvent, Store
+from croupier.scripts.model import main
+from croupier.scripts.processes import free_port
 
 TOKEN = "test-admin-token"
 RATES = {"a": 0.04, "b": 0.15, "c": 0.07}

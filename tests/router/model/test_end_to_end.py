@@ -10,13 +10,13 @@ import json
 import numpy as np
 import pytest
 
-from router.experiments import parse_experiment
-from router.hybrid import decode
-from router.settings import Settings
-from router.snapshot import compute_arms
-from router.store import Store
-from scripts.model import main as model_main
-from scripts.simulate import run_simulation
+from croupier.router.experiments import parse_experiment
+from croupier.router.hybrid import decode
+from croupier.router.settings import Settings
+from croupier.router.snapshot import compute_arms
+from croupier.router.store import Store
+from croupier.scripts.model import main as model_main
+from croupier.scripts.simulate import run_simulation
 from tests.conftest import eventually, settled_totals
 from tests.scripts.conftest import variant_cli  # noqa: F401  (a fixture)
 from tests.scripts.test_variant import add_d

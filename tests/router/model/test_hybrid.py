@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from router.experiments import InvalidExperiment, parse_experiment
-from router.hybrid import MAX_COLUMNS, blend_overall, blend_segments, decode, encode, training_mix
-from router.model import ModelError, fit, prior_for
-from router.policies import ArmStats
-from router.snapshot import compute_arms, compute_segment_arms
+from croupier.router.experiments import InvalidExperiment, parse_experiment
+from croupier.router.hybrid import MAX_COLUMNS, blend_overall, blend_segments, decode, encode, training_mix
+from croupier.router.model import ModelError, fit, prior_for
+from croupier.router.policies import ArmStats
+from croupier.router.snapshot import compute_arms, compute_segment_arms
 
 ARMS = ("a", "b", "c")
 RATES = np.array([0.04, 0.12, 0.06])

@@ -7,11 +7,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from router.experiments import parse_experiment
-from router.hybrid import decode, encode
-from router.settings import Settings
-from router.snapshot import SnapshotKeeper
-from router.store import MODEL_MAX_BYTES, Store
+from croupier.router.experiments import parse_experiment
+from croupier.router.hybrid import decode, encode
+from croupier.router.settings import Settings
+from croupier.router.snapshot import SnapshotKeeper
+from croupier.router.store import MODEL_MAX_BYTES, Store
 from tests.router.model.test_hybrid import plain_model
 
 

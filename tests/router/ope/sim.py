@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from router.allocation import allocate
-from router.ope import LoggedData
-from router.policies import ArmStats, Policy, sample_arms
+from croupier.router.allocation import allocate
+from croupier.router.ope import LoggedData
+from croupier.router.policies import ArmStats, Policy, sample_arms
 
 ARMS = ("a", "b", "c")
 RATES = np.array([0.04, 0.09, 0.05])

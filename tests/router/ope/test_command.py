@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from router.policies import ThompsonSampling
-from scripts.ope import main, parse_policy, UsageError
-from scripts.simulate import run_simulation
+from croupier.router.policies import ThompsonSampling
+from croupier.scripts.ope import main, parse_policy, UsageError
+from croupier.scripts.simulate import run_simulation
 from tests.conftest import settled_totals
 from tests.router.ope.sim import ARMS, RATES, bandit_logging
 

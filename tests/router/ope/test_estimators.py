@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router.ope import (LoggedData, OPEError, doubly_robust, evaluate, fixed_target, ips, observed, policy_target,
+from croupier.router.ope import (LoggedData, OPEError, doubly_robust, evaluate, fixed_target, ips, observed, policy_target,
                         replay, sequential_target, snips, uniform_target)
-from router.policies import EpsilonGreedy, ThompsonSampling
+from croupier.router.policies import EpsilonGreedy, ThompsonSampling
 from tests.router.ope.sim import ARMS, RATES, bandit_logging, random_logging
 
 SEEDS = 200
@@ -165,7 +165,7 @@ def test_replay_matches_the_policy_run_on_its_own():
         trials, successes, total = np.zeros(3), np.zeros(3), 0.0
         for t in range(lengths[seed]):
             if t % 10 == 0:
-                from router.policies import ArmStats
+                from croupier.router.policies import ArmStats
                 split = policy.probabilities(ArmStats.from_counts(trials, successes), rng)
             arm = rng.choice(3, p=split)
             r = float(rng.random() < rates[arm])

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from router.ope import join_log
+from croupier.router.ope import join_log
 
 
 def assign(ts, visitor, variant, probs, reason="new", **extra):

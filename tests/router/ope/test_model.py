@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router.model import (ModelError, blend, context_features, fit, fit_log, with_model_prior, prior_for,
+from croupier.router.model import (ModelError, blend, context_features, fit, fit_log, with_model_prior, prior_for,
                           pseudo_observations)
-from router.ope import LoggedData, doubly_robust, fixed_target, ips
-from router.policies import ArmStats, sample_arms
+from croupier.router.ope import LoggedData, doubly_robust, fixed_target, ips
+from croupier.router.policies import ArmStats, sample_arms
 
 ARMS = ("a", "b", "c")
 ARM_EFFECT = np.array([0.0, 0.6, 0.2])

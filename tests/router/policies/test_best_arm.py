@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from router.policies import ArmStats, ThompsonSampling, thompson_probabilities
-from router.policies.nonstationary import DiscountedThompson
+from croupier.router.policies import ArmStats, ThompsonSampling, thompson_probabilities
+from croupier.router.policies.nonstationary import DiscountedThompson
 
 STATED = 1e-8  # the module docstring's bound for alpha, beta in [0.1, 1e7]
 MC_DRAWS = 2_000_000

@@ -1,6 +1,6 @@
 import numpy as np
 
-from router.policies import ArmStats, GaussianThompson
+from croupier.router.policies import ArmStats, GaussianThompson
 
 
 def test_posterior_matches_conjugate_update():

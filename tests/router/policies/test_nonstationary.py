@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from router.policies import DiscountedThompson, SlidingWindowThompson, ThompsonSampling, stats_from_buckets
+from croupier.router.policies import DiscountedThompson, SlidingWindowThompson, ThompsonSampling, stats_from_buckets
 
 
 def test_discount_weights_newest_bucket_fully():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from router.policies import POLICIES, PolicyError, make_policy
+from croupier.router.policies import POLICIES, PolicyError, make_policy
 
 INVALID = [
     ("thompson", {"draws": 10}, "draws:"),

@@ -4,8 +4,8 @@ selections drawn from those probabilities, a floor that holds, convergence on a 
 import numpy as np
 import pytest
 
-from router.allocation import allocate
-from router.policies import POLICIES, ArmStats, Policy, make_policy
+from croupier.router.allocation import allocate
+from croupier.router.policies import POLICIES, ArmStats, Policy, make_policy
 
 NAMES = sorted(POLICIES)
 # large enough that Monte Carlo noise stays below the tolerances used here

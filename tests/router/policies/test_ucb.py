@@ -2,8 +2,8 @@ import math
 
 import numpy as np
 
-from router.policies import KLUCB, UCB1, ArmStats, bernoulli_kl
-from router.policies.ucb import kl_upper_bound
+from croupier.router.policies import KLUCB, UCB1, ArmStats, bernoulli_kl
+from croupier.router.policies.ucb import kl_upper_bound
 
 
 def test_bernoulli_kl_known_values():
