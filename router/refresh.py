@@ -137,6 +137,8 @@ class SnapshotKeeper:
         self._sweep = 0  # where the next slice of the rolling sweep starts
         self._counters: dict[str, dict[str, dict[str, float]]] = {}
         self._bases: dict[str, Basis] = {}
+        self._history_of: dict[str, Experiment] | None = None  # the registry _history was listed from
+        self._history: list[str] = []
         self._computed: dict[str, Computed] = {}
         self._lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -233,6 +235,9 @@ class SnapshotKeeper:
 
     def _plan(self, registry: Registry, revisions: dict[str, int], read: dict[str, dict[str, str]],
               versions: dict[str, int], now: float) -> Plan:
+        held = self._registry
+        if registry.experiments is held.experiments and held.experiments:
+            return self._plan_changes(registry, revisions, read, versions, now)
         stats: dict[str, dict[str, str]] = {}
         counters: dict[str, dict[str, dict[str, float]]] = {}
         changed: set[str] = set()
@@ -248,13 +253,46 @@ class SnapshotKeeper:
         for exp_id, e in registry.experiments.items():
             if e.status != "running":
                 continue
-            policy = registry.policies[exp_id]
-            basis = bases[exp_id] = (e, versions.get(exp_id, 0),
-                                     history_since(policy, self.bucket_seconds, now) if policy.needs_history else None)
-            held = self._bases.get(exp_id)
-            if exp_id in changed or held is None or held[0] is not e or held[1:] != basis[1:]:
+            basis = bases[exp_id] = self._basis(e, registry.policies[exp_id], versions, now)
+            if exp_id in changed or self._moved(exp_id, basis):
                 stale.append(exp_id)
         return Plan(registry, revisions, stats, counters, bases, tuple(stale))
+
+    def _plan_changes(self, registry: Registry, revisions: dict[str, int], read: dict[str, dict[str, str]],
+                      versions: dict[str, int], now: float) -> Plan:
+        """The plan when the registry's records are the ones held: only the experiments whose
+        counters were read and moved, whose model version may have changed, or whose history
+        window moves with the clock are looked at; everyone else's state is carried over
+        (dict copies, not a Python pass over every experiment: at 10,000 experiments that
+        pass cost most of a steady refresh)."""
+        stats, counters, bases = dict(self._stats), dict(self._counters), dict(self._bases)
+        experiments = registry.experiments
+        changed = set()
+        for exp_id, raw in read.items():
+            if exp_id in experiments and not (stats.get(exp_id) == raw and exp_id in counters):
+                stats[exp_id], counters[exp_id] = raw, parse_counters(raw)
+                changed.add(exp_id)
+        if self._history_of is not experiments:  # the experiments whose window moves with the clock
+            self._history_of = experiments
+            self._history = [exp_id for exp_id, policy in registry.policies.items() if policy.needs_history]
+        stale = []
+        for exp_id in sorted(changed.union(versions, self._history)):
+            e = experiments[exp_id]
+            if e.status != "running":
+                continue
+            basis = bases[exp_id] = self._basis(e, registry.policies[exp_id], versions, now)
+            if exp_id in changed or self._moved(exp_id, basis):
+                stale.append(exp_id)
+        return Plan(registry, revisions, stats, counters, bases, tuple(stale))
+
+    def _basis(self, e: Experiment, policy: Policy, versions: dict[str, int], now: float) -> Basis:
+        return (e, versions.get(e.id, 0),
+                history_since(policy, self.bucket_seconds, now) if policy.needs_history else None)
+
+    def _moved(self, exp_id: str, basis: Basis) -> bool:
+        """Whether the held allocation of ``exp_id`` was computed from another basis (or none)."""
+        held = self._bases.get(exp_id)
+        return held is None or held[0] is not basis[0] or held[1:] != basis[1:]
 
     def _compute(self, plan: Plan, versions: dict[str, int], found: dict[str, tuple[int, dict]],
                  segments: dict[str, dict[str, str]], buckets: dict[str, dict[str, str]],

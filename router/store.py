@@ -70,6 +70,9 @@ CHANGE_LOG_KEEP = 10_000  # a router further behind than this many experiments' 
 # replies of one batch are parsed before the next is sent, so the event loop that answers
 # decisions is never held for a whole registry's worth of replies.
 BATCH = 250
+# Revisions are small integers: a larger batch keeps a refresh of 10,000 experiments to a few
+# round trips, each of which waits its turn on an event loop busy answering decisions.
+REVISION_BATCH = 5000
 MODEL_MAX_BYTES = 2_000_000  # a stored model is read by every router when it changes: keep it small
 _LUA = Path(__file__).with_name("lua")
 
@@ -97,8 +100,8 @@ class RegistryChanges:
     epoch: str = ""
 
 
-def _batches(ids: Sequence[str]) -> Iterable[Sequence[str]]:
-    return (ids[i:i + BATCH] for i in range(0, len(ids), BATCH))
+def _batches(ids: Sequence[str], size: int = BATCH) -> Iterable[Sequence[str]]:
+    return (ids[i:i + size] for i in range(0, len(ids), size))
 
 
 class ExperimentExists(Exception):
@@ -275,6 +278,7 @@ class Store:
         self._registry_changed_script = LuaScript(self.redis, _LUA / "registry_changed.lua")
         self._claim_customer = LuaScript(self.redis, _LUA / "claim_customer.lua")
         self._ledger: AssignmentLedger[AssignmentRecord] = AssignmentLedger()
+        self._packed_mget: dict[tuple[str, ...], list[bytes]] = {}
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -401,18 +405,39 @@ class Store:
     @translated
     async def revisions(self, experiment_ids: Iterable[str]) -> dict[str, int]:
         """Each experiment's counters revision (0: never written since revisions exist): the cheap
-        check that tells a router whose counters to read again. One MGET per batch; on Redis
+        check that tells a router whose counters to read again. One MGET per ``REVISION_BATCH``; on Redis
         Cluster the keys of a batch are spread over slots, so one GET each, pipelined per node."""
         ids = list(experiment_ids)
         found: dict[str, int] = {}
-        for batch in _batches(ids):
-            keys = [_k(exp_id, "revision") for exp_id in batch]
+        for batch in _batches(ids, REVISION_BATCH):
             if isinstance(self.redis, RedisCluster):
-                values = await self.redis.mget_nonatomic(keys)
+                values = await self.redis.mget_nonatomic([_k(exp_id, "revision") for exp_id in batch])
             else:
-                values = await self.redis.mget(keys)
+                values = await self._mget_packed(tuple(batch))
             found.update((exp_id, int(v or 0)) for exp_id, v in zip(batch, values))
         return found
+
+    async def _mget_packed(self, batch: tuple[str, ...]) -> list:
+        """The revisions of ``batch`` by an MGET packed once per list of experiments: a refresh
+        asks for the same keys every half second, and redis-py packs each argument in Python
+        (30 ms for 10,000 keys, on the loop that answers decisions); sending the held bytes
+        costs a fraction of a millisecond."""
+        pool = self.redis.connection_pool
+        connection = await pool.get_connection()
+        try:
+            packed = self._packed_mget.get(batch)
+            if packed is None:
+                if len(self._packed_mget) >= 16:  # the registry changed: the old lists are gone
+                    self._packed_mget.clear()
+                packed = self._packed_mget[batch] = connection.pack_command(
+                    "MGET", *(_k(exp_id, "revision") for exp_id in batch))
+            await connection.send_packed_command(packed)
+            return await connection.read_response()
+        except BaseException:
+            await connection.disconnect()  # a reply may be half read: never reuse the connection
+            raise
+        finally:
+            await pool.release(connection)
 
     # The raw hashes, for a reader that compares them with what it holds before parsing
     # (router/refresh.py); parse with parse_counters, parse_segment_counters, parse_buckets
