@@ -403,18 +403,19 @@ class Store:
         return found
 
     @translated
-    async def revisions(self, experiment_ids: Iterable[str]) -> dict[str, int]:
-        """Each experiment's counters revision (0: never written since revisions exist): the cheap
-        check that tells a router whose counters to read again. One MGET per ``REVISION_BATCH``; on Redis
+    async def revisions(self, experiment_ids: Iterable[str]) -> dict[str, str | None]:
+        """Each experiment's counters revision as stored (None: never written since revisions
+        exist; compared, never computed with, so not parsed): the cheap check that tells a
+        router whose counters to read again. One MGET per ``REVISION_BATCH``; on Redis
         Cluster the keys of a batch are spread over slots, so one GET each, pipelined per node."""
         ids = list(experiment_ids)
-        found: dict[str, int] = {}
+        found: dict[str, str | None] = {}
         for batch in _batches(ids, REVISION_BATCH):
             if isinstance(self.redis, RedisCluster):
                 values = await self.redis.mget_nonatomic([_k(exp_id, "revision") for exp_id in batch])
             else:
                 values = await self._mget_packed(tuple(batch))
-            found.update((exp_id, int(v or 0)) for exp_id, v in zip(batch, values))
+            found.update(zip(batch, values))
         return found
 
     async def _mget_packed(self, batch: tuple[str, ...]) -> list:
