@@ -36,6 +36,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -263,14 +264,8 @@ class SnapshotKeeper:
                 stats[exp_id], counters[exp_id] = raw, parse_counters(raw)
                 changed.add(exp_id)
         bases: dict[str, Basis] = {}
-        stale = []
-        for exp_id, e in registry.experiments.items():
-            if e.status != "running":
-                continue
-            basis = bases[exp_id] = self._basis(e, registry.policies[exp_id], versions, now)
-            if exp_id in changed or self._moved(exp_id, basis):
-                stale.append(exp_id)
-        return Plan(registry, revisions, stats, counters, bases, tuple(stale))
+        stale = self._stale(registry.experiments, registry, changed, versions, now, bases)
+        return Plan(registry, revisions, stats, counters, bases, stale)
 
     def _plan_changes(self, registry: Registry, revisions: dict[str, int], read: dict[str, dict[str, str]],
                       versions: dict[str, int], now: float) -> Plan:
@@ -289,15 +284,22 @@ class SnapshotKeeper:
         if self._history_of is not experiments:  # the experiments whose window moves with the clock
             self._history_of = experiments
             self._history = [exp_id for exp_id, policy in registry.policies.items() if policy.needs_history]
+        stale = self._stale(sorted(changed.union(versions, self._history)), registry, changed, versions, now, bases)
+        return Plan(registry, revisions, stats, counters, bases, stale)
+
+    def _stale(self, ids: Iterable[str], registry: Registry, changed: set[str], versions: dict[str, int],
+               now: float, bases: dict[str, Basis]) -> tuple[str, ...]:
+        """The running experiments among ``ids`` to recompute (counters moved, or another basis
+        than the held allocation's); each one's basis is recorded in ``bases``."""
         stale = []
-        for exp_id in sorted(changed.union(versions, self._history)):
-            e = experiments[exp_id]
+        for exp_id in ids:
+            e = registry.experiments[exp_id]
             if e.status != "running":
                 continue
             basis = bases[exp_id] = self._basis(e, registry.policies[exp_id], versions, now)
             if exp_id in changed or self._moved(exp_id, basis):
                 stale.append(exp_id)
-        return Plan(registry, revisions, stats, counters, bases, tuple(stale))
+        return tuple(stale)
 
     def _basis(self, e: Experiment, policy: Policy, versions: dict[str, int], now: float) -> Basis:
         return (e, versions.get(e.id, 0),
