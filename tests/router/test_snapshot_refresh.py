@@ -200,8 +200,10 @@ def test_the_computation_runs_off_the_loop_and_the_loop_stays_responsive(redis_u
         await task
         assert len(keeper.current.arms) == 2000
         assert threads and threading.main_thread().name not in threads
-        # the loop kept waking its other tasks: its longest stall is a small part of the refresh
-        assert len(lags) > 10 and max(lags) < max(0.25 * took, 0.05), (max(lags), took)
+        # the loop kept waking its other tasks: its longest stall is a part of the refresh, where
+        # computing on the loop would stall it for all of it (half: a loaded 2-core machine has
+        # shown a 0.31 s stall in a 1.04 s refresh, the worker holding the interpreter lock)
+        assert len(lags) > 10 and max(lags) < max(0.5 * took, 0.05), (max(lags), took)
     run(redis_url, work)
 
 
