@@ -124,7 +124,12 @@ class AdminAPI:
         version = await self.store.registry_version()  # before the read: a change after it bumps it again
         async with self._registry_lock:  # concurrent pages after a change share one read
             if self._registry[0] != version:
-                self._registry = (version, await self.store.list_experiments())
+                # the refresh task parses only what changed: once its snapshot holds this
+                # version, its records are the registry, with no read at all
+                current = self.snapshots.current
+                found = list(current.experiments.values()) if current.registry_version == version \
+                    else await self.store.list_experiments()
+                self._registry = (version, sorted(found, key=lambda e: e.id))
             return self._registry[1]
 
     async def list_experiments(self, request: Request) -> Response:
