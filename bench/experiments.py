@@ -2,15 +2,16 @@
 
     python -m bench.experiments [--sizes 1,1000,10000] [--duration 4]   (make bench-experiments)
 
-One run, one stack (Redis, a router, Croupier's NGINX, the variant page served by an NGINX
-of its own), the registry growing from size to size. At each size the same new-visitor
-traffic (no cookie, through NGINX, wrk on its own core as in bench/load.py) goes to one
-experiment at "/", the broadest prefix: every other experiment is tried before it, in
-NGINX's route lookup and in the router's. Meanwhile a trickle of visitors and conversions
-(``--trickle`` per second, loopback) goes to 10% of the other experiments, so their
-counters keep changing. Each of those has three variants and a path prefix of its own,
-and is written straight into the registry through the router's store (the admin API
-would take minutes for 10,000).
+One run, one stack per size (its own Redis, router and Croupier NGINX; the variant page is
+served by an NGINX they share), all built first and all running during the measurement.
+The same new-visitor traffic (no cookie, through NGINX, wrk on its own core as in
+bench/load.py) then goes to one experiment at "/", the broadest prefix (every other
+experiment is tried before it, in NGINX's route lookup and in the router's), in rounds that
+alternate between the sizes: a shared machine's drift falls on every size alike. Meanwhile
+a trickle of visitors and conversions (``--trickle`` per second per stack, loopback) goes
+to 10% of each stack's other experiments, so their counters keep changing. Each of those
+has three variants and a path prefix of its own, and is written straight into the
+registry through the router's store (the admin API would take minutes for 10,000).
 
 Per size: req/s, p50 and p99 under load, fallbacks to control during the load (NGINX's
 fallback log), the router's snapshot refresh time (p50/p99 of its histogram), snapshot age
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -264,113 +266,139 @@ def key_bytes(client: redis.Redis, exp_id: str) -> int:
 
 # -- the run -------------------------------------------------------------------
 
+@dataclass
+class Stack:
+    """One size's own Redis, router and Croupier NGINX (the variant page's NGINX is shared)."""
+
+    figure: SizeFigures
+    router: Process
+    router_port: int
+    base_url: str
+    fallback_log: Path
+    rds: redis.Redis
+    registry: list[dict]
+    trickled: list[dict]
+    trickle: Trickle | None = None
+
+
+def build_stack(size: int, run_dir: Path, variant: str, processes: list[Process], memory: Memory) -> Stack:
+    """A stack holding ``size`` running experiments, answering for the newest of them."""
+    run_dir.mkdir()
+    secret, pass_key = "bench-secret-" + "x" * 20, "bench-pass-key-" + "y" * 24
+    redis_port, router_port, decide_port, croupier_port = free_port(), free_port(), free_port(), free_port()
+    processes.append(start_redis(run_dir, redis_port))
+    env = {"CROUPIER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROUPIER_SECRET": secret,
+           "CROUPIER_ADMIN_TOKEN": ADMIN_TOKEN, "CROUPIER_LOG_LEVEL": "warning",
+           "CROUPIER_PASS_KEY": pass_key, "CROUPIER_DECIDE_PORT": str(decide_port),
+           # the trickle is one loopback address: keep it under the beacon limit
+           "CROUPIER_BEACON_RATE": "100000", "CROUPIER_BEACON_BURST": "100000"}
+    settings = Settings.from_env(env)
+    router = start_router(run_dir, router_port, env)
+    processes.append(router)
+    prefix = run_dir / "croupier"
+    (prefix / "tmp").mkdir(parents=True)
+    options = Options(listen=f"127.0.0.1:{croupier_port}", routers=[f"127.0.0.1:{router_port}"],
+                      decide_routers=[f"127.0.0.1:{decide_port}"], prefix=str(prefix),
+                      user="root" if os.geteuid() == 0 else "")
+    write_pass_key(Path(pass_key_path(options)), pass_key)
+    measured = {"id": MEASURED, "path_prefix": "/", "control": "a",
+                "variants": [{"id": v, "upstream": variant} for v in "abc"]}
+    asyncio.run(create_experiments(settings, [measured]))
+    figure = SizeFigures(size)
+    rds = redis.Redis(port=redis_port, decode_responses=True)
+    added = [experiment(i, [variant]) for i in range(size - 1)]
+    used_before, started = rds.info("memory")["used_memory"], time.monotonic()
+    asyncio.run(create_experiments(settings, added))
+    figure.create_s = time.monotonic() - started
+    if added:  # stacks are built smallest first: the largest one's figure is kept
+        memory.idle_per_experiment = (rds.info("memory")["used_memory"] - used_before) / len(added)
+        memory.idle_keys = key_bytes(rds, added[-1]["id"])
+    registry = [measured, *added]
+    config = write_rendered(registry, options, prefix / "nginx.conf")
+    figure.config_bytes, figure.nginx_check_s = config.bytes, config.check_s
+    nginx = start_nginx(prefix / "nginx.conf", prefix, croupier_port, name="nginx-croupier")
+    processes.append(nginx)
+    figure.reload_s = reload_seconds(nginx, croupier_port)
+    base_url = f"http://127.0.0.1:{croupier_port}"
+    newest = registry[-1]
+    figure.pickup_s = wait_for_pickup(base_url, newest["id"], newest["path_prefix"])
+    trickled = added[:max(1, int(TRICKLED_SHARE * len(added)))] if added else [measured]
+    return Stack(figure, router, router_port, base_url, prefix / "fallback.log", rds, registry, trickled)
+
+
 def measure(args: argparse.Namespace) -> tuple[list[SizeFigures], Memory]:
+    """One stack per size, built side by side; the load rounds then alternate between the
+    sizes, so whatever else the shared machine does at a given minute falls on every size
+    alike instead of on whichever size was measured then (the ratios are the goals)."""
     run_dir = Path(tempfile.mkdtemp(prefix="croupier-bench-experiments-"))
     processes: list[Process] = []
-    secret, pass_key = "bench-secret-" + "x" * 20, "bench-pass-key-" + "y" * 24
+    memory = Memory()
     try:
-        redis_port, router_port, decide_port = free_port(), free_port(), free_port()
-        croupier_port, variant_port = free_port(), free_port()
-        processes.append(start_redis(run_dir, redis_port))
-        env = {"CROUPIER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROUPIER_SECRET": secret,
-               "CROUPIER_ADMIN_TOKEN": ADMIN_TOKEN, "CROUPIER_LOG_LEVEL": "warning",
-               "CROUPIER_PASS_KEY": pass_key, "CROUPIER_DECIDE_PORT": str(decide_port),
-               # the trickle is one loopback address: keep it under the beacon limit
-               "CROUPIER_BEACON_RATE": "100000", "CROUPIER_BEACON_BURST": "100000"}
-        settings = Settings.from_env(env)
-        router = start_router(run_dir, router_port, env)
-        processes.append(router)
+        variant_port = free_port()
         variant = f"127.0.0.1:{variant_port}"
         static_root = run_dir / "static"
         static_root.mkdir()
         (static_root / "page.html").write_text("<!doctype html><title>landing</title><h1>Hello</h1>\n")
         page_server = render_baselines(run_dir / "variant", {}, variant, "", "", static_root, variant_only=True)
         processes.append(start_nginx(page_server, page_server.parent, variant_port, name="nginx-variant"))
-
-        prefix = run_dir / "croupier"
-        (prefix / "tmp").mkdir(parents=True)
-        conf = prefix / "nginx.conf"
-        options = Options(listen=f"127.0.0.1:{croupier_port}", routers=[f"127.0.0.1:{router_port}"],
-                          decide_routers=[f"127.0.0.1:{decide_port}"], prefix=str(prefix),
-                          user="root" if os.geteuid() == 0 else "")
-        write_pass_key(Path(pass_key_path(options)), pass_key)
-        measured = {"id": MEASURED, "path_prefix": "/", "control": "a",
-                    "variants": [{"id": v, "upstream": variant} for v in "abc"]}
-        registry = [measured]
-        asyncio.run(create_experiments(settings, registry))
-        nginx = None
-        base_url = f"http://127.0.0.1:{croupier_port}"
+        stacks = []
+        for size in args.sizes:
+            stacks.append(build_stack(size, run_dir / f"size-{size}", variant, processes, memory))
+            print(f"  {size} experiments ready", flush=True)
+        pin(processes, SERVER_CORE)  # NGINX's reloaded workers included
         script = run_dir / "fresh.lua"
         wrk_script(script, [])
-        rds = redis.Redis(port=redis_port, decode_responses=True)
-        figures, memory = [], Memory()
-        for size in args.sizes:
-            figure = SizeFigures(size)
-            added = [experiment(i, [variant]) for i in range(len(registry) - 1, size - 1)]
-            used_before, started = rds.info("memory")["used_memory"], time.monotonic()
-            asyncio.run(create_experiments(settings, added))
-            figure.create_s = time.monotonic() - started
-            registry += added
-            if added:
-                memory.idle_per_experiment = (rds.info("memory")["used_memory"] - used_before) / len(added)
-                memory.idle_keys = key_bytes(rds, added[-1]["id"])
-            config = write_rendered(registry, options, conf)
-            figure.config_bytes, figure.nginx_check_s = config.bytes, config.check_s
-            if nginx is None:
-                nginx = start_nginx(conf, prefix, croupier_port, name="nginx-croupier")
-                processes.append(nginx)
-                pin(processes, SERVER_CORE)
-            figure.reload_s = reload_seconds(nginx, croupier_port)
-            pin([nginx], SERVER_CORE)  # the new workers
-            newest = registry[-1]
-            figure.pickup_s = wait_for_pickup(base_url, newest["id"], newest["path_prefix"])
-            others = registry[1:]
-            trickled = others[:max(1, int(TRICKLED_SHARE * len(others)))] if others else [measured]
-            with Trickle(base_url, trickled, args.trickle) as trickle:
-                time.sleep(1.0)
-                figure.idle_cpu = idle_cpu(router, args.idle_seconds)
-                run_load(args, figure, router_port, base_url, script, prefix / "fallback.log")
-            figure.trickle_fallbacks = trickle.fallbacks
-            figure.redis_bytes = rds.info("memory")["used_memory"]
-            visited = [e for e in trickled if trickle.visitors.get(e["id"])][:50]
-            if visited and others:
-                memory.traffic_keys = sum(key_bytes(rds, e["id"]) for e in visited) / len(visited)
-                memory.traffic_visitors = sum(trickle.visitors[e["id"]] for e in visited) / len(visited)
-            figures.append(figure)
-            print(f"  {size} experiments measured", flush=True)
-        memory.measured_keys = key_bytes(rds, MEASURED)
-        stats = httpx.get(f"http://127.0.0.1:{router_port}/api/v1/experiments/{MEASURED}/stats", timeout=30,
-                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).raise_for_status().json()
+        with contextlib.ExitStack() as trickles:
+            for stack in stacks:
+                stack.trickle = trickles.enter_context(Trickle(stack.base_url, stack.trickled, args.trickle))
+            time.sleep(1.0)
+            for stack in stacks:
+                stack.figure.idle_cpu = idle_cpu(stack.router, args.idle_seconds)
+            run_load(args, stacks, script)
+        for stack in stacks:
+            stack.figure.trickle_fallbacks = stack.trickle.fallbacks
+            stack.figure.redis_bytes = stack.rds.info("memory")["used_memory"]
+        largest = stacks[-1]
+        visited = [e for e in largest.trickled if largest.trickle.visitors.get(e["id"])][:50]
+        if visited and len(largest.registry) > 1:
+            memory.traffic_keys = sum(key_bytes(largest.rds, e["id"]) for e in visited) / len(visited)
+            memory.traffic_visitors = sum(largest.trickle.visitors[e["id"]] for e in visited) / len(visited)
+        memory.measured_keys = key_bytes(largest.rds, MEASURED)
+        stats = httpx.get(f"http://127.0.0.1:{largest.router_port}/api/v1/experiments/{MEASURED}/stats",
+                          timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).raise_for_status().json()
         memory.measured_trials = sum(v["trials"] for v in stats["variants"])
-        return figures, memory
+        return [stack.figure for stack in stacks], memory
     finally:
         stop_all(processes)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def run_load(args: argparse.Namespace, figure: SizeFigures, router_port: int, base_url: str, script: Path,
-             fallback_log: Path) -> None:
-    """``--rounds`` wrk rounds of new visitors at "/", with the refresh histogram read around
-    them, the snapshot age sampled during them and the fallback log counted."""
-    metrics_before = scrape(router_port)
-    fallbacks_before = fallback_lines(fallback_log)
-    rounds = []
-    with AgeSampler(router_port) as ages:
+def run_load(args: argparse.Namespace, stacks: list[Stack], script: Path) -> None:
+    """``--rounds`` rounds, each a wrk run of new visitors at "/" on every size in turn, with
+    the refresh histograms read around them, the snapshot ages sampled throughout and the
+    fallback logs counted."""
+    before = {id(s): (scrape(s.router_port), fallback_lines(s.fallback_log)) for s in stacks}
+    rounds: dict[int, list[Result]] = {id(s): [] for s in stacks}
+    with contextlib.ExitStack() as samplers:
+        ages = {id(s): samplers.enter_context(AgeSampler(s.router_port)) for s in stacks}
         for _ in range(args.rounds):
-            loaded = run_wrk(f"{base_url}/", script, connections=args.connections, duration=args.duration)
-            rounds.append(Result("new", loaded["rps"], loaded["p50_ms"], loaded["p99_ms"],
-                                 requests=loaded["requests"], errors=loaded["errors"]))
-            settle(router_port)
-    metrics_after = scrape(router_port)
-    result = median_result(rounds)
-    figure.rps, figure.p50_ms, figure.p99_ms, figure.errors = result.rps, result.p50_ms, result.p99_ms, result.errors
-    figure.fallbacks = fallback_lines(fallback_log) - fallbacks_before
-    refresh = "croupier_snapshot_refresh_seconds"
-    figure.refresh_p50_s = quantile(buckets(metrics_before, refresh), buckets(metrics_after, refresh), 0.5)
-    figure.refresh_p99_s = quantile(buckets(metrics_before, refresh), buckets(metrics_after, refresh), 0.99)
-    lag = "croupier_event_loop_lag_seconds"
-    figure.loop_lag_p99_s = quantile(buckets(metrics_before, lag), buckets(metrics_after, lag), 0.99)
-    figure.age_p99_s = ages.p99()
+            for stack in stacks:
+                loaded = run_wrk(f"{stack.base_url}/", script, connections=args.connections, duration=args.duration)
+                rounds[id(stack)].append(Result("new", loaded["rps"], loaded["p50_ms"], loaded["p99_ms"],
+                                                requests=loaded["requests"], errors=loaded["errors"]))
+                settle(stack.router_port)
+    for stack in stacks:
+        metrics_before, fallbacks_before = before[id(stack)]
+        metrics_after = scrape(stack.router_port)
+        figure, result = stack.figure, median_result(rounds[id(stack)])
+        figure.rps, figure.p50_ms, figure.p99_ms, figure.errors = result.rps, result.p50_ms, result.p99_ms, result.errors
+        figure.fallbacks = fallback_lines(stack.fallback_log) - fallbacks_before
+        refresh = "croupier_snapshot_refresh_seconds"
+        figure.refresh_p50_s = quantile(buckets(metrics_before, refresh), buckets(metrics_after, refresh), 0.5)
+        figure.refresh_p99_s = quantile(buckets(metrics_before, refresh), buckets(metrics_after, refresh), 0.99)
+        lag = "croupier_event_loop_lag_seconds"
+        figure.loop_lag_p99_s = quantile(buckets(metrics_before, lag), buckets(metrics_after, lag), 0.99)
+        figure.age_p99_s = ages[id(stack)].p99()
 
 
 # -- the report ----------------------------------------------------------------
@@ -380,9 +408,10 @@ def seconds(value: float | None) -> str:
 
 
 def report(figures: list[SizeFigures], memory: Memory, args: argparse.Namespace) -> list[tuple[str, str, bool]]:
-    print(f"\nmany-experiments benchmark: {os.cpu_count()} cores; wrk on core {LOAD_CORE}, NGINX, router, Redis "
-          f"and variant on core {SERVER_CORE}; {args.connections} connections, {args.rounds} x {args.duration} s "
-          f"per size; trickle {args.trickle}/s over {TRICKLED_SHARE:.0%} of the experiments")
+    print(f"\nmany-experiments benchmark: {os.cpu_count()} cores; wrk on core {LOAD_CORE}, every stack's NGINX, "
+          f"router, Redis and the variant page on core {SERVER_CORE}; {args.connections} connections, "
+          f"{args.rounds} x {args.duration} s per size, sizes alternating; trickle {args.trickle}/s per stack over {TRICKLED_SHARE:.0%} of its "
+          f"experiments")
     print(f"{'experiments':>11} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'fallbacks':>9} "
           f"{'refresh p50 s':>13} {'refresh p99 s':>13} {'age p99 s':>9} {'lag p99 s':>9} {'idle CPU':>8} "
           f"{'Redis MB':>8}")
@@ -422,7 +451,7 @@ def report(figures: list[SizeFigures], memory: Memory, args: argparse.Namespace)
 def parse_sizes(text: str) -> list[int]:
     sizes = [int(s) for s in text.split(",") if s.strip()]
     if not sizes or min(sizes) < 1 or sizes != sorted(set(sizes)):
-        raise argparse.ArgumentTypeError("sizes: increasing counts of experiments, each at least 1 (the registry grows)")
+        raise argparse.ArgumentTypeError("sizes: increasing counts of experiments, each at least 1 (a stack each)")
     return sizes
 
 
@@ -430,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=parse_sizes, default=[1, 1000, 10000], help="e.g. 1,100 for a quick run")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds of each wrk round")
-    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds per size; figures are medians")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds, each a wrk run per size in turn; figures are medians")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--trickle", type=float, default=5.0, help="background visitors per second")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="router CPU measured over this")
