@@ -9,6 +9,7 @@ from croupier.router.policies.base import ArmStats, Policy, PolicyError, sample_
 from croupier.router.policies.best_arm import thompson_probabilities
 from croupier.router.policies.contextual import LinearThompson
 from croupier.router.policies.epsilon import DecayingEpsilonGreedy, EpsilonGreedy
+from croupier.router.policies.factorial import FactorialThompson
 from croupier.router.policies.gaussian import GaussianThompson
 from croupier.router.policies.nonstationary import DiscountedThompson, SlidingWindowThompson, stats_from_buckets
 from croupier.router.policies.thompson import ThompsonSampling, TopTwoThompson
@@ -16,7 +17,7 @@ from croupier.router.policies.ucb import KLUCB, UCB1, bernoulli_kl
 
 POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
     ThompsonSampling, TopTwoThompson, UCB1, KLUCB, EpsilonGreedy, DecayingEpsilonGreedy,
-    DiscountedThompson, SlidingWindowThompson, GaussianThompson, LinearThompson,
+    DiscountedThompson, SlidingWindowThompson, GaussianThompson, LinearThompson, FactorialThompson,
 )}
 
 
@@ -40,5 +41,5 @@ __all__ = [
     "ArmStats", "Policy", "PolicyError", "POLICIES", "make_policy", "sample_arms", "stats_from_buckets",
     "bernoulli_kl", "ThompsonSampling", "TopTwoThompson", "UCB1", "KLUCB", "EpsilonGreedy",
     "DecayingEpsilonGreedy", "DiscountedThompson", "SlidingWindowThompson", "GaussianThompson",
-    "LinearThompson", "thompson_probabilities",
+    "LinearThompson", "FactorialThompson", "thompson_probabilities",
 ]
