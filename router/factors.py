@@ -4,7 +4,7 @@ A factorial experiment tests several elements of one page at once (headline, cal
 action, offer, ...). Each factor has 2-16 named levels; a level is a fragment of the
 page's content parameters merged over the base variant's. The arms are the allowed
 combinations of one level per factor, named by their level names joined by '.' in
-factor order (``savings.buy-now.none``); a constraint excludes the combinations that
+factor order (``savings_buy-now_none``); a constraint excludes the combinations that
 match all of its factor-level pairs. The first level of every factor is its control
 level, and the combination of control levels must stay allowed.
 
@@ -34,7 +34,7 @@ MAX_COMBINATIONS = 16384
 MAX_CONSTRAINTS = 64
 # every level's fragment together: the registry holds the declaration, never the arms
 MAX_FRAGMENTS_BYTES = 65536
-ARM_SEPARATOR = "."
+ARM_SEPARATOR = "_"
 NAME_SEPARATOR = " · "  # between the "factor: level" parts of an arm's name
 
 # (factor index, level index) pairs, in factor order

@@ -38,15 +38,16 @@ def _rule(pattern: str, message: str) -> Rule:
 ID = _rule(r"[a-z0-9][a-z0-9_-]{0,39}",
            "must be 1-40 lowercase letters, digits, '_' or '-', starting with a letter or digit")
 # a factor or level name of a factorial experiment: no '.' or '_', the separators of names built
-# from factor and level names (an arm id joins its level names with '.')
+# from factor and level names (an arm id joins its level names with '_')
 LEVEL = _rule(r"[a-z0-9][a-z0-9-]{0,23}",
               "must be 1-24 lowercase letters, digits or '-', starting with a letter or digit")
 _LEVEL = LEVEL.pattern.pattern
 # a variant as the router names it: an ID, or a factorial experiment's combination of levels,
-# its 2-8 level names joined by '.' in factor order (at most 8 * 24 + 7 = 199 characters)
-ARM = _rule(rf"{ID.pattern.pattern}|{_LEVEL}(\.{_LEVEL}){{1,7}}",
+# its 2-8 level names joined by '_' in factor order (at most 8 * 24 + 7 = 199 characters).
+# Not '.': a token (router/token.py) and NGINX's pass regex split their fields on it.
+ARM = _rule(rf"{ID.pattern.pattern}|{_LEVEL}(_{_LEVEL}){{1,7}}",
             "must be a variant id (1-40 lowercase letters, digits, '_' or '-', starting with a letter "
-            "or digit) or 2-8 level names joined by '.'")
+            "or digit) or 2-8 level names joined by '_'")
 # a conversion goal: also a counter name in the store (``conv:<goal>``)
 GOAL = _rule(r"[a-z0-9][a-z0-9_-]{0,31}",
              "must be 1-32 lowercase letters, digits, '_' or '-', starting with a letter or digit")

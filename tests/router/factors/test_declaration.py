@@ -16,16 +16,16 @@ from tests.router.factors.spring import SPRING, spring
 def test_arms_are_the_allowed_combinations_in_product_order():
     experiment = parse_experiment(SPRING)
     assert [v.id for v in experiment.variants] == [
-        "plain.go.none", "plain.go.cashback", "plain.buy-now.none",
-        "savings.go.none", "savings.go.cashback", "savings.buy-now.none"]
-    assert experiment.control == "plain.go.none" == experiment.factorial.control_arm
-    arm = experiment.variant("savings.go.cashback")
+        "plain_go_none", "plain_go_cashback", "plain_buy-now_none",
+        "savings_go_none", "savings_go_cashback", "savings_buy-now_none"]
+    assert experiment.control == "plain_go_none" == experiment.factorial.control_arm
+    arm = experiment.variant("savings_go_cashback")
     assert arm.upstream == "variant-a:8000" and arm.status == "active"
     assert arm.name == "headline: savings · cta: go · offer: cashback"
     # shallow per key; a JSON object such as colors merges one level deep
     assert arm.params == {"headline": "Save 20% this spring", "cta": "Go", "badge": "5% cashback",
                           "colors": {"primary": "#111111", "accent": "#333333"}}
-    assert experiment.variant("plain.buy-now.cashback") is None  # excluded by the constraint
+    assert experiment.variant("plain_buy-now_cashback") is None  # excluded by the constraint
     assert experiment.variant("page") is None  # the page server is not an arm
 
 
@@ -41,9 +41,9 @@ def test_the_registry_keeps_the_declaration_not_the_arms():
 
 
 def test_control_and_winner_are_arms():
-    assert parse_experiment(spring(control="savings.go.none")).control == "savings.go.none"
-    ended = parse_experiment(spring(status="ended", winner="savings.buy-now.none"))
-    assert ended.winner == "savings.buy-now.none"
+    assert parse_experiment(spring(control="savings_go_none")).control == "savings_go_none"
+    ended = parse_experiment(spring(status="ended", winner="savings_buy-now_none"))
+    assert ended.winner == "savings_buy-now_none"
     assert merge(ended, {"status": "running", "winner": ""}).winner == ""
 
 
@@ -61,7 +61,7 @@ def test_one_factor_names_its_arms_by_level_alone():
     ({"factors": {}}, "factors: must be a JSON object"),
     ({"factors": {f"f{i}": {"a": {}, "b": {}} for i in range(9)}}, "factors: at most 8"),
     ({"factors": {"Head_line": {"a": {}, "b": {}}}}, "factors.Head_line: must be 1-24 lowercase"),
-    ({"factors": {"cta": {"buy.now": {}, "go": {}}}}, "factors.cta.buy.now: must be 1-24 lowercase"),
+    ({"factors": {"cta": {"buy_now": {}, "go": {}}}}, "factors.cta.buy_now: must be 1-24 lowercase"),
     ({"factors": {"cta": {"a" * 25: {}, "go": {}}}}, f"factors.cta.{'a' * 25}: must be 1-24"),
     ({"factors": {"cta": {"go": {"headline": "x" * 9000}, "buy": {}}}}, "factors.cta.go: larger than 8192 bytes"),
     ({"constraints": [{"offer": "x", "cta": "go"}]}, "constraints[0].offer: unknown level 'x'"),
@@ -72,9 +72,9 @@ def test_one_factor_names_its_arms_by_level_alone():
     ({"constraints": [{"headline": "savings", "cta": "go"}, {"headline": "savings", "cta": "buy-now"},
                       {"headline": "plain", "cta": "buy-now"}, {"headline": "plain", "offer": "cashback"}]},
      "constraints: leave fewer than 2 allowed combinations"),
-    ({"control": "plain.buy-now.cashback"}, "control: 'plain.buy-now.cashback' is not an allowed combination"),
+    ({"control": "plain_buy-now_cashback"}, "control: 'plain_buy-now_cashback' is not an allowed combination"),
     ({"control": "page"}, "control: 'page' is not an allowed combination"),
-    ({"winner": "plain.go"}, "winner: 'plain.go' is not one of the variants"),
+    ({"winner": "plain_go"}, "winner: 'plain_go' is not one of the variants"),
     ({"variants": [SPRING["variants"][0]] * 2}, "variants: a factorial experiment declares exactly one variant"),
     ({"variants": [{**SPRING["variants"][0], "status": "paused"}]}, "variants[0].status:"),
     ({"variants": [{"id": "page", "upstream": "no port"}]}, "variants[0].upstream:"),
@@ -130,6 +130,6 @@ def test_factorial_thompson_is_accepted_registered_or_not(monkeypatch):
 
 
 def test_the_variant_servers_part_alone():
-    declared = parse_declaration(spring(control="savings.go.none", policy="anything: not its business"))
-    assert declared.experiment == "spring" and declared.control == "savings.go.none"
+    declared = parse_declaration(spring(control="savings_go_none", policy="anything: not its business"))
+    assert declared.experiment == "spring" and declared.control == "savings_go_none"
     assert declared.factorial == parse_experiment(SPRING).factorial

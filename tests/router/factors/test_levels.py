@@ -19,9 +19,9 @@ def test_a_new_level_comes_last_and_adds_its_combinations(experiment):
     assert list(added.to_dict()["factors"]["cta"]) == ["go", "buy-now", "sign-up"]
     assert added.factorial.n_levels == (2, 3, 2)
     assert len(added.variants) == 10  # 12 combinations, 2 excluded by the constraint
-    assert added.variant("savings.sign-up.cashback").params["cta"] == "Sign up"
+    assert added.variant("savings_sign-up_cashback").params["cta"] == "Sign up"
     assert added.control == experiment.control
-    assert with_level(added, "cta", "sign-up", {"cta": "Join"}).factorial.merged_params("plain.sign-up.none")["cta"] == "Join"
+    assert with_level(added, "cta", "sign-up", {"cta": "Join"}).factorial.merged_params("plain_sign-up_none")["cta"] == "Join"
 
 
 def test_a_new_level_is_validated(experiment):
@@ -43,8 +43,8 @@ def test_removing_a_level_drops_its_arms_and_constraints(experiment):
     removed = without_level(three, "cta", "buy-now")
     assert removed.to_dict()["constraints"] == []  # it named buy-now
     assert [v.id for v in removed.variants] == [
-        "plain.go.none", "plain.go.cashback", "plain.sign-up.none", "plain.sign-up.cashback",
-        "savings.go.none", "savings.go.cashback", "savings.sign-up.none", "savings.sign-up.cashback"]
+        "plain_go_none", "plain_go_cashback", "plain_sign-up_none", "plain_sign-up_cashback",
+        "savings_go_none", "savings_go_cashback", "savings_sign-up_none", "savings_sign-up_cashback"]
 
 
 @pytest.mark.parametrize("factor, level, error", [
@@ -61,20 +61,20 @@ def test_removals_that_are_refused(experiment, factor, level, error):
 
 def test_the_control_and_the_winner_keep_their_levels():
     three = {**SPRING["factors"], "cta": {**SPRING["factors"]["cta"], "sign-up": {"cta": "Sign up"}}}
-    controlled = parse_experiment(spring(factors=three, control="savings.sign-up.none"))
-    with pytest.raises(InvalidExperiment, match="^factors.cta.sign-up: the control 'savings.sign-up.none' has this "
+    controlled = parse_experiment(spring(factors=three, control="savings_sign-up_none"))
+    with pytest.raises(InvalidExperiment, match="^factors.cta.sign-up: the control 'savings_sign-up_none' has this "
                                                 "level; make another combination the control first"):
         without_level(controlled, "cta", "sign-up")
-    won = parse_experiment(spring(factors=three, status="ended", winner="plain.sign-up.cashback"))
-    with pytest.raises(InvalidExperiment, match="^factors.cta.sign-up: the winner 'plain.sign-up.cashback'"):
+    won = parse_experiment(spring(factors=three, status="ended", winner="plain_sign-up_cashback"))
+    with pytest.raises(InvalidExperiment, match="^factors.cta.sign-up: the winner 'plain_sign-up_cashback'"):
         without_level(won, "cta", "sign-up")
     assert len(without_level(won, "cta", "buy-now").variants) == 8
 
 
 def test_variants_are_not_edited_one_by_one(experiment):
     for edit in (lambda: with_variant(experiment, Variant("extra", "h:1")),
-                 lambda: with_variant(experiment, Variant("plain.go.none", "h:1", status="paused")),
-                 lambda: without_variant(experiment, "savings.go.none")):
+                 lambda: with_variant(experiment, Variant("plain_go_none", "h:1", status="paused")),
+                 lambda: without_variant(experiment, "savings_go_none")):
         with pytest.raises(InvalidExperiment, match="^variants: a factorial experiment's arms are its factors' "
                                                     "combinations; add or remove a level"):
             edit()
