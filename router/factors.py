@@ -3,7 +3,7 @@
 A factorial experiment tests several elements of one page at once (headline, call to
 action, offer, ...). Each factor has 2-16 named levels; a level is a fragment of the
 page's content parameters merged over the base variant's. The arms are the allowed
-combinations of one level per factor, named by their level names joined by '.' in
+combinations of one level per factor, named by their level names joined by '_' in
 factor order (``savings_buy-now_none``); a constraint excludes the combinations that
 match all of its factor-level pairs. The first level of every factor is its control
 level, and the combination of control levels must stay allowed.

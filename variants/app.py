@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import datetime
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import jinja2
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from croupier.router.rules import ID
+from croupier.router.rules import ARM, ID
 from croupier.variants.colors import readable_on
 from croupier.variants.illustrations import ILLUSTRATIONS
 from croupier.variants.params import VariantParams, parse_params
@@ -57,12 +59,58 @@ def _favicon(color: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
-def identity(request: Request, params: VariantParams) -> tuple[str, str]:
-    """(experiment, variant) for this page: NGINX's headers when well formed, else the params file's."""
-    experiment = request.headers.get(EXPERIMENT_HEADER, "")
-    variant = request.headers.get(VARIANT_HEADER, "")
-    return (experiment if ID.ok(experiment) else params.experiment,
-            variant if ID.ok(variant) else params.id)
+@dataclass(frozen=True)
+class Page:
+    """One variant's page, ready to render: its params and what the templates derive from them."""
+
+    params: VariantParams
+    context: dict[str, Any]
+
+
+def page_of(params: VariantParams) -> Page:
+    return Page(params, {
+        "p": params,
+        "on_primary": readable_on(params.colors.primary),
+        "on_accent": readable_on(params.colors.accent),
+        "favicon": _favicon(params.colors.primary),
+        "illustration": ILLUSTRATIONS.get(params.illustration),
+    })
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The page a request gets, and the experiment and variant the page names for the beacon."""
+
+    page: Page
+    experiment: str
+    variant: str
+
+
+class Pages(Protocol):
+    """What a server renders: one variant, or any arm of a factorial experiment
+    (``croupier.variants.factorial``)."""
+
+    def choose(self, headers: Mapping[str, str]) -> Chosen: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+class OnePage:
+    """One variant from its params. NGINX's headers name the experiment and variant when they
+    are well formed; otherwise the params do."""
+
+    def __init__(self, params: dict[str, Any] | VariantParams) -> None:
+        self.page = page_of(params if isinstance(params, VariantParams) else parse_params(params))
+
+    def choose(self, headers: Mapping[str, str]) -> Chosen:
+        p = self.page.params
+        experiment = headers.get(EXPERIMENT_HEADER, "")
+        variant = headers.get(VARIANT_HEADER, "")
+        return Chosen(self.page, experiment if ID.ok(experiment) else p.experiment,
+                      variant if ARM.ok(variant) else p.id)
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "variant": self.page.params.id}
 
 
 def is_thanks_path(path: str) -> bool:
@@ -78,21 +126,15 @@ def thanks_action(path: str) -> str:
     return "./" + quote(path.rsplit("/", 1)[-1], safe="") + "/thanks"
 
 
-def create_app(params: dict[str, Any] | VariantParams) -> Starlette:
-    """The ASGI app serving one variant; raises ``InvalidParams`` for bad params."""
-    p = params if isinstance(params, VariantParams) else parse_params(params)
-    shared = {
-        "p": p,
-        "on_primary": readable_on(p.colors.primary),
-        "on_accent": readable_on(p.colors.accent),
-        "favicon": _favicon(p.colors.primary),
-        "illustration": ILLUSTRATIONS.get(p.illustration),
-    }
+def create_app(source: dict[str, Any] | VariantParams | Pages) -> Starlette:
+    """The ASGI app serving one variant (its params) or every arm of a factorial experiment
+    (``croupier.variants.factorial.FactorialPages``); raises ``InvalidParams`` for bad params."""
+    pages: Pages = OnePage(source) if isinstance(source, (dict, VariantParams)) else source
 
     def render(name: str, request: Request, **extra: Any) -> HTMLResponse:
-        experiment, variant = identity(request, p)
+        chosen = pages.choose(request.headers)
         html = _templates.get_template(name).render(
-            **shared, **extra, experiment=experiment, variant=variant,
+            **chosen.page.context, **extra, experiment=chosen.experiment, variant=chosen.variant,
             year=datetime.date.today().year)
         return HTMLResponse(html, headers=PAGE_HEADERS)
 
@@ -109,7 +151,7 @@ def create_app(params: dict[str, Any] | VariantParams) -> Starlette:
         return render("landing.html", request, thanks_action=thanks_action(path))
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "variant": p.id}, headers={"Cache-Control": "no-store"})
+        return JSONResponse(pages.health(), headers={"Cache-Control": "no-store"})
 
     return Starlette(routes=[
         Route("/healthz", healthz, methods=["GET"]),

@@ -257,19 +257,24 @@ def parse_params(data: Any) -> VariantParams:
     )
 
 
-def load_params(path: str | Path) -> VariantParams:
-    """Read and validate a params file; errors start with the file's path."""
+def read_json(path: str | Path, what: str = "params file") -> Any:
+    """A JSON file's content; ``InvalidParams`` starting with the file's path when it cannot be read."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise InvalidParams(f"{path}: cannot read params file ({exc.strerror or exc})") from None
+        raise InvalidParams(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
-        raise InvalidParams(f"{path}: params file is not UTF-8 text") from None
+        raise InvalidParams(f"{path}: {what} is not UTF-8 text") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidParams(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+
+
+def load_params(path: str | Path) -> VariantParams:
+    """Read and validate a params file; errors start with the file's path."""
+    data = read_json(path)
     try:
         return parse_params(data)
     except InvalidParams as exc:
