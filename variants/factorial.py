@@ -101,6 +101,7 @@ class FactorialPages:
         self.path = Path(path)
         self._clock = clock
         self._signature = _signature(self.path)  # before the read: a write during it is seen next time
+        self._refused: tuple[int, int, int] | None = None
         self._use(load_declaration(self.path))  # a bad file at start-up stops the server
         self._checked = clock()
 
@@ -118,12 +119,16 @@ class FactorialPages:
         signature = _signature(self.path)
         if signature == self._signature:
             return
-        self._signature = signature
         try:
             self._use(load_declaration(self.path))
         except InvalidParams as exc:
-            log.error("%s; still serving the declaration read before", exc)
+            # Tried again at the next look: a file caught half-written may keep its signature
+            # once complete. Said once per version of the file.
+            if signature != self._refused:
+                self._refused = signature
+                log.error("%s; still serving the declaration read before", exc)
         else:
+            self._signature = signature
             log.info("%s: declaration read again", self.path)
 
     def _page(self, arm: str) -> tuple[str, Page]:
