@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from croupier.router.factors import Declaration, parse_declaration
+from croupier.router.records import InvalidExperiment
 from croupier.router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, PASS_KEY, UPSTREAM
 
 TEMPLATE = "croupier.conf.j2"
@@ -192,12 +194,20 @@ def map_hash_sizes(keys: list[int], longest: int) -> tuple[int, int]:
     return max_size, bucket
 
 
+def _declaration(exp: dict) -> Declaration:
+    try:
+        return parse_declaration(exp)
+    except InvalidExperiment as exc:
+        raise RenderError(f"experiment {exp.get('id')!r}: {exc}") from None
+
+
 def render(experiments: list[dict], options: Options) -> str:
     if options.target not in TARGETS:
         raise RenderError(f"target: must be one of {', '.join(TARGETS)}")
     if not options.routers:
         raise RenderError("routers: at least one router address is needed")
     addresses: dict[str, None] = {}
+    declared = {exp["id"]: _declaration(exp) for exp in experiments if exp.get("factors")}
     for exp in experiments:
         for variant in exp["variants"]:
             addresses[variant["upstream"]] = None
@@ -229,7 +239,11 @@ def render(experiments: list[dict], options: Options) -> str:
                           f"{options.target} target")
     controls = []
     for exp in experiments:
-        control = next(v for v in exp["variants"] if v["id"] == exp["control"])
+        factorial = declared.get(exp["id"])
+        if factorial is not None:  # its one variant, the page server, renders the control arm
+            control = {"upstream": exp["variants"][0]["upstream"], "id": factorial.control}
+        else:
+            control = next(v for v in exp["variants"] if v["id"] == exp["control"])
         controls.append({"group": proxy_target(control["upstream"]), "variant": control["id"],
                          "experiment": exp["id"]})
     if options.default_upstream:
@@ -242,7 +256,12 @@ def render(experiments: list[dict], options: Options) -> str:
     else:
         raise RenderError("no experiment and no default upstream: NGINX would have nowhere to send visitors")
     route_regexes, route_table = routes(experiments)
-    pass_routes = [{"experiment": exp["id"], "variant": v["id"], "group": proxy_target(v["upstream"])}
+    # A factorial experiment's arms all live on its one page server: one regex entry routes a
+    # pass for any of them (up to 16,384 arms) instead of an entry each; the arm the pass names
+    # is the router's (secure_link checked it), and the page server renders an arm it does not
+    # know as the control.
+    pass_routes = [{"experiment": exp["id"], "variant": v["id"], "group": proxy_target(v["upstream"]),
+                    "any": exp["id"] in declared}
                    for exp in experiments for v in exp["variants"]]
     prefix = options.prefix
     env = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined,

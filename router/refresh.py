@@ -320,7 +320,7 @@ class SnapshotKeeper:
                     buckets=parse_buckets(buckets[e.id]) if e.id in buckets else None,
                     segment_counters=parse_segment_counters(segments[e.id]) if e.id in segments else None,
                     linear=parse_linear(linear[e.id]) if e.id in linear else None,
-                    model=models.get(e.id))
+                    model=models.get(e.id), previous=self._factorial_fit(e.id))
                 for e in (registry.experiments[exp_id] for exp_id in plan.stale)]
         fresh = compute_many(jobs, self.rng, bucket_seconds=self.bucket_seconds, now=now,
                              max_segments=self.max_segments)
@@ -329,8 +329,10 @@ class SnapshotKeeper:
             computed = dict(self._computed)
             computed.update(fresh)
             arms, segments, contextual = dict(held.arms), dict(held.segments), dict(held.contextual)
+            factorial = dict(held.factorial)
             for exp_id, c in fresh.items():
-                for table, value in ((arms, c.arms), (segments, c.segments), (contextual, c.contextual)):
+                for table, value in ((arms, c.arms), (segments, c.segments), (contextual, c.contextual),
+                                     (factorial, c.factorial)):
                     if value is None:
                         table.pop(exp_id, None)
                     else:
@@ -340,9 +342,14 @@ class SnapshotKeeper:
             arms = {exp_id: c.arms for exp_id, c in computed.items() if c.arms is not None}
             segments = {exp_id: c.segments for exp_id, c in computed.items() if c.segments is not None}
             contextual = {exp_id: c.contextual for exp_id, c in computed.items() if c.contextual is not None}
+            factorial = {exp_id: c.factorial for exp_id, c in computed.items() if c.factorial is not None}
         snapshot = Snapshot(registry.experiments, arms, plan.counters, registry.version, read_at, registry.routes,
-                            segments, contextual)
+                            segments, contextual, factorial)
         return snapshot, computed, models, unreadable
+
+    def _factorial_fit(self, exp_id: str):
+        held = self._computed.get(exp_id)
+        return held.factorial if held is not None else None
 
     def _models(self, versions: dict[str, int],
                 found: dict[str, tuple[int, dict]]) -> tuple[dict[str, StoredModel], dict[str, int]]:

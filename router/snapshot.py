@@ -29,6 +29,7 @@ from croupier.router.history import Buckets, bucket_arrays
 from croupier.router.hybrid import StoredModel, blend_overall, blend_segments
 from croupier.router.policies import ArmStats, Policy, make_policy
 from croupier.router.policies.contextual import LinearThompson, pool_shares
+from croupier.router.policies.factorial import FactorialState, FactorialThompson, level_sums
 from croupier.router.segments import busiest_segments, shrunk_stats
 
 
@@ -113,6 +114,8 @@ class Snapshot:
     _routes: Routes = field(default_factory=lambda: Routes(()))
     segments: dict[str, SegmentArms] = field(default_factory=dict)
     contextual: dict[str, ContextualArms] = field(default_factory=dict)
+    # a factorial experiment's model as its last refresh fitted it: the stats read its posterior
+    factorial: dict[str, FactorialState] = field(default_factory=dict)
 
     @classmethod
     def build(cls, experiments: Iterable[Experiment], arms: dict[str, Arms],
@@ -177,6 +180,7 @@ class Job:
     segment_counters: dict[str, dict[str, dict[str, float]]] | None = None  # a segmented experiment's
     linear: dict[str, dict] | None = None  # a contextual policy's sufficient statistics
     model: StoredModel | None = None
+    previous: FactorialState | None = None  # a factorial model's last fit: the next one starts there
 
     def the_policy(self) -> Policy:
         return self.policy or make_policy(self.experiment.policy, self.experiment.policy_params)
@@ -189,6 +193,7 @@ class Computed:
     arms: Arms | None = None
     segments: SegmentArms | None = None
     contextual: ContextualArms | None = None
+    factorial: FactorialState | None = None
 
 
 def arm_stats(experiment: Experiment, variants: tuple[Variant, ...],
@@ -296,6 +301,10 @@ def compute_many(jobs: Iterable[Job], rng: np.random.Generator, *, bucket_second
     for job in jobs:
         policy = job.the_policy()
         e = job.experiment
+        if e.factorial is not None and isinstance(policy, FactorialThompson):
+            arms, state = compute_factorial(e, job.counters, rng, policy, job.previous)
+            partial[e.id] = Computed(arms, factorial=state)
+            continue
         pending = evidence(job, policy, bucket_seconds, now)
         if pending is not None:
             items.append((policy, pending))
@@ -305,7 +314,29 @@ def compute_many(jobs: Iterable[Job], rng: np.random.Generator, *, bucket_second
             if policy.needs_context else None
         partial[e.id] = Computed(None, segments, contextual)
     arms = allocate_many(items, rng)
-    return {exp_id: Computed(arms.get(exp_id), c.segments, c.contextual) for exp_id, c in partial.items()}
+    return {exp_id: c if c.factorial is not None else Computed(arms.get(exp_id), c.segments, c.contextual)
+            for exp_id, c in partial.items()}
+
+
+def compute_factorial(experiment: Experiment, counters: dict[str, dict[str, float]], rng: np.random.Generator,
+                      policy: FactorialThompson, previous: FactorialState | None = None,
+                      ) -> tuple[Arms | None, FactorialState | None]:
+    """A factorial experiment's split over its allowed combinations, from one model of the
+    factors' effects (``croupier.router.policies.factorial``). Uniform while any level has had
+    fewer than ``burn_in`` visitors: the burn-in counts levels, since a combination of a
+    large design may never reach it."""
+    design = experiment.factorial
+    variants = experiment.variants  # the generated arms, in the order of design.arms()
+    if design is None or not variants:
+        return None, None
+    levels, n_levels = design.arms(), design.n_levels
+    stats = arm_stats(experiment, variants, counters)
+    state = policy.allocate(levels, n_levels, stats.trials, stats.successes, rng,
+                            min_share=experiment.min_share, previous=previous)
+    probs = state.probs
+    if experiment.burn_in and (level_sums(stats.trials, levels, n_levels) < experiment.burn_in).any():
+        probs = np.full(len(variants), 1.0 / len(variants))
+    return Arms.build(variants, probs, experiment.holdout), state
 
 
 def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], rng: np.random.Generator,

@@ -21,7 +21,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from croupier.router.rules import ID
+from croupier.router.rules import ARM, ID
 
 VERSION = "v1"
 VERSION_2 = "v2"
@@ -111,7 +111,7 @@ def verify(token: str, keys: dict[str, bytes], *, now: int, max_age: int,
         raise TokenError("unknown_key")
     if not hmac.compare_digest(hmac_tag(key, token[: -len(mac) - 1]), mac):
         raise TokenError("bad_signature")
-    if not (_VISITOR.fullmatch(visitor) and ID.ok(exp) and ID.ok(variant) and issued_s.isdigit()):
+    if not (_VISITOR.fullmatch(visitor) and ID.ok(exp) and ARM.ok(variant) and issued_s.isdigit()):
         raise TokenError("malformed")
     issued = int(issued_s)
     if issued > now + 300:  # small allowance for clock skew between routers

@@ -120,3 +120,23 @@ def test_ten_thousand_experiments_load(tmp_path):
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
     check_nginx_config(conf, tmp_path)
+
+
+FACTORIAL = {"id": "mvt", "path_prefix": "/mvt/", "policy": "factorial_thompson", "variants": [
+    {"id": "page", "upstream": "127.0.0.1:9103"}],
+    "factors": {"headline": {"plain": {}, "savings": {}}, "cta": {"go": {}, "buy": {}}}}
+
+
+def test_a_factorial_experiment_fails_open_to_its_control_arm_and_routes_any_arm_pass(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    options = Options(prefix=str(tmp_path), resolver="127.0.0.1")
+    write_pass_key(Path(pass_key_path(options)), "k" * 32)
+    text = render([*EXPERIMENTS, FACTORIAL], options)
+    assert '"exp:mvt" plain_go;' in text  # the control arm: every factor's first level
+    assert r'"~^1\|mvt\|" variant_127_0_0_1_9103;' in text  # one entry for every arm's pass
+    assert "1|mvt|page" not in text
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    check_nginx_config(conf, tmp_path)
+    with pytest.raises(RenderError, match="experiment 'mvt': factors.cta: needs at least 2 levels"):
+        render([{**FACTORIAL, "factors": {"cta": {"go": {}}}}], options)

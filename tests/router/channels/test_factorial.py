@@ -1,0 +1,67 @@
+"""A factorial experiment through the router in-process, against a real redis-server: the
+refresh fits its model, the channels API answers a combination with its merged parameters
+and logs the propensity it was drawn with, conversions credit the combination, and the stats
+name each factor's levels with the model's rollups."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.conftest import eventually
+from tests.router.channels.conftest import api  # noqa: F401  (the fixture)
+
+
+def factorial(**extra) -> dict:
+    return {"id": "mvt", "path_prefix": "/mvt/", "policy": "factorial_thompson", "min_share": 0.05,
+            "variants": [{"id": "page", "upstream": "127.0.0.1:9100",
+                          "params": {"headline": "Base", "cta": "Go", "badge": ""}}],
+            "factors": {"headline": {"plain": {}, "savings": {"headline": "Save 20%"}},
+                        "cta": {"go": {}, "buy": {"cta": "Buy now"}, "try": {"cta": "Try it"}},
+                        "offer": {"none": {}, "cashback": {"badge": "5% cashback"}}},
+            "constraints": [{"cta": "try", "offer": "cashback"}], **extra}
+
+
+def test_a_factorial_experiment_is_decided_credited_and_summarised(api):  # noqa: F811
+    created = api.create(factorial())
+    assert created["variants"] == [factorial()["variants"][0] | {"status": "active", "name": "",
+                                                                  "prior_alpha": 1.0, "prior_beta": 1.0}]
+    snapshot = api.snapshot
+    arms = snapshot.arms["mvt"]
+    ids = [v.id for v in arms.variants]
+    assert len(ids) == 2 * 3 * 2 - 2 and "savings_try_cashback" not in ids  # the constraint's two
+    assert "mvt" in snapshot.factorial  # the refresh fitted the model
+    levels = snapshot.experiments["mvt"].factorial.arms()
+    # every level keeps at least min_share of the traffic
+    for f in range(levels.shape[1]):
+        for level in np.unique(levels[:, f]):
+            assert sum(p for p, row in zip(arms.probabilities, levels) if row[f] == level) >= 0.05 - 1e-9
+
+    answers = [api.decide(experiment="mvt", customer_id=f"c-{i}").json() for i in range(60)]
+    for answer in answers:
+        arm = answer["variant"]
+        headline, cta, offer = arm.split("_")
+        params = answer["params"]
+        assert params["headline"] == ("Save 20%" if headline == "savings" else "Base")
+        assert params["cta"] == {"go": "Go", "buy": "Buy now", "try": "Try it"}[cta]
+        assert params["badge"] == ("5% cashback" if offer == "cashback" else "")
+        assert answer["propensity"] == answer["probabilities"][arm] > 0
+
+    # the customers shown the savings headline with cashback convert
+    converted = [a for a in answers if a["variant"].startswith("savings_") and a["variant"].endswith("_cashback")]
+    for answer in converted:
+        assert api.convert(experiment="mvt", token=answer["token"]).status_code == 202
+    eventually(lambda: api.total("mvt", "conversions") == len(converted) and api.total("mvt", "trials") == 60)
+
+    stats = api.admin("GET", "/experiments/mvt/stats").json()
+    assert [f["name"] for f in stats["factors"]] == ["headline", "cta", "offer"]
+    headline = {level["name"]: level for level in stats["factors"][0]["levels"]}
+    assert sum(level["trials"] for level in headline.values()) == 60
+    assert headline["savings"]["conversions"] == len(converted)
+    assert all(level["low"] <= level["rate"] <= level["high"] for level in headline.values())
+    if converted:
+        assert headline["savings"]["p_best"] > headline["plain"]["p_best"]
+        assert stats["best"]["arm"].startswith("savings_") and stats["best"]["arm"].endswith("_cashback")
+    assert stats["best"]["arm"] in ids
+    assert [h["factors"] for h in stats["heatmaps"]] == [["headline", "cta"], ["headline", "offer"], ["cta", "offer"]]
+    assert len(stats["heatmaps"][2]["rates"]) == 3 and stats["heatmaps"][2]["rates"][2][1] is None  # try x cashback
+    assert {row["id"] for row in stats["variants"]} == set(ids)
