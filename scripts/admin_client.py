@@ -56,6 +56,9 @@ class AdminClient:
     def experiment(self, experiment: str) -> dict:
         return self._call("GET", f"/experiments/{experiment}")
 
+    def update_experiment(self, experiment: str, changes: dict) -> dict:
+        return self._call("PATCH", f"/experiments/{experiment}", changes)
+
     def stats(self, experiment: str) -> dict:
         return self._call("GET", f"/experiments/{experiment}/stats")
 

@@ -1,4 +1,5 @@
-"""croupier-variant: add, list, pause, resume, remove and promote an experiment's variants.
+"""croupier-variant: add, list, pause, resume, remove and promote an experiment's variants, and
+add or remove the levels of a factorial experiment's factors.
 
     python -m croupier.scripts.variant list
     python -m croupier.scripts.variant add spring --from-template --headline "Spring into savings" \\
@@ -6,6 +7,9 @@
     python -m croupier.scripts.variant add summer --from-template --headline "Summer deals" --prior-from-model
     python -m croupier.scripts.variant pause spring
     python -m croupier.scripts.variant promote b --yes
+    python -m croupier.scripts.variant add-level spring cta sign-up --params sign-up.json --declaration spring.json
+    python -m croupier.scripts.variant remove-level spring cta sign-up --declaration spring.json
+    python -m croupier.scripts.variant list spring
 
 Everything goes through the admin API, never Redis. The admin URL and token come
 from --admin-url/--token, CROUPIER_ADMIN_URL/CROUPIER_ADMIN_TOKEN, or the running
@@ -22,6 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from croupier.router.experiments import InvalidExperiment
 from croupier.scripts.admin_client import AdminClient, AdminError
 from croupier.scripts.local_stack import RunningStack, StackNotFound, find_stack, load_stack
 from croupier.scripts.processes import MissingBinary, StartError
@@ -29,12 +34,14 @@ from croupier.scripts.progress import Progress
 from croupier.scripts.targets import DeployError, Target, VariantSpec
 from croupier.scripts.variant_add import NewVariant, add_variant
 from croupier.scripts.variant_args import DEFAULT_ADMIN_URL, check_add_usage, parser, prior
+from croupier.scripts.variant_levels import LevelChange, LevelFailed, change_level, load_fragment
 from croupier.scripts.variant_params import PageChanges, build_params, load_template, params_path
 from croupier.scripts.variant_table import stats_table
 from croupier.variants.params import InvalidParams
 
 DEFAULT_MODEL_PRIOR_WEIGHT = 200.0
-FAILURES = (AdminError, DeployError, StartError, MissingBinary, InvalidParams, StackNotFound, OSError)
+FAILURES = (AdminError, DeployError, StartError, MissingBinary, InvalidParams, InvalidExperiment, LevelFailed,
+            StackNotFound, OSError)
 
 
 class Failed(RuntimeError):
@@ -179,7 +186,20 @@ def cmd_promote(ctx: Context) -> None:
                f"{vid}: promoted; experiment {exp!r} has ended, all traffic goes to {vid!r}")
 
 
-COMMANDS = {"list": cmd_list, "add": cmd_add, "remove": cmd_remove, "promote": cmd_promote,
+def cmd_level(ctx: Context) -> None:
+    """add-level and remove-level (croupier.scripts.variant_levels)."""
+    args, exp = ctx.args, ctx.experiment
+    adding = args.command == "add-level"
+    change = LevelChange(exp, args.factor, args.level, load_fragment(args.params) if adding else None)
+    changed = change_level(ctx.admin, change, ctx.progress, declaration=args.declaration)
+    result = {"experiment": exp, "factor": args.factor, ("added" if adding else "removed"): args.level,
+              "levels": list(changed.to_dict()["factors"][args.factor]), "combinations": len(changed.variants),
+              "declaration": str(args.declaration) if args.declaration else None}
+    ctx.output(result, f"{args.factor}: level {args.level!r} {'added to' if adding else 'removed from'} experiment "
+                       f"{exp!r}; {len(changed.variants)} combinations")
+
+
+COMMANDS = {"list": cmd_list, "add-level": cmd_level, "remove-level": cmd_level, "add": cmd_add, "remove": cmd_remove, "promote": cmd_promote,
             "pause": lambda ctx: set_status(ctx, "paused"), "resume": lambda ctx: set_status(ctx, "active")}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from croupier.router.rules import ID
+from croupier.router.rules import ID, LEVEL
 from croupier.scripts.local_stack import DEFAULT_RUN_DIR
 from croupier.scripts.targets import TARGETS
 from croupier.scripts.variant_params import COLOR_NAMES, PARAMS_DIR
@@ -15,12 +15,19 @@ from croupier.variants.colors import HEX_COLOR
 from croupier.variants.illustrations import ILLUSTRATIONS
 from croupier.variants.params import COPY_STYLES
 
-DESCRIPTION = "Add, list, pause, resume, remove and promote an experiment's landing-page variants."
+DESCRIPTION = ("Add, list, pause, resume, remove and promote an experiment's landing-page variants; "
+               "add and remove the levels of a factorial experiment's factors.")
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8000"
 
 def identifier(text: str) -> str:
     if not ID.ok(text):
         raise argparse.ArgumentTypeError(f"{text!r}: an id {ID.message}")
+    return text
+
+
+def level_name(text: str) -> str:
+    if not LEVEL.ok(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a factor or level name {LEVEL.message}")
     return text
 
 
@@ -72,7 +79,9 @@ def parser() -> argparse.ArgumentParser:
         _global_options(sub, in_subcommand=True)
         return sub
 
-    command("list", "the experiment's variants and their live results")
+    command("list", "the experiment's variants and their live results (a factorial experiment's: per factor "
+                    "and level)").add_argument("experiment", nargs="?", type=identifier, default=argparse.SUPPRESS,
+                                               help="experiment id (or --experiment; default demo)")
     for name, help in (("pause", "stop sending new visitors to a variant (its visitors are reassigned)"),
                        ("resume", "send visitors to a paused variant again")):
         command(name, help).add_argument("variant", type=identifier)
@@ -83,7 +92,24 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("variant", type=identifier)
     promote.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _add_options(command("add", "deploy a new variant and add it to the experiment"))
+    _level_options(command("add-level", "add a level to a factor of a factorial experiment"), adding=True)
+    _level_options(command("remove-level", "remove a level (not the first, the control level) from a factor of "
+                                           "a factorial experiment"), adding=False)
     return main
+
+
+def _level_options(sub: argparse.ArgumentParser, *, adding: bool) -> None:
+    sub.add_argument("experiment", type=identifier, help="the factorial experiment's id")
+    sub.add_argument("factor", type=level_name, help="the factor's name")
+    sub.add_argument("level", type=level_name, help="the level's name" + (" (new)" if adding else ""))
+    if adding:
+        sub.add_argument("--params", type=Path, required=True, metavar="FRAGMENT.json",
+                         help="the level's params: a JSON object merged over the base variant's params")
+    sub.add_argument("--declaration", type=Path, metavar="FILE",
+                     help="the page server's declaration file (python -m croupier.variants --experiment FILE), "
+                          "changed with the experiment: " + (
+                              "it gets the level before any visitor is sent to it" if adding else
+                              "it loses the level once no visitor is sent to it"))
 
 
 def _target_options(sub: argparse.ArgumentParser) -> None:
