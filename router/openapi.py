@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from croupier.router import listing, rules
+from croupier.router import factors, listing, rules
 from croupier.router.context import FIELDS as CONTEXT_FIELDS
 from croupier.router.experiments import EXPERIMENT_STATUSES
 
@@ -56,7 +56,22 @@ EXPERIMENT = {
         "goal": _string(rules.GOAL),
         "status": {"type": "string", "enum": ["running", "paused", "ended"]},
         "winner": {"type": "string"},
-        "control": _ID,
+        "control": _string(rules.ARM, description="a variant id, or a factorial experiment's arm (its levels "
+                                                  "joined by '_'; default every factor's first level)"),
+        "factors": {"type": "object", "maxProperties": factors.MAX_FACTORS,
+                    "description": "a factorial experiment: factor name -> level name -> a fragment of the page's "
+                                   "params; the first level of each factor is its control; the arms are the "
+                                   "allowed combinations, rendered by the one variant declared",
+                    "propertyNames": _string(rules.LEVEL),
+                    "additionalProperties": {"type": "object", "minProperties": 2,
+                                             "maxProperties": factors.MAX_LEVELS,
+                                             "propertyNames": _string(rules.LEVEL),
+                                             "additionalProperties": {"type": "object"}}},
+        "constraints": {"type": "array", "maxItems": factors.MAX_CONSTRAINTS,
+                        "description": "combinations a factorial experiment never shows: each object names a "
+                                       "level of two or more factors, excluded together",
+                        "items": {"type": "object", "minProperties": 2,
+                                  "additionalProperties": _string(rules.LEVEL)}},
         "policy": {"type": "string"},
         "policy_params": {"type": "object"},
         "min_share": {"type": "number", "minimum": 0, "maximum": 1},
@@ -209,7 +224,18 @@ OPENAPI = {
                              "(\"device=mobile\"), per variant: trials, conversions, rate, ci95, p_best, share",
                              "additionalProperties": {"type": "array", "items": {"type": "object"}}},
                 "model": {"$ref": "#/components/schemas/Model",
-                          "description": "when model_weight > 0 and a model is trained: the model in use"}}},
+                          "description": "when model_weight > 0 and a model is trained: the model in use"},
+                "factors": {"type": "array", "description": "a factorial experiment: per factor, per level, the "
+                            "model's rate with its 95% interval, p_best among the factor's levels, trials and "
+                            "conversions", "items": {"type": "object"}},
+                "interactions": {"type": "array", "items": {"type": "object"},
+                                 "description": "a factorial experiment: each pair of levels' interaction on the "
+                                                "logit scale (effect, low, high) and as a lift in the odds"},
+                "best": {"type": "object", "description": "a factorial experiment: the combination with the highest "
+                         "posterior mean rate (arm, names, rate, low, high)"},
+                "heatmaps": {"type": "array", "items": {"type": "object"},
+                             "description": "a factorial experiment: per pair of factors, the model's rate over "
+                                            "their levels (null where a constraint excludes the pair)"}}},
             "Model": {"type": "object", "properties": {
                 "version": {"type": "integer"}, "trained_at": {"type": "number"}, "goal": {"type": "string"},
                 "rows": {"type": "integer", "description": "assignments it was trained on"},
