@@ -6,6 +6,9 @@ name each factor's levels with the model's rollups."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+
+from croupier.router.ope import evaluate, join_log, observed
 
 from tests.conftest import eventually
 from tests.router.channels.conftest import api  # noqa: F401  (the fixture)
@@ -65,3 +68,29 @@ def test_a_factorial_experiment_is_decided_credited_and_summarised(api):  # noqa
     assert [h["factors"] for h in stats["heatmaps"]] == [["headline", "cta"], ["headline", "offer"], ["cta", "offer"]]
     assert len(stats["heatmaps"][2]["rates"]) == 3 and stats["heatmaps"][2]["rates"][2][1] is None  # try x cashback
     assert {row["id"] for row in stats["variants"]} == set(ids)
+
+
+def test_off_policy_evaluation_reads_a_factorial_log(api):  # noqa: F811
+    """Each assignment is logged with the probability its combination was drawn with (and every
+    other combination's), so the estimators work on factorial logs as on any other."""
+    api.create(factorial(min_share=0.0))
+    answers = {}
+    for i in range(40):
+        answer = api.decide(experiment="mvt", customer_id=f"c-{i}").json()
+        answers[answer["token"].split(".")[2]] = answer  # by visitor id
+        if answer["variant"].startswith("savings_"):
+            assert api.convert(experiment="mvt", token=answer["token"]).status_code == 202
+    eventually(lambda: len([e for e in api.events("mvt") if e.get("type") == "assign"]) == 40)
+    entries = [(str(i), e) for i, e in enumerate(api.events("mvt"))]
+    log, report = join_log(entries, "signup")
+    assert report.assignments == 40 and len(log.arms) == 10
+    for row, visitor in enumerate(e["visitor"] for _, e in entries if e.get("type") == "assign"):
+        arm = log.arms[log.actions[row]]
+        assert arm == answers[visitor]["variant"]
+        assert log.probs[row, log.actions[row]] == pytest.approx(answers[visitor]["propensity"])
+    seen = observed(log)
+    logging = evaluate(log, log.probs)["ips"]
+    assert logging.value == pytest.approx(seen.value)  # the logged split reproduces what was observed
+    savings = np.array([a.startswith("savings_") for a in log.arms], dtype=float)
+    target = np.broadcast_to(savings / savings.sum(), log.probs.shape)
+    assert evaluate(log, target)["snips"].value == pytest.approx(1.0)  # every savings visitor converted
