@@ -11,7 +11,6 @@ import pytest
 from croupier.router.ope import evaluate, join_log, observed
 
 from tests.conftest import eventually
-from tests.router.channels.conftest import api  # noqa: F401  (the fixture)
 
 
 def factorial(**extra) -> dict:
@@ -24,7 +23,7 @@ def factorial(**extra) -> dict:
             "constraints": [{"cta": "try", "offer": "cashback"}], **extra}
 
 
-def test_a_factorial_experiment_is_decided_credited_and_summarised(api):  # noqa: F811
+def test_a_factorial_experiment_is_decided_credited_and_summarised(api):
     created = api.create(factorial())
     assert created["variants"] == [factorial()["variants"][0] | {"status": "active", "name": "",
                                                                   "prior_alpha": 1.0, "prior_beta": 1.0}]
@@ -70,7 +69,7 @@ def test_a_factorial_experiment_is_decided_credited_and_summarised(api):  # noqa
     assert {row["id"] for row in stats["variants"]} == set(ids)
 
 
-def test_off_policy_evaluation_reads_a_factorial_log(api):  # noqa: F811
+def test_off_policy_evaluation_reads_a_factorial_log(api):
     """Each assignment is logged with the probability its combination was drawn with (and every
     other combination's), so the estimators work on factorial logs as on any other."""
     api.create(factorial(min_share=0.0))
