@@ -59,7 +59,7 @@ class Context:
         token = args.token or environ.get("CROUPIER_ADMIN_TOKEN") or (self.stack.admin_token if self.stack else "")
         self.admin = AdminClient(admin_url, token)
         self.progress = Progress()
-        self.experiment = args.experiment
+        self.experiment = getattr(args, "listed", None) or args.experiment  # list EXPERIMENT, or --experiment
 
     def output(self, data: object, text: str) -> None:
         print(json.dumps(data, indent=2) if self.args.json else text)

@@ -80,7 +80,7 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     command("list", "the experiment's variants and their live results (a factorial experiment's: per factor "
-                    "and level)").add_argument("experiment", nargs="?", type=identifier, default=argparse.SUPPRESS,
+                    "and level)").add_argument("listed", nargs="?", type=identifier, metavar="EXPERIMENT",
                                                help="experiment id (or --experiment; default demo)")
     for name, help in (("pause", "stop sending new visitors to a variant (its visitors are reassigned)"),
                        ("resume", "send visitors to a paused variant again")):
