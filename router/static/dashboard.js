@@ -1,5 +1,5 @@
 /* Croupier dashboard: the experiments list, a page at a time, and live numbers and charts
- * for one experiment.
+ * for one experiment (and, for a factorial one, its rollups per factor and a heatmap).
  *
  * Served by the router with the pages; talks only to the router's admin API on
  * the same origin, authorized by the HttpOnly session cookie. Writes carry the
@@ -14,6 +14,11 @@
   var SVG = 'http://www.w3.org/2000/svg';
   var PALETTE = ['#2563eb', '#16a34a', '#d97706', '#9333ea', '#dc2626', '#0891b2', '#db2777', '#4b5563'];
   var NUMBER = new Intl.NumberFormat('en-US');
+  // a factorial experiment can have hundreds of combinations: its per-combination tables and
+  // charts show this many, best first, unless the marketer asks for all
+  var TOP_COMBINATIONS = 20;
+  var TOP_INTERACTIONS = 5;
+  var HEAT_LOW = [239, 246, 255], HEAT_HIGH = [29, 78, 216];  // the heatmap's lowest and highest rate
 
   function meta(name) {
     var el = document.querySelector('meta[name="' + name + '"]');
@@ -49,6 +54,16 @@
   function signedPct(x, digits) {
     if (x === null || x === undefined || !isFinite(x)) return '–';
     return (x > 0 ? '+' : '') + pct(x, digits);
+  }
+
+  function interval(low, high, digits) {
+    return pct(low, digits) + ' – ' + pct(high, digits);
+  }
+
+  /* Green when a difference's interval lies above zero, red when below: the data are clear. */
+  function markSign(node, low, high) {
+    if (low > 0) node.classList.add('good');
+    else if (high < 0) node.classList.add('bad');
   }
 
   function pValue(p) {
@@ -235,6 +250,10 @@
     this.timer = null;
     this.inFlight = null;
     this.stats = null;
+    this.timeseries = null;
+    this.showAll = false;  // every combination of a factorial experiment, not just the best
+    this.shown = null;     // the ids shown, in order, when not every variant is (see selectVariants)
+    this.pair = null;      // the heatmap's [rows, columns] factors
   }
 
   Page.prototype.color = function (id) {
@@ -267,20 +286,53 @@
     return tr;
   };
 
+  /* The variants the tables and charts show. An ordinary experiment's all, in the API's order;
+   * a factorial experiment's ranked by posterior mean, the best TOP_COMBINATIONS unless the
+   * marketer asked for all. */
+  Page.prototype.selectVariants = function (stats) {
+    if (!stats.factors) {
+      this.shown = null;
+      return stats.variants;
+    }
+    var ranked = stats.variants.slice().sort(function (a, b) { return b.posterior_mean - a.posterior_mean; });
+    var shown = this.showAll ? ranked : ranked.slice(0, TOP_COMBINATIONS);
+    this.shown = shown.map(function (v) { return v.id; });
+    var toggle = document.getElementById('variants-toggle'), many = ranked.length > TOP_COMBINATIONS;
+    if (toggle) {  // absent if the page was rendered before the experiment had factors
+      toggle.hidden = !many;
+      toggle.textContent = this.showAll ? 'Show the top ' + TOP_COMBINATIONS : 'Show all ' + NUMBER.format(ranked.length);
+    }
+    setText('variants-shown', !many ? 'best first' : this.showAll ? 'all ' + NUMBER.format(ranked.length) + ', best first'
+      : 'top ' + TOP_COMBINATIONS + ' of ' + NUMBER.format(ranked.length) + ' by posterior mean');
+    return shown;
+  };
+
+  /* Indices into ids of the variants shown, in the order shown. */
+  Page.prototype.shownIndices = function (ids) {
+    if (!this.shown) return ids.map(function (_, k) { return k; });
+    var at = new Map(ids.map(function (id, k) { return [id, k]; }));
+    return this.shown.filter(function (id) { return at.has(id); }).map(function (id) { return at.get(id); });
+  };
+
   Page.prototype.renderVariants = function (stats) {
     var tbody = document.querySelector('#variants tbody');
-    var scaleMax = niceMax(Math.max.apply(null, stats.variants.map(function (v) { return v.ci95[1]; }).concat([0.01])));
+    var shown = this.selectVariants(stats);
+    var scaleMax = niceMax(Math.max.apply(null, shown.map(function (v) { return v.ci95[1]; }).concat([0.01])));
     var ended = stats.status === 'ended';
-    var self = this, wanted = [];
+    var self = this, wanted = [], keep = new Set();
     var totalTrials = 0, totalConv = 0;
-    stats.variants.forEach(function (v) {
+    stats.variants.forEach(function (v) { totalTrials += v.trials; totalConv += v.conversions; });
+    shown.forEach(function (v) {
       v.color = self.color(v.id);
-      totalTrials += v.trials; totalConv += v.conversions;
+      keep.add(v.id);
       var tr = self.row(v), f = function (name) { return tr.querySelector('[data-field="' + name + '"]'); };
       f('name').textContent = v.name && v.name !== v.id ? v.name : '';
       var tags = [];
       if (v.control) tags.push(el('span', { className: 'tag', text: 'control' }));
       if (stats.winner === v.id) tags.push(el('span', { className: 'tag tag-winner', text: 'winner' }));
+      if (stats.best && stats.best.arm === v.id) {
+        tags.push(el('span', { className: 'tag tag-best', text: 'best', title: "the model's best combination" }));
+      }
       f('tags').replaceChildren.apply(f('tags'), tags);
       f('status').textContent = v.status;
       f('status').className = 'badge status-' + v.status;
@@ -289,7 +341,7 @@
       f('rate').textContent = v.trials ? pct(v.rate) : '–';
       f('ci95').replaceChildren(intervalBar(v, scaleMax),
                                 el('span', { className: 'interval-text',
-                                             text: pct(v.ci95[0], 1) + ' – ' + pct(v.ci95[1], 1) }));
+                                             text: interval(v.ci95[0], v.ci95[1], 1) }));
       f('p_best').replaceChildren(el('span', { text: pct(v.p_best, 1) }), meter(v.p_best, v.color));
       f('expected_loss').textContent = pct(v.expected_loss, 3);
       f('share').replaceChildren(el('span', { text: pct(v.share, 1) }), meter(v.share, v.color));
@@ -299,12 +351,12 @@
       promote.disabled = self.busy || ended || v.status !== 'active';
       wanted.push(tr);
     });
-    // keep the API's order; drop rows of removed variants
+    // keep the order chosen above; drop rows of removed (or no longer shown) variants
     var placeholder = tbody.querySelector('.placeholder');
     if (placeholder) placeholder.remove();
     wanted.forEach(function (tr) { tbody.appendChild(tr); });
     Object.keys(this.rows).forEach(function (id) {
-      if (!stats.variants.some(function (v) { return v.id === id; })) { self.rows[id].remove(); delete self.rows[id]; }
+      if (!keep.has(id)) { self.rows[id].remove(); delete self.rows[id]; }
     });
     setText('totals', NUMBER.format(totalTrials) + ' trials · ' + NUMBER.format(totalConv) + ' conversions');
   };
@@ -346,8 +398,8 @@
     setText('srm-chi2', srm.chi2.toFixed(2));
     setText('srm-dof', String(srm.dof));
     setText('srm-periods', String(srm.periods));
-    tbody.replaceChildren.apply(tbody, ids.map(function (id, k) {
-      var o = srm.observed[k] || 0, e = srm.expected[k] || 0;
+    tbody.replaceChildren.apply(tbody, this.shownIndices(ids).map(function (k) {
+      var id = ids[k], o = srm.observed[k] || 0, e = srm.expected[k] || 0;
       return el('tr', { 'data-variant': id }, [
         el('td', { className: 'mono', text: id }),
         el('td', { className: 'num', text: NUMBER.format(Math.round(o)) }),
@@ -363,7 +415,9 @@
       tbody.replaceChildren(el('tr', {}, [el('td', { colspan: 4, className: 'empty', text: 'No traffic yet.' })]));
       return;
     }
-    tbody.replaceChildren.apply(tbody, stats.variants.map(function (v, k) {
+    var ids = stats.variants.map(function (v) { return v.id; });
+    tbody.replaceChildren.apply(tbody, this.shownIndices(ids).map(function (k) {
+      var v = stats.variants[k];
       if (k === lift.control) {
         return el('tr', { 'data-variant': v.id }, [el('td', { className: 'mono', text: v.id }),
           el('td', { colspan: 3, className: 'muted', text: 'control · ' + pct(lift.stratified_rate[k]) + ' stratified, ' +
@@ -374,8 +428,7 @@
         el('span', { className: 'strong', text: signedPct(lift.stratified_lift[k], 1) }),
         el('span', { className: 'interval-text',
                      text: lift.periods_used[k] + (lift.periods_used[k] === 1 ? ' period' : ' periods') })]);
-      if (lo > 0) strat.classList.add('good');
-      else if (hi < 0) strat.classList.add('bad');
+      markSign(strat, lo, hi);
       return el('tr', { 'data-variant': v.id }, [
         el('td', { className: 'mono', text: v.id }), strat,
         el('td', { className: 'num' }, [el('span', { text: signedPct(lift.stratified_diff[k]) }),
@@ -407,16 +460,203 @@
     tbody.replaceChildren.apply(tbody, rows);
   };
 
+  /* ---- a factorial experiment --------------------------------------- */
+
+  function transpose(matrix) {
+    return matrix.length ? matrix[0].map(function (_, j) { return matrix.map(function (row) { return row[j]; }); }) : [];
+  }
+
+  /* The stats hold one heatmap per pair of factors, in declaration order: the other way
+     round is its transpose. */
+  function pairHeatmap(heatmaps, rows, cols) {
+    for (var i = 0; i < heatmaps.length; i++) {
+      var h = heatmaps[i];
+      if (h.factors[0] === rows && h.factors[1] === cols) return h;
+      if (h.factors[0] === cols && h.factors[1] === rows) {
+        return { factors: [rows, cols], rows: h.cols, cols: h.rows, rates: transpose(h.rates),
+                 low: transpose(h.low), high: transpose(h.high) };
+      }
+    }
+    return null;
+  }
+
+  function heatColor(t) {
+    return 'rgb(' + HEAT_LOW.map(function (c, i) { return Math.round(c + (HEAT_HIGH[i] - c) * t); }).join(', ') + ')';
+  }
+
+  function rollup(factor, scaleMax) {
+    var leader = factor.levels.reduce(function (best, level, i) {
+      return level.p_best > factor.levels[best].p_best ? i : best;
+    }, 0);
+    var rows = factor.levels.map(function (level, i) {
+      var lead = i === leader;
+      var fill = lead ? null : '#94a3b8';  // grey for the others; the leader's is the stylesheet's green
+      var bar = level.rate === null ? null : intervalBar({ ci95: [level.low, level.high], posterior_mean: level.rate,
+                                                            color: PALETTE[0] }, scaleMax);
+      return el('tr', { 'data-level': level.name, className: lead ? 'leader' : '' }, [
+        el('td', {}, [el('span', { className: 'mono', text: level.name }),
+                      lead ? el('span', { className: 'tag tag-winner', text: 'leads' }) : null]),
+        el('td', { className: 'num', 'data-field': 'rate' }, [
+          el('span', { className: 'strong', text: pct(level.rate) }),
+          el('span', { className: 'interval-text', text: interval(level.low, level.high, 1) })]),
+        el('td', { className: 'interval-cell' }, [bar]),
+        el('td', { className: 'num', 'data-field': 'p_best' }, [el('span', { text: pct(level.p_best, 1) }),
+                                                                meter(level.p_best, fill)]),
+        el('td', { className: 'num', 'data-field': 'trials', text: NUMBER.format(level.trials) })
+      ]);
+    });
+    return el('div', { className: 'rollup', 'data-factor': factor.name }, [
+      el('h3', { text: factor.name }),
+      el('table', { className: 'table compact' }, [
+        el('thead', {}, [el('tr', {}, [el('th', { text: 'Level' }), el('th', { className: 'num', text: 'Rate · 95%' }),
+                                       el('th', {}), el('th', { className: 'num', text: 'P(best)' }),
+                                       el('th', { className: 'num', text: 'Trials' })])]),
+        el('tbody', {}, rows)])
+    ]);
+  }
+
+  function heatCell(rate, low, high, t, title) {
+    if (rate === null) {
+      return el('td', { className: 'heat-cell excluded', text: 'excluded', title: title + ': excluded by a constraint' });
+    }
+    var td = el('td', { className: 'heat-cell' + (t > 0.55 ? ' dark' : ''), title: title + ': ' + pct(rate) +
+                        ' (95% ' + interval(low, high, 2) + ')' }, [
+      el('span', { className: 'heat-rate', text: pct(rate) }),
+      el('span', { className: 'interval-text', text: interval(low, high, 1) })]);
+    td.style.backgroundColor = heatColor(t);
+    return td;
+  }
+
+  /* Only a factorial experiment's page has the section, and only its stats the numbers. */
+  Page.prototype.renderFactorial = function (stats) {
+    if (!document.getElementById('factorial') || !stats.factors) return;
+    var factors = stats.factors, best = stats.best;
+    var highs = [].concat.apply([], factors.map(function (f) { return f.levels.map(function (l) { return l.high || 0; }); }));
+    var scaleMax = niceMax(Math.max.apply(null, highs.concat([0.01])));
+    var rollups = document.getElementById('rollups');
+    rollups.replaceChildren.apply(rollups, factors.map(function (f) { return rollup(f, scaleMax); }));
+    setText('best-arm', best.arm);
+    setText('best-names', best.names.map(function (name, f) { return factors[f].name + ': ' + name; }).join(' · '));
+    setText('best-rate', pct(best.rate));
+    setText('best-interval', '95% ' + interval(best.low, best.high, 2));
+    document.getElementById('factor-pairs').hidden = !stats.heatmaps.length;  // one factor: no pairs
+    if (!stats.heatmaps.length) return;
+    this.renderPairChoice(stats);
+    this.renderHeatmap(stats);
+    this.renderInteractions(stats);
+  };
+
+  Page.prototype.renderPairChoice = function (stats) {
+    var names = stats.factors.map(function (f) { return f.name; }), pair = this.pair;
+    if (!pair || names.indexOf(pair[0]) < 0 || names.indexOf(pair[1]) < 0) {
+      pair = this.pair = stats.heatmaps[0].factors.slice();
+    }
+    ['heatmap-rows', 'heatmap-cols'].forEach(function (id, i) {
+      var select = document.getElementById(id);
+      var listed = Array.prototype.map.call(select.options, function (o) { return o.value; });
+      if (JSON.stringify(listed) !== JSON.stringify(names)) {
+        select.replaceChildren.apply(select, names.map(function (name) { return el('option', { value: name, text: name }); }));
+      }
+      select.value = pair[i];
+    });
+  };
+
+  /* which: 0 for the rows' select, 1 for the columns'. A factor cannot face itself: choosing
+     the other side's factor swaps the two. */
+  Page.prototype.choosePair = function (which, name) {
+    if (!this.stats) return;
+    if (this.pair[1 - which] === name) this.pair[1 - which] = this.pair[which];
+    this.pair[which] = name;
+    this.renderPairChoice(this.stats);
+    this.renderHeatmap(this.stats);
+  };
+
+  Page.prototype.renderHeatmap = function (stats) {
+    var h = pairHeatmap(stats.heatmaps, this.pair[0], this.pair[1]);
+    var table = document.getElementById('heatmap-table');
+    if (!h) {  // cannot happen with the API's heatmaps, but an empty table beats an exception
+      table.tHead.replaceChildren();
+      table.tBodies[0].replaceChildren();
+      return;
+    }
+    var rates = [].concat.apply([], h.rates).filter(function (r) { return r !== null; });
+    var lo = rates.length ? Math.min.apply(null, rates) : 0, hi = rates.length ? Math.max.apply(null, rates) : 0;
+    table.tHead.replaceChildren(el('tr', {}, [el('th', { className: 'corner', text: h.factors[0] + ' \u2193  ' +
+                                                                                  h.factors[1] + ' \u2192' })]
+      .concat(h.cols.map(function (c) { return el('th', { scope: 'col', className: 'mono', text: c }); }))));
+    table.tBodies[0].replaceChildren.apply(table.tBodies[0], h.rows.map(function (r, i) {
+      return el('tr', { 'data-level': r }, [el('th', { scope: 'row', className: 'mono', text: r })].concat(
+        h.cols.map(function (c, j) {
+          var rate = h.rates[i][j], t = hi > lo ? (rate - lo) / (hi - lo) : 0.5;
+          var td = heatCell(rate, h.low[i][j], h.high[i][j], t,
+                            h.factors[0] + ': ' + r + ' × ' + h.factors[1] + ': ' + c);
+          td.dataset.row = r;
+          td.dataset.col = c;
+          return td;
+        })));
+    }));
+    setText('heat-low', pct(lo));
+    setText('heat-high', pct(hi));
+  };
+
+  Page.prototype.renderInteractions = function (stats) {
+    var tbody = document.querySelector('#interactions-table tbody');
+    var strongest = stats.interactions.slice().sort(function (a, b) { return Math.abs(b.effect) - Math.abs(a.effect); })
+      .slice(0, TOP_INTERACTIONS);
+    if (!strongest.length) {
+      tbody.replaceChildren(el('tr', {}, [el('td', { colspan: 2, className: 'empty',
+                                                     text: 'The model has no interaction terms.' })]));
+      return;
+    }
+    tbody.replaceChildren.apply(tbody, strongest.map(function (x) {
+      var lift = el('td', { className: 'num' }, [
+        el('span', { className: 'strong', text: signedPct(x.lift, 1) }),
+        el('span', { className: 'interval-text', text: signedPct(x.lift_low, 1) + ' to ' + signedPct(x.lift_high, 1) })]);
+      markSign(lift, x.lift_low, x.lift_high);
+      return el('tr', { 'data-interaction': x.factors.join('×') + ':' + x.levels.join('×') }, [
+        el('td', { text: x.factors[0] + ': ' + x.levels[0] + ' × ' + x.factors[1] + ': ' + x.levels[1] }), lift]);
+    }));
+  };
+
+  Page.prototype.bind = function () {
+    var self = this, toggle = document.getElementById('variants-toggle');
+    if (!document.getElementById('factorial')) return;
+    toggle.addEventListener('click', function () {
+      self.showAll = !self.showAll;
+      if (self.stats) self.render();
+    });
+    ['heatmap-rows', 'heatmap-cols'].forEach(function (id, which) {
+      var select = document.getElementById(id);
+      select.addEventListener('change', function () { self.choosePair(which, select.value); });
+    });
+    // the legend's ramp in the cells' colours, from the one place they are set
+    var ramp = document.querySelector('#heatmap .heat-ramp');
+    ramp.style.backgroundImage = 'linear-gradient(90deg, ' + heatColor(0) + ', ' + heatColor(1) + ')';
+  };
+
   Page.prototype.renderCharts = function (ts) {
     var self = this, ids = Object.keys(ts.variants);
     ids.forEach(function (id) { self.color(id); });
-    var s = chartSeries(ts, this.colors);
-    lineChart(document.getElementById('chart-share'), s.share,
+    var s = chartSeries(ts, this.colors), shown = this.shownIndices(ids);  // shares of all, lines of those shown
+    function pick(list) { return shown.map(function (k) { return list[k]; }); }
+    lineChart(document.getElementById('chart-share'), pick(s.share),
               { yMax: 1, step: s.step, label: 'Traffic share over time' });
-    lineChart(document.getElementById('chart-rate'), s.rate,
+    lineChart(document.getElementById('chart-rate'), pick(s.rate),
               { yMax: null, step: s.step, label: 'Cumulative conversion rate over time' });
-    legend(document.getElementById('legend-share'), ids, this.colors);
-    legend(document.getElementById('legend-rate'), ids, this.colors);
+    legend(document.getElementById('legend-share'), pick(ids), this.colors);
+    legend(document.getElementById('legend-rate'), pick(ids), this.colors);
+  };
+
+  /* Everything from the last answers; also after the marketer changes what is shown. */
+  Page.prototype.render = function () {
+    var stats = this.stats;
+    this.renderHeader(stats);
+    this.renderVariants(stats);  // first: it chooses the variants the others show
+    this.renderSrm(stats);
+    this.renderLift(stats);
+    this.renderSegments(stats);
+    this.renderFactorial(stats);
+    this.renderCharts(this.timeseries);
   };
 
   Page.prototype.flash = function (message) {
@@ -432,12 +672,8 @@
     this.inFlight = Promise.all([this.api.call('GET', '/stats'), this.api.call('GET', '/timeseries')])
       .then(function (results) {
         self.stats = results[0];
-        self.renderHeader(results[0]);
-        self.renderVariants(results[0]);
-        self.renderSrm(results[0]);
-        self.renderLift(results[0]);
-        self.renderSegments(results[0]);
-        self.renderCharts(results[1]);
+        self.timeseries = results[1];
+        self.render();
         setLive(true);
       })
       .catch(function (err) { setLive(false, err.message); })
@@ -663,6 +899,7 @@
     var page = new Page(new Api(meta('croupier-api'), meta('croupier-csrf'), meta('croupier-csrf-header'),
                                 meta('croupier-login')));
     window.croupierDashboard = page;  // for debugging from the console
+    page.bind();
     page.refresh();
     // polling a hidden tab costs the router for nothing; catch up when it shows again
     document.addEventListener('visibilitychange', function () {
