@@ -72,9 +72,10 @@ def big_declaration() -> dict:
 
 def test_sixteen_thousand_combinations():
     """Parsing the largest declaration builds its 16,384 - 2,048 arms once. Measured on a
-    shared two-core machine with other test suites running: 110-140 ms per parse (best of 5,
-    garbage collector on), about 75 ms with the collector off; the arms' walk and the variants
-    it builds are nearly all of it. Not asserted: the machine's load decides the figure."""
+    two-core machine shared with other test suites (load average 2 to 6): 110-180 ms per
+    parse, best of 5, with the garbage collector on; 75-125 ms with it off. The walk of the
+    combinations and the variants it builds are nearly all of it. Not asserted: the machine's
+    load decides the figure."""
     data = big_declaration()
     took = []
     for _ in range(5):
