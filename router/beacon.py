@@ -1,10 +1,11 @@
-"""The beacon: where a page's views, clicks and conversions are counted.
+"""The beacon: where a page's views, clicks, conversions and engagement are counted.
 
 Same-origin only. The assignment (visitor, variant) comes from the signed
 cookie, never from the body; the body only says which experiment and what
 happened. Every event is written synchronously through one Lua script, and the
 beacon answers 204 only after Redis took it (503 when it could not). A client
 address sending faster than CROUPIER_BEACON_RATE gets 429 before any Redis work.
+An engagement event carries a page view's cumulative figures (``router/engagement.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from croupier.router import rules
 from croupier.router.assign import Assigner
+from croupier.router.engagement import FIELDS as ENGAGEMENT_FIELDS, Engagement, parse_engagement
 from croupier.router.passes import token_of
 from croupier.router.ratelimit import TokenBuckets, client_key, retry_after
 from croupier.router.request_body import Rejected, conversion_value, json_fields, read_limited
@@ -25,8 +27,8 @@ from croupier.router.settings import Settings
 from croupier.router.store import BeaconEvent, Store, StoreUnavailable
 from croupier.router.token import TokenError
 
-EVENT_TYPES = ("view", "click", "convert")
-BODY_FIELDS = {"experiment", "type", "goal", "value", "id"}
+EVENT_TYPES = ("view", "click", "convert", "engagement")
+BODY_FIELDS = {"experiment", "type", "goal", "value", "id"} | ENGAGEMENT_FIELDS
 BEACON_JS = Path(__file__).with_name("static") / "beacon.js"
 
 
@@ -53,6 +55,8 @@ def parse_body(raw: bytes) -> dict:
     goal = body.get("goal")
     if goal is not None and not rules.GOAL.ok(goal):
         raise Rejected(400, "bad_goal", rules.GOAL.error("goal"))
+    if goal is not None and kind == "engagement":
+        raise Rejected(400, "bad_goal", "goal: an engagement event has no goal")
     value = body.get("value")
     if value is not None:
         if kind != "convert":
@@ -61,7 +65,13 @@ def parse_body(raw: bytes) -> dict:
     event_id = body.get("id")
     if event_id is not None and not rules.EVENT_ID.ok(event_id):
         raise Rejected(400, "bad_id", rules.EVENT_ID.error("id"))
-    return {"experiment": experiment, "type": kind, "goal": goal, "value": value, "id": event_id or ""}
+    engagement = None
+    if kind == "engagement":
+        engagement = parse_engagement(body, event_id or "")
+    elif extra := sorted(ENGAGEMENT_FIELDS & body.keys()):
+        raise Rejected(400, "unknown_field", f"{extra[0]}: only an engagement event carries it")
+    return {"experiment": experiment, "type": kind, "goal": goal, "value": value, "id": event_id or "",
+            "engagement": engagement}
 
 
 class Beacon:
@@ -84,8 +94,11 @@ class Beacon:
                                      "reason": "rate_limited"},
                                     status_code=429, headers={"Retry-After": retry_after(wait)})
         try:
-            event = await self._accept(request)
-            counted = await self.store.record_event(event)
+            event, engagement = await self._accept(request)
+            if engagement is None:
+                counted = await self.store.record_event(event)
+            else:
+                counted = await self.store.record_engagement(event, engagement) > 0
         except Rejected as exc:
             self.metrics.beacon_events.labels("rejected", exc.reason).inc()
             return JSONResponse({"error": exc.message, "reason": exc.reason}, status_code=exc.status)
@@ -96,7 +109,7 @@ class Beacon:
         self.metrics.beacon_events.labels("accepted" if counted else "duplicate", event.type).inc()
         return Response(status_code=204)
 
-    async def _accept(self, request: Request) -> BeaconEvent:
+    async def _accept(self, request: Request) -> tuple[BeaconEvent, Engagement | None]:
         headers = request.headers
         site = headers.get("x-forwarded-host") or headers.get("host", "")
         check_origin(headers, site)
@@ -122,7 +135,7 @@ class Beacon:
         # contextual policy learns only from its experiment's own goal
         features = held.features if goal == experiment.goal else ()
         return BeaconEvent(experiment.id, held.variant, held.visitor, fields["type"], goal,
-                           fields["value"], fields["id"], time.time(), held.segment, features)
+                           fields["value"], fields["id"], time.time(), held.segment, features), fields["engagement"]
 
     async def script_endpoint(self, request: Request) -> Response:
         return Response(self.script, media_type="application/javascript",

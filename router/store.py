@@ -34,6 +34,13 @@ Keys:
                                      ``version`` its version, ``seq`` the last version handed out
 - ``croupier:{exp}:conv:<visitor>:<goal>`` / ``croupier:{exp}:eid:<id>``  dedupe markers (expire)
 - ``croupier:{exp}:cust:<customer>``  the channels API's assignment of one customer, JSON (expires)
+- ``croupier:{exp}:engagement``      hash ``<variant>:<counter>`` → engagement total (``router/engagement.py``)
+- ``croupier:{exp}:segengagement``   hash ``<segment>|<variant>:<counter>`` → engagement total per segment
+- ``croupier:{exp}:engbuckets``      hash ``<bucket>:<variant>:<counter>`` → engagement total per time bucket
+- ``croupier:{exp}:pv:<visitor>:<page view>``  hash: a page view's last engagement report (expires)
+
+The engagement hashes are apart from the bandit's counters: the decision path never reads
+them, and writing them does not bump ``revision``.
 
 Counters: ``trials``, ``expected`` (sum of the propensities the policy gave the
 arm: the expected number of trials, for the sample-ratio check), ``view``,
@@ -55,6 +62,7 @@ from typing import TypeVar
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
+from croupier.router.engagement import SCROLL_BUCKETS, Engagement
 from croupier.router.experiments import Experiment, parse_experiment
 from croupier.router.ledger import AssignmentLedger
 from croupier.router.lua_script import LuaScript
@@ -73,6 +81,9 @@ BATCH = 250
 # Revisions are small integers: a larger batch keeps a refresh of 10,000 experiments to a few
 # round trips, each of which waits its turn on an event loop busy answering decisions.
 REVISION_BATCH = 5000
+# A page view's engagement state lives this long after its latest report; beacon.js stops
+# reporting 12 h after the page loaded, so a view's reports always find its state.
+PAGE_VIEW_TTL = 86_400
 MODEL_MAX_BYTES = 2_000_000  # a stored model is read by every router when it changes: keep it small
 _LUA = Path(__file__).with_name("lua")
 
@@ -277,6 +288,7 @@ class Store:
         self._update_experiment = LuaScript(self.redis, _LUA / "update_experiment.lua")
         self._registry_changed_script = LuaScript(self.redis, _LUA / "registry_changed.lua")
         self._claim_customer = LuaScript(self.redis, _LUA / "claim_customer.lua")
+        self._record_engagement = LuaScript(self.redis, _LUA / "record_engagement.lua")
         self._ledger: AssignmentLedger[AssignmentRecord] = AssignmentLedger()
         self._packed_mget: dict[tuple[str, ...], list[bytes]] = {}
 
@@ -591,6 +603,47 @@ class Store:
     async def event_count(self, experiment_id: str) -> int:
         """How many entries the experiment's stream holds now."""
         return int(await self.redis.xlen(_k(experiment_id, "events")))
+
+    # -- engagement (router/engagement.py) --------------------------------
+
+    async def record_engagement(self, event: BeaconEvent, engagement: Engagement) -> int:
+        """Fold one page view's cumulative report in: 1 a new view counted, 2 a known view's
+        figures grew, 0 nothing new. Raises when Redis did not take it."""
+        exp = event.experiment
+        ts = event.ts or time.time()
+        keys = {"engagement": _k(exp, "engagement"), "segengagement": _k(exp, "segengagement"),
+                "engbuckets": _k(exp, "engbuckets"), "events": _k(exp, "events"),
+                "pageview": _k(exp, f"pv:{event.visitor}:{engagement.page_view}")}
+        args = {"variant": event.variant, "segment": event.segment, "visitor": event.visitor,
+                "page_view": engagement.page_view, "active_ms": engagement.active_ms, "scroll": engagement.scroll,
+                "clicks": engagement.clicks, "engaged": int(engagement.engaged), "scroll_buckets": SCROLL_BUCKETS,
+                "bucket": self._bucket(ts), "ttl": PAGE_VIEW_TTL, "maxlen": self.settings.stream_maxlen,
+                "ts": int(ts * 1000)}
+        try:
+            return await self._fold_engagement(keys, args)
+        except StoreUnavailable:
+            # a report is folded in once however often it is sent: safe to send again (see record_event)
+            await asyncio.sleep(0.05)
+            return await self._fold_engagement(keys, args)
+
+    @translated
+    async def _fold_engagement(self, keys: dict[str, str], args: dict) -> int:
+        return int(await self._record_engagement(keys=keys, args=args))
+
+    @translated
+    async def engagement_counters(self, experiment_id: str) -> tuple[dict[str, dict[str, float]],
+                                                                     dict[str, dict[str, dict[str, float]]]]:
+        """Variant → counter → total, and segment → variant → counter → total, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(_k(experiment_id, "engagement"))
+            pipe.hgetall(_k(experiment_id, "segengagement"))
+            by_variant, by_segment = await pipe.execute()
+        return parse_counters(by_variant), parse_segment_counters(by_segment)
+
+    @translated
+    async def engagement_buckets(self, experiment_id: str) -> dict[int, dict[str, dict[str, float]]]:
+        """Bucket start → variant → views, engaged, active_ms, clicks (by each view's first report)."""
+        return parse_buckets(await self.redis.hgetall(_k(experiment_id, "engbuckets")))
 
     # -- customers of the channels API ------------------------------------
 
