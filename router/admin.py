@@ -24,6 +24,7 @@ from croupier.router.session import CsrfRefused, session_authorizes
 from croupier.router.history import bucket_arrays
 from croupier.router.hybrid import StoredModel, decode
 from croupier.router.model import ModelError
+from croupier.router import engagement
 from croupier.router.experiments import (Experiment, InvalidExperiment, merge, parse_new_experiment, parse_variant, touched,
                                 with_variant, without_variant)
 from croupier.router.factorial_view import factorial_stats
@@ -259,6 +260,9 @@ class AdminAPI:
                 "views": int(c.get("view", 0)), "clicks": int(c.get("click", 0)),
                 "value": c.get(f"value:{experiment.goal}", 0.0),
             })
+        engaged_by_variant, engaged_by_segment = await self.store.engagement_counters(exp_id)
+        for row in rows:
+            row["engagement"] = engagement.summary(engaged_by_variant.get(row["id"], {}))
         ids = [v.id for v in experiment.variants]
         conv = f"conv:{experiment.goal}"
         _, periods = bucket_arrays(await self.store.buckets(exp_id), ids, ["trials", "expected", conv])
@@ -271,6 +275,10 @@ class AdminAPI:
                                                  np.random.default_rng()))
         if experiment.segment_keys:
             extra["segments"] = await self.segment_rows(experiment, counters)
+            # the segments the conversion rows show, so the two tables line up
+            extra["engagement_segments"] = {
+                segment: [{"id": v.id, **engagement.summary(engaged_by_segment.get(segment, {}).get(v.id, {}))}
+                          for v in experiment.variants] for segment in extra["segments"]}
         if experiment.model_weight > 0:
             try:
                 stored = await self.stored_model(exp_id)
@@ -286,6 +294,7 @@ class AdminAPI:
             "winner": experiment.winner or None,
             "snapshot_age_seconds": _age(self.snapshots),
             "variants": rows,
+            "engagement": engagement.DEFINITION,
             # the split changes over time, so the check compares each period with what the policy gave then
             "sample_ratio": srm_check(periods["trials"], periods["expected"]) if len(periods["trials"]) else None,
             "lift": lift,

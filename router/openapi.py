@@ -26,6 +26,9 @@ def _errors(*codes: int) -> dict:
     return {str(c): _ERROR for c in (401, 503, *codes)}
 
 
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_INTERVAL_OR_NULL = {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                     "description": "95% interval; null without views"}
 _EXP_PARAM = {"name": "id", "in": "path", "required": True, "schema": _ID}
 _VAR_PARAM = {"name": "vid", "in": "path", "required": True, "schema": _ID}
 
@@ -219,10 +222,20 @@ OPENAPI = {
                     "id": {"type": "string"}, "trials": {"type": "integer"}, "conversions": {"type": "integer"},
                     "rate": {"type": "number"}, "ci95": {"type": "array", "items": {"type": "number"}},
                     "p_best": {"type": "number"}, "expected_loss": {"type": "number"},
-                    "share": {"type": "number"}}}},
+                    "share": {"type": "number"}, "engagement": {"$ref": "#/components/schemas/Engagement"}}}},
                 "segments": {"type": "object", "description": "experiments with segment_keys: per segment "
                              "(\"device=mobile\"), per variant: trials, conversions, rate, ci95, p_best, share",
                              "additionalProperties": {"type": "array", "items": {"type": "object"}}},
+                "engagement": {"type": "object", "description": "how engagement is counted: active time per view "
+                               "capped at active_cap_seconds, engaged from engaged_seconds, scroll_buckets of the "
+                               "histogram", "properties": {
+                                   "active_cap_seconds": {"type": "integer"}, "engaged_seconds": {"type": "integer"},
+                                   "scroll_buckets": {"type": "integer"}}},
+                "engagement_segments": {"type": "object", "description": "experiments with segment_keys: per "
+                                        "segment of segments, per variant: its id and its Engagement",
+                                        "additionalProperties": {"type": "array", "items": {"allOf": [
+                                            {"$ref": "#/components/schemas/Engagement"},
+                                            {"type": "object", "properties": {"id": {"type": "string"}}}]}}},
                 "model": {"$ref": "#/components/schemas/Model",
                           "description": "when model_weight > 0 and a model is trained: the model in use"},
                 "factors": {"type": "array", "description": "a factorial experiment: per factor, per level, the "
@@ -236,6 +249,17 @@ OPENAPI = {
                 "heatmaps": {"type": "array", "items": {"type": "object"},
                              "description": "a factorial experiment: per pair of factors, the model's rate over "
                                             "their levels (null where a constraint excludes the pair)"}}},
+            "Engagement": {"type": "object", "description": "page views that reported engagement, and what "
+                           "they did (docs/api.md#engagement)", "properties": {
+                "views": {"type": "integer"}, "engaged": {"type": "integer"}, "bounces": {"type": "integer"},
+                "engaged_rate": _NUMBER_OR_NULL, "engaged_ci95": _INTERVAL_OR_NULL,
+                "bounce_rate": _NUMBER_OR_NULL, "bounce_ci95": _INTERVAL_OR_NULL,
+                "active_seconds_mean": _NUMBER_OR_NULL,
+                "active_seconds_ci95": {**_INTERVAL_OR_NULL, "description": "null below two views"},
+                "scroll_histogram": {"type": "array", "items": {"type": "integer"},
+                                     "description": "views by deepest scroll, in buckets of equal width"},
+                "scroll_median": _NUMBER_OR_NULL, "clicks": {"type": "integer"},
+                "clicks_per_view": _NUMBER_OR_NULL}},
             "Model": {"type": "object", "properties": {
                 "version": {"type": "integer"}, "trained_at": {"type": "number"}, "goal": {"type": "string"},
                 "rows": {"type": "integer", "description": "assignments it was trained on"},
