@@ -56,6 +56,12 @@ class AdminClient:
     def experiment(self, experiment: str) -> dict:
         return self._call("GET", f"/experiments/{experiment}")
 
+    def create_experiment(self, experiment: dict) -> dict:
+        return self._call("POST", "/experiments", experiment)
+
+    def delete_experiment(self, experiment: str) -> None:
+        self._call("DELETE", f"/experiments/{experiment}")
+
     def update_experiment(self, experiment: str, changes: dict) -> dict:
         return self._call("PATCH", f"/experiments/{experiment}", changes)
 

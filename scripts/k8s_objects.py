@@ -52,22 +52,26 @@ def params_json(params: dict) -> str:
 
 
 def variant_objects(experiment: str, variant_id: str, image: str, params: dict, namespace: str,
-                    port: int = VARIANT_PORT, replicas: int = 2) -> list[dict]:
-    """Deployment, Service and params ConfigMap of one variant."""
+                    port: int = VARIANT_PORT, replicas: int = 2, declaration: dict | None = None) -> list[dict]:
+    """Deployment, Service and params ConfigMap of one variant; with ``declaration``, of a
+    factorial experiment's page server, the ConfigMap holding the experiment's JSON instead."""
     name = service_name(experiment, variant_id)
     labels = variant_labels(experiment, variant_id)
     selector = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": PART_OF}
-    document = params_json(params)
+    file, variable = ("params.json", "VARIANT_PARAMS") if declaration is None else ("experiment.json",
+                                                                                  "VARIANT_EXPERIMENT")
+    document = params_json(params if declaration is None else declaration)
     config_map = {
         "apiVersion": "v1", "kind": "ConfigMap",
+        # the same name either way: undeploying finds it without knowing what it held
         "metadata": {"name": f"{name}-params", "namespace": namespace, "labels": labels},
-        "data": {"params.json": document},
+        "data": {file: document},
     }
     container = {
         "name": "variant",
         "image": image,
         "ports": [{"name": "http", "containerPort": port}],
-        "env": [{"name": "VARIANT_PARAMS", "value": f"{PARAMS_DIR}/params.json"},
+        "env": [{"name": variable, "value": f"{PARAMS_DIR}/{file}"},
                 {"name": "VARIANT_HOST", "value": "0.0.0.0"},
                 {"name": "VARIANT_PORT", "value": str(port)}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},

@@ -1,5 +1,5 @@
-"""croupier-variant: add, list, pause, resume, remove and promote an experiment's variants, and
-add or remove the levels of a factorial experiment's factors.
+"""croupier-variant: add, list, pause, resume, remove and promote an experiment's variants;
+launch a factorial experiment and add or remove the levels of its factors.
 
     python -m croupier.scripts.variant list
     python -m croupier.scripts.variant add spring --from-template --headline "Spring into savings" \\
@@ -7,14 +7,16 @@ add or remove the levels of a factorial experiment's factors.
     python -m croupier.scripts.variant add summer --from-template --headline "Summer deals" --prior-from-model
     python -m croupier.scripts.variant pause spring
     python -m croupier.scripts.variant promote b --yes
+    python -m croupier.scripts.variant create variants/examples/spring-mvt.json
     python -m croupier.scripts.variant add-level spring cta sign-up --params sign-up.json --declaration spring.json
     python -m croupier.scripts.variant remove-level spring cta sign-up --declaration spring.json
     python -m croupier.scripts.variant list spring
 
 Everything goes through the admin API, never Redis. The admin URL and token come
 from --admin-url/--token, CROUPIER_ADMIN_URL/CROUPIER_ADMIN_TOKEN, or the running
-local stack's run/stack.json. Exit codes: 0 done, 1 the API or a deploy step
-failed (the API's message is shown), 2 the command line is wrong.
+local stack's run/stack.json. Exit codes: 0 done, 1 the input (a params or
+declaration file) was refused, or the API or a deploy step failed (the API's
+message is shown), 2 the command line is wrong.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,7 +36,8 @@ from croupier.scripts.processes import MissingBinary, StartError
 from croupier.scripts.progress import Progress
 from croupier.scripts.targets import DeployError, Target, VariantSpec
 from croupier.scripts.variant_add import NewVariant, add_variant
-from croupier.scripts.variant_args import DEFAULT_ADMIN_URL, check_add_usage, parser, prior
+from croupier.scripts.variant_args import DEFAULT_ADMIN_URL, check_add_usage, check_create_usage, parser, prior
+from croupier.scripts.variant_create import create_experiment, read_declaration
 from croupier.scripts.variant_levels import LevelChange, LevelFailed, change_level, load_fragment
 from croupier.scripts.variant_params import PageChanges, build_params, load_template, params_path
 from croupier.scripts.variant_table import stats_table
@@ -138,6 +142,24 @@ def cmd_add(ctx: Context) -> None:
     ctx.output(result, f"{vid}: active in experiment {exp!r} ({deployment.where}, upstream {deployment.upstream})")
 
 
+def cmd_create(ctx: Context) -> None:
+    """create (croupier.scripts.variant_create)."""
+    args = ctx.args
+    new = read_declaration(args.declaration, time.time())  # before anything is started
+    exp = new.experiment
+    ctx.progress.note(f"{args.declaration}: experiment {exp.id!r}, {len(exp.variants)} combinations of "
+                      f"{len(exp.factorial.factors)} factors")
+    reload_nginx = ctx.nginx_reloader(args.target)
+    target = make_target(ctx, args.image_ref or "")
+    deployment = create_experiment(ctx.admin, target, new, ctx.progress, image=args.image_ref or "",
+                                   health_timeout=args.health_timeout, reload_nginx=reload_nginx)
+    result = {"experiment": exp.id, "status": "running", "path_prefix": exp.path_prefix,
+              "combinations": len(exp.variants), "upstream": deployment.upstream, "where": deployment.where,
+              "declaration": str(args.declaration)}
+    ctx.output(result, f"{exp.id}: running at {exp.path_prefix}, {len(exp.variants)} combinations "
+                       f"({deployment.where}, upstream {deployment.upstream})")
+
+
 def model_prior(ctx: Context) -> tuple[float, float]:
     """The prior the experiment's trained model suggests; the API says when there is no model."""
     strength = ctx.args.prior_weight or DEFAULT_MODEL_PRIOR_WEIGHT
@@ -199,7 +221,8 @@ def cmd_level(ctx: Context) -> None:
                        f"{exp!r}; {len(changed.variants)} combinations")
 
 
-COMMANDS = {"list": cmd_list, "add-level": cmd_level, "remove-level": cmd_level, "add": cmd_add, "remove": cmd_remove, "promote": cmd_promote,
+COMMANDS = {"list": cmd_list, "add-level": cmd_level, "remove-level": cmd_level, "add": cmd_add, "create": cmd_create,
+            "remove": cmd_remove, "promote": cmd_promote,
             "pause": lambda ctx: set_status(ctx, "paused"), "resume": lambda ctx: set_status(ctx, "active")}
 
 
@@ -208,6 +231,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     args = cli.parse_args(argv)
     if args.command == "add":
         check_add_usage(args, cli.error)
+    if args.command == "create":
+        check_create_usage(args, cli.error)
     ctx = Context(args, dict(os.environ) if environ is None else environ)
     try:
         COMMANDS[args.command](ctx)

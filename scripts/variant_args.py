@@ -16,7 +16,7 @@ from croupier.variants.illustrations import ILLUSTRATIONS
 from croupier.variants.params import COPY_STYLES
 
 DESCRIPTION = ("Add, list, pause, resume, remove and promote an experiment's landing-page variants; "
-               "add and remove the levels of a factorial experiment's factors.")
+               "launch a factorial experiment and add or remove the levels of its factors.")
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8000"
 
 def identifier(text: str) -> str:
@@ -92,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("variant", type=identifier)
     promote.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _add_options(command("add", "deploy a new variant and add it to the experiment"))
+    _create_options(command("create", "launch a factorial experiment from its declaration: start its page server, "
+                                      "create the experiment, reload NGINX, set it running"))
     _level_options(command("add-level", "add a level to a factor of a factorial experiment"), adding=True)
     _level_options(command("remove-level", "remove a level (not the first, the control level) from a factor of "
                                            "a factorial experiment"), adding=False)
@@ -112,15 +114,35 @@ def _level_options(sub: argparse.ArgumentParser, *, adding: bool) -> None:
                               "it loses the level once no visitor is sent to it"))
 
 
-def _target_options(sub: argparse.ArgumentParser) -> None:
+def _target_options(sub: argparse.ArgumentParser, *, params_dir: bool = True) -> None:
     group = sub.add_argument_group("where it runs")
     group.add_argument("--target", choices=TARGETS, default="local", help="local process (default), docker or k8s")
     group.add_argument("--network", default="croupier", help="docker: the stack's network (default croupier)")
     group.add_argument("--namespace", default="croupier", help="k8s: namespace (default croupier)")
     group.add_argument("--kube-context", help="k8s: kubeconfig context (default: the current one)")
-    group.add_argument("--params-dir", type=Path, default=PARAMS_DIR,
-                       help="where generated params files go, one folder per experiment "
-                            "(default variants/experiments)")
+    if params_dir:
+        group.add_argument("--params-dir", type=Path, default=PARAMS_DIR,
+                           help="where generated params files go, one folder per experiment "
+                                "(default variants/experiments)")
+
+
+def _deploy_options(sub: argparse.ArgumentParser) -> None:
+    run = sub.add_argument_group("deploying")
+    run.add_argument("--port", type=int, help="local: port of the page server (default: a free one)")
+    run.add_argument("--health-timeout", type=positive, default=30.0,
+                     help="seconds to wait until it is healthy (default 30)")
+
+
+def _create_options(create: argparse.ArgumentParser) -> None:
+    create.add_argument("declaration", type=Path, metavar="DECLARATION.json",
+                        help="the experiment's JSON, as the admin API takes it: one variant (the page server and "
+                             "its base params), factors and constraints; its upstream is replaced by the deployed "
+                             "page server's")
+    create.add_argument("--image-ref", metavar="REGISTRY/IMAGE:TAG",
+                        help="docker/k8s: run this existing image as the page server (default: build "
+                             "variants/Dockerfile (docker), croupier-variant:latest (k8s))")
+    _target_options(create, params_dir=False)
+    _deploy_options(create)
 
 
 def _add_options(add: argparse.ArgumentParser) -> None:
@@ -153,10 +175,7 @@ def _add_options(add: argparse.ArgumentParser) -> None:
     prior.add_argument("--prior-alpha", type=positive)
     prior.add_argument("--prior-beta", type=positive)
     _target_options(add)
-    run = add.add_argument_group("deploying")
-    run.add_argument("--port", type=int, help="local: port of the page server (default: a free one)")
-    run.add_argument("--health-timeout", type=positive, default=30.0,
-                     help="seconds to wait until it is healthy (default 30)")
+    _deploy_options(add)
 
 
 def check_add_usage(args: argparse.Namespace, fail) -> None:
@@ -184,6 +203,16 @@ def check_add_usage(args: argparse.Namespace, fail) -> None:
     if (by_rate or by_counts) and not all(0.001 <= x <= 1e6 for x in prior(args)):
         alpha, beta = prior(args)
         fail(f"the prior works out to alpha={alpha:g}, beta={beta:g}; both must be between 0.001 and 1e6")
+    check_port(args, fail)
+
+
+def check_create_usage(args: argparse.Namespace, fail) -> None:
+    if args.image_ref and args.target == "local":
+        fail("--image-ref needs --target docker or k8s; the local target runs this project's page server")
+    check_port(args, fail)
+
+
+def check_port(args: argparse.Namespace, fail) -> None:
     if args.port is not None and not 0 < args.port < 65536:
         fail(f"--port must be 1-65535, got {args.port}")
     if args.port is not None and args.target != "local":

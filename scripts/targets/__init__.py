@@ -28,6 +28,17 @@ class VariantSpec:
     params: dict | None  # None: the image serves its own page (--image-ref without a template)
     params_file: Path | None = None  # where the params were written (the local target serves this file)
     image: str = ""  # docker/k8s: an existing image; empty: build (docker) or the default image (k8s)
+    # A factorial experiment's page server renders every arm from the experiment's JSON
+    # (``--experiment``, VARIANT_EXPERIMENT) instead of one variant's params.
+    declaration: dict | None = None
+    declaration_file: Path | None = None  # where it is (the local target serves this file)
+
+    def page_source(self) -> tuple[str, dict] | None:
+        """The page server's variable naming its file, and the JSON that file holds; None when
+        the image serves its own page."""
+        if self.declaration is not None:
+            return "VARIANT_EXPERIMENT", self.declaration
+        return ("VARIANT_PARAMS", self.params) if self.params else None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The docker target: the variant's page server as a container on the stack's network.
 
 The image is built from ``variants/Dockerfile`` (or is an existing one, ``--image-ref``);
-the params are copied into the container before it starts, so nothing needs to be
-mounted from the machine the command runs on (the engine may be remote). NGINX
-reaches the container by name on the shared network: upstream ``<name>:8080``.
+the params (or a factorial experiment's declaration) are copied into the container before
+it starts, so nothing needs to be mounted from the machine the command runs on (the
+engine may be remote). NGINX reaches the container by name on the shared network:
+upstream ``<name>:8080``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def container_name(experiment: str, variant_id: str) -> str:
 
 
 def params_archive(variant_id: str, params: dict) -> bytes:
-    """A tar with ``params/<id>.json``, for ``put_archive`` into /app (which creates params/)."""
+    """A tar with ``params/<id>.json`` (the params, or the declaration), for ``put_archive``
+    into /app (which creates params/)."""
     data = json.dumps(params, indent=2, ensure_ascii=False).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -91,7 +93,8 @@ class DockerTarget:
         try:
             image = self.image(spec, progress)
             progress.step(f"starting container {name} ({image}) on network {self.network}")
-            environment = {"VARIANT_PARAMS": f"{PARAMS_DIR}/{spec.variant_id}.json"} if spec.params else {}
+            source = spec.page_source()
+            environment = {source[0]: f"{PARAMS_DIR}/{spec.variant_id}.json"} if source else {}
             container = self.client.containers.create(
                 image, name=name, detach=True, network=self.network, environment=environment,
                 labels={"croupier.experiment": spec.experiment, "croupier.variant": spec.variant_id},
@@ -99,8 +102,8 @@ class DockerTarget:
         except DockerException as exc:
             raise DeployError(f"docker: {exc}") from None
         try:
-            if spec.params:
-                container.put_archive("/app", params_archive(spec.variant_id, spec.params))
+            if source:
+                container.put_archive("/app", params_archive(spec.variant_id, source[1]))
             container.start()
             if not progress.wait(f"waiting for container {name} to be healthy",
                                  lambda: self._healthy(container), health_timeout, interval=0.5):

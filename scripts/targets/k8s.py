@@ -1,4 +1,5 @@
-"""The k8s target: the variant as a Deployment, Service and params ConfigMap.
+"""The k8s target: the variant as a Deployment, Service and params ConfigMap (a factorial
+experiment's page server: its declaration in that ConfigMap).
 
 The objects come from ``croupier.scripts.k8s_objects.variant_objects`` (the same ones as the
 manifests in k8s/), are created or, when they exist, patched, and the command waits
@@ -109,7 +110,7 @@ class K8sTarget:
 
     def deploy(self, spec: VariantSpec, progress: Progress, health_timeout: float) -> Deployment:
         objects = self.objects(spec.experiment, spec.variant_id, spec.image or self.image, spec.params or {},
-                               self.namespace, port=PORT)
+                               self.namespace, port=PORT, declaration=spec.declaration)
         by_kind = {o["kind"]: o["metadata"]["name"] for o in objects}
         missing = {"Deployment", "Service"} - set(by_kind)
         if missing:

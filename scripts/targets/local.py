@@ -2,7 +2,8 @@
 
 Detached from the command that starts it (its own session, a pid file under the
 stack's run directory), so it keeps serving after the command returns and a later
-``remove`` can stop it.
+``remove`` can stop it. It serves a params file, or a factorial experiment's declaration
+file in place (so ``add-level --declaration`` on that file reaches it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from croupier.scripts.targets import Deployment, DeployError, VariantSpec
 
 HOST = "127.0.0.1"
 Command = Callable[[Path, int], list[str]]
+
+
+def experiment_argv(declaration: Path, port: int) -> list[str]:
+    """The page server's command line for every arm of a factorial experiment: ``variant_argv``'s,
+    reading the declaration (``--experiment``) instead of a params file."""
+    argv = variant_argv(declaration, port)
+    argv[argv.index("--params")] = "--experiment"
+    return argv
 
 
 def serves(port: int, variant_id: str) -> bool:
@@ -44,20 +53,27 @@ class LocalTarget:
         return self.run_dir / f"variant-{experiment}-{variant_id}.log"
 
     def deploy(self, spec: VariantSpec, progress: Progress, health_timeout: float) -> Deployment:
-        if spec.params_file is None or spec.image:
-            raise DeployError("the local target serves a params file: use --from-template, not --image-ref")
+        served = spec.declaration_file or spec.params_file
+        if served is None or spec.image:
+            raise DeployError("the local target serves a params or declaration file: use --from-template, "
+                              "not --image-ref")
         pid_file = self.pid_file(spec.experiment, spec.variant_id)
         running = pid_file_process(pid_file)
         if running:
-            raise DeployError(f"a variant server for {spec.variant_id!r} still runs (pid {running}, {pid_file}); "
-                              f"stop it first: remove {spec.variant_id}")
+            # a factorial experiment's page server is not one of its variants: remove cannot stop it
+            how = f"kill {running}" if spec.declaration_file is not None else f"remove {spec.variant_id}"
+            raise DeployError(f"a variant server for {spec.variant_id!r} of experiment {spec.experiment!r} still "
+                              f"runs (pid {running}, {pid_file}); stop it first: {how}")
         pid_file.unlink(missing_ok=True)  # left by a server that is gone
         port = self.port or free_port(HOST)
         if port_open(HOST, port):
             raise DeployError(f"port {port} on {HOST} is already in use; pick another with --port")
         log = self.log_file(spec.experiment, spec.variant_id)
         progress.step(f"starting variant server {spec.variant_id!r} on {HOST}:{port} (log {log})")
-        process = start_detached(f"variant-{spec.variant_id}", self.command(spec.params_file, port), log, pid_file)
+        # absolute: the server runs from the project's folder, not the caller's
+        argv = (experiment_argv(served.resolve(), port) if spec.declaration_file is not None
+                else self.command(served, port))
+        process = start_detached(f"variant-{spec.variant_id}", argv, log, pid_file)
 
         def healthy() -> bool:
             if not process.alive():

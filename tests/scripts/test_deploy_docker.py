@@ -94,6 +94,19 @@ def test_builds_runs_on_the_network_with_params_and_waits_for_health():
     assert path == "/app" and json.loads(archive_files(data)["params/d.json"]) == PARAMS
 
 
+def test_a_factorial_experiments_declaration_is_copied_in_and_named_by_variant_experiment():
+    declaration = {"id": "spring", "variants": [{"id": "page", "upstream": "127.0.0.1:9201", "params": PARAMS}],
+                   "factors": {"cta": {"go": {}, "buy": {"cta": "Buy now"}}}}
+    fake = FakeDocker()
+    deployment = DockerTarget(fake).deploy(VariantSpec("spring", "page", None, declaration=declaration), QUIET,
+                                           health_timeout=5)
+    assert deployment.upstream == "variant-spring-page:8080"
+    assert [c[0] for c in fake.calls] == ["get", "get", "build", "create", "put_archive", "start"]
+    assert fake.calls[3][2]["environment"] == {"VARIANT_EXPERIMENT": "/app/params/page.json"}
+    path, data = fake.calls[4][1:]
+    assert path == "/app" and json.loads(archive_files(data)["params/page.json"]) == declaration
+
+
 def test_existing_image_runs_as_is():
     fake = FakeDocker(states=[{"Status": "running"}])  # no HEALTHCHECK in that image: running is enough
     target = DockerTarget(fake, network="shop")

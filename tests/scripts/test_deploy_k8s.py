@@ -18,7 +18,7 @@ PARAMS = {"id": "d", "experiment": "demo", "headline": "Hello", "cta": "Go"}
 QUIET = Progress(quiet=True)
 
 
-def fake_objects(experiment, variant_id, image, params, namespace, port=8080):
+def fake_objects(experiment, variant_id, image, params, namespace, port=8080, declaration=None):
     name = f"variant-{experiment}-{variant_id}"
     meta = {"name": name, "namespace": namespace}
     return [{"kind": "ConfigMap", "metadata": {**meta, "name": f"{name}-params"}, "data": {"params": params}},
@@ -121,3 +121,20 @@ def test_with_the_project_variant_objects():
     sent = [kw["body"] for m, kw in api.calls if m.startswith("create")]
     assert sent == k8s_objects.variant_objects("demo", "d", "croupier-variant:0.1.0", PARAMS, "croupier", port=8080)
     assert result.upstream == upstream("demo", "d", "croupier")
+
+
+def test_a_factorial_experiments_page_server_gets_the_declaration_in_its_configmap():
+    declaration = {"id": "spring", "variants": [{"id": "page", "upstream": "127.0.0.1:9201", "params": PARAMS}],
+                   "factors": {"cta": {"go": {}, "buy": {"cta": "Buy now"}}}}
+    api = FakeApi()
+    result = K8sTarget(api, api, namespace="croupier", image="croupier-variant:0.1.0", poll_interval=0.01).deploy(
+        VariantSpec("spring", "page", None, declaration=declaration), QUIET, health_timeout=10)
+    sent = {kw["body"]["kind"]: kw["body"] for m, kw in api.calls if m.startswith("create")}
+    assert list(sent.values()) == k8s_objects.variant_objects("spring", "page", "croupier-variant:0.1.0", {},
+                                                              "croupier", port=8080, declaration=declaration)
+    assert sent["ConfigMap"]["metadata"]["name"] == "variant-spring-page-params"  # as undeploy names it
+    assert sent["ConfigMap"]["data"] == {"experiment.json": k8s_objects.params_json(declaration)}
+    container = sent["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "VARIANT_EXPERIMENT", "value": "/etc/croupier/experiment.json"} in container["env"]
+    assert not [e for e in container["env"] if e["name"] == "VARIANT_PARAMS"]
+    assert result.upstream == upstream("spring", "page", "croupier")
