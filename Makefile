@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test bench-policies bench-load bench-scale bench-context bench-experiments clean
+.PHONY: demo stack test bench-policies bench-load bench-scale bench-context bench-experiments bench-factorial clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -33,6 +33,9 @@ bench-context: $(STAMP)
 
 bench-experiments: $(STAMP)
 	$(PY) -m bench.experiments --json bench/out/experiments.json
+
+bench-factorial: $(STAMP)
+	$(PY) -m bench.factorial
 
 clean:
 	rm -rf $(VENV) run .pytest_cache

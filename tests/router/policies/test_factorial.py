@@ -74,10 +74,11 @@ def test_large_samples_recover_the_true_logits():
     n = np.full(6, 1e6)
     post = FactorialThompson().posterior(levels, (2, 3), n, n * logistic(design.matrix @ beta))
     np.testing.assert_allclose(post.mean, beta, atol=2e-3)
-    # the covariance is the inverse Fisher information of the binomial counts
+    # the covariance is the inverse of the binomial counts' Fisher information plus the prior precision
     p = logistic(design.matrix @ beta)
     fisher = design.matrix.T @ (design.matrix * (n * p * (1 - p))[:, None])
-    np.testing.assert_allclose(post.cov, np.linalg.inv(fisher), rtol=2e-3)
+    _, sd = design.prior(0.05, FactorialThompson().prior_scale)
+    np.testing.assert_allclose(post.cov, np.linalg.inv(fisher + np.diag(sd ** -2.0)), rtol=2e-3)
 
 
 def test_mode_and_curvature_match_a_fine_grid():
