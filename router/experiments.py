@@ -17,9 +17,11 @@ from typing import Any
 
 from croupier.router.context import FIELDS as CONTEXT_FIELDS
 from croupier.router.factors import MIN_LEVELS, Factorial, arm_variants, parse_declaration
+from croupier.router.guardrails import Guardrail, parse_guardrails
 from croupier.router.policies import POLICIES, PolicyError, make_policy
 from croupier.router.records import (MAX_PARAMS_BYTES, VARIANT_FIELDS, VARIANT_STATUSES, InvalidExperiment, Variant,
                                      check, known_keys, number, parse_variant, string)
+from croupier.router.reward import Reward, parse_reward
 from croupier.router.rules import GOAL, ID, Rule
 from croupier.router.segments import MAX_KEYS as MAX_SEGMENT_KEYS
 
@@ -67,6 +69,9 @@ class Experiment:
     updated_at: float = 0.0
     # the declaration of a factorial experiment (base variant, factors, constraints); None otherwise
     factorial: Factorial | None = None
+    reward: Reward = Reward()  # what the policy optimises (croupier.router.reward)
+    guardrails: tuple[Guardrail, ...] = ()  # harm a variant may not do, checked by the monitor
+    on_drift: str = "alert"  # a detected change in an arm's rate: "alert", or also "forget" what came before
 
     @cached_property
     def _variants_by_id(self) -> dict[str, Variant]:
@@ -99,6 +104,10 @@ class Experiment:
                 if value is not None:
                     data.update(value.declaration())
                 continue
+            elif f.name == "reward":
+                value = value.to_json()
+            elif f.name == "guardrails":
+                value = [g.to_dict() for g in value]
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, dict):
@@ -109,7 +118,7 @@ class Experiment:
 
 EXPERIMENT_FIELDS = {"id", "variants", "control", "name", "host", "path_prefix", "goal", "status",
                      "winner", "policy", "policy_params", "min_share", "burn_in", "holdout", "tenant", "slots",
-                     "segment_keys", "model_weight", "factors", "constraints"}
+                     "segment_keys", "model_weight", "factors", "constraints", "reward", "guardrails", "on_drift"}
 # Set by the server on every write: read back from the registry, refused from clients.
 SERVER_FIELDS = {"updated_at"}
 MAX_SLOTS = 16
@@ -157,6 +166,14 @@ def parse_experiment(data: Any) -> Experiment:
         check(not data.get("segment_keys"), "segment_keys: not available for a factorial experiment")
         check(not data.get("model_weight"), "model_weight: not available for a factorial experiment")
     segment_keys = _segment_keys(data.get("segment_keys", []), policy)
+    reward = parse_reward(data.get("reward"))
+    if reward.needs_engagement:
+        # engaged views are counted per variant: the segment bandits, the time-bucketed
+        # (non-stationary) policies and the contextual ones read conversions kept elsewhere
+        chosen = make_policy(policy, policy_params) if policy in POLICIES else None
+        check(not segment_keys, "reward: engaged views are not available with segment_keys")
+        check(chosen is None or not (chosen.needs_history or chosen.needs_context),
+              f"reward: engaged views are not available with policy {policy!r}")
     min_share = number(data, "min_share", 0.01, 0.0, 1.0, label="min_share")
     if factorial is None:
         check(min_share * len(variants) <= 1.0, "min_share: times the number of variants must not exceed 1")
@@ -185,7 +202,18 @@ def parse_experiment(data: Any) -> Experiment:
         model_weight=number(data, "model_weight", 0.0, 0.0, 1.0, label="model_weight"),
         updated_at=number(data, "updated_at", 0.0, 0.0, 1e11, label="updated_at"),
         factorial=factorial,
+        reward=reward,
+        guardrails=parse_guardrails(data.get("guardrails")),
+        on_drift=_on_drift(data.get("on_drift", "alert")),
     )
+
+
+ON_DRIFT = ("alert", "forget")
+
+
+def _on_drift(value: Any) -> str:
+    check(value in ON_DRIFT, f"on_drift: must be one of {', '.join(ON_DRIFT)}")
+    return value
 
 
 def _variants(value: Any) -> tuple[Variant, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from croupier.router import factors, listing, rules
+from croupier.router import factors, guardrails, listing, rules
 from croupier.router.context import FIELDS as CONTEXT_FIELDS
 from croupier.router.experiments import EXPERIMENT_STATUSES
 
@@ -70,6 +70,27 @@ EXPERIMENT = {
                                              "maxProperties": factors.MAX_LEVELS,
                                              "propertyNames": _string(rules.LEVEL),
                                              "additionalProperties": {"type": "object"}}},
+        "reward": {"description": "what the policy optimises: \"conversion\" (default), \"engaged\" (engaged page "
+                              "views), or weights {\"conversion\": c, \"engaged\": e} adding up to 1",
+                   "oneOf": [{"type": "string", "enum": ["conversion", "engaged"]},
+                             {"type": "object", "additionalProperties": False,
+                              "properties": {"conversion": {"type": "number", "minimum": 0, "maximum": 1},
+                                             "engaged": {"type": "number", "minimum": 0, "maximum": 1}}}]},
+        "guardrails": {"type": "array", "maxItems": guardrails.MAX_GUARDRAILS,
+                       "description": "harm a variant may not do against control; a breach caps the variant at "
+                                      "min_share (or pauses it) until cleared",
+                       "items": {"type": "object", "required": ["metric"], "additionalProperties": False,
+                                 "properties": {
+                                     "metric": {"type": "string", "enum": list(guardrails.METRICS)},
+                                     "direction": {"type": "string", "enum": list(guardrails.DIRECTIONS)},
+                                     "threshold": {"type": "number", "minimum": 0},
+                                     "relative": {"type": "boolean"},
+                                     "min_sample": {"type": "integer", "minimum": 2},
+                                     "action": {"type": "string", "enum": list(guardrails.ACTIONS)},
+                                     "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}}}},
+        "on_drift": {"type": "string", "enum": ["alert", "forget"],
+                     "description": "a detected change in an arm's conversion rate: alert, or alert and forget "
+                                    "the arm's evidence from before the change"},
         "constraints": {"type": "array", "maxItems": factors.MAX_CONSTRAINTS,
                         "description": "combinations a factorial experiment never shows: each object names a "
                                        "level of two or more factors, excluded together",

@@ -201,8 +201,9 @@ class SnapshotKeeper:
         segments = await self.store.segment_hashes(e.id for e in stale if e.segment_keys)
         buckets = await self.store.bucket_hashes(e.id for e in stale if policies[e.id].needs_history)
         linear = await self.store.linear_hashes(e.id for e in stale if policies[e.id].needs_context)
+        engagement = await self.store.engagement_hashes(e.id for e in stale if e.reward.needs_engagement)
         snapshot, computed, models, unreadable = await self._in_worker(
-            self._compute, plan, versions, found, segments, buckets, linear, now, read_at)
+            self._compute, plan, versions, found, segments, buckets, linear, engagement, now, read_at)
         # commit: all of it, or (when anything above raised) none of it
         self._registry, self._revisions, self._stats = registry, plan.revisions, plan.stats
         self._counters, self._bases = plan.counters, plan.bases
@@ -312,7 +313,7 @@ class SnapshotKeeper:
 
     def _compute(self, plan: Plan, versions: dict[str, int], found: dict[str, tuple[int, dict]],
                  segments: dict[str, dict[str, str]], buckets: dict[str, dict[str, str]],
-                 linear: dict[str, dict[str, str]], now: float,
+                 linear: dict[str, dict[str, str]], engagement: dict[str, dict[str, str]], now: float,
                  read_at: float) -> tuple[Snapshot, dict[str, Computed], dict[str, StoredModel], dict[str, int]]:
         models, unreadable = self._models(versions, found)
         registry = plan.registry
@@ -320,7 +321,8 @@ class SnapshotKeeper:
                     buckets=parse_buckets(buckets[e.id]) if e.id in buckets else None,
                     segment_counters=parse_segment_counters(segments[e.id]) if e.id in segments else None,
                     linear=parse_linear(linear[e.id]) if e.id in linear else None,
-                    model=models.get(e.id), previous=self._factorial_fit(e.id))
+                    model=models.get(e.id), previous=self._factorial_fit(e.id),
+                    engagement=parse_counters(engagement[e.id]) if e.id in engagement else None)
                 for e in (registry.experiments[exp_id] for exp_id in plan.stale)]
         fresh = compute_many(jobs, self.rng, bucket_seconds=self.bucket_seconds, now=now,
                              max_segments=self.max_segments)

@@ -181,6 +181,7 @@ class Job:
     linear: dict[str, dict] | None = None  # a contextual policy's sufficient statistics
     model: StoredModel | None = None
     previous: FactorialState | None = None  # a factorial model's last fit: the next one starts there
+    engagement: dict[str, dict[str, float]] | None = None  # per variant, when the reward counts engaged views
 
     def the_policy(self) -> Policy:
         return self.policy or make_policy(self.experiment.policy, self.experiment.policy_params)
@@ -197,13 +198,21 @@ class Computed:
 
 
 def arm_stats(experiment: Experiment, variants: tuple[Variant, ...],
-              counters: dict[str, dict[str, float]]) -> ArmStats:
-    """The bandit's evidence for ``variants``: trials and conversions of the experiment's goal."""
+              counters: dict[str, dict[str, float]],
+              engagement: dict[str, dict[str, float]] | None = None) -> ArmStats:
+    """The bandit's evidence for ``variants``: trials and the summed reward
+    (``croupier.router.reward``: conversions of the experiment's goal by default).
+    ``engagement``: per variant engagement totals, for a reward that counts engaged views
+    (none: no view reported engagement yet)."""
     goal = experiment.goal
     stats = [counters.get(v.id, {}) for v in variants]
+    reward = experiment.reward
+    engaged = [(engagement or {}).get(v.id, {}).get("engaged", 0.0) for v in variants] \
+        if reward.needs_engagement else [0.0] * len(variants)
     return ArmStats.from_counts(
         trials=[s.get("trials", 0.0) for s in stats],
-        successes=[s.get(f"conv:{goal}", 0.0) for s in stats],
+        successes=[reward.successes(s.get(f"conv:{goal}", 0.0), e, s.get("trials", 0.0))
+                   for s, e in zip(stats, engaged)],
         prior_alpha=[v.prior_alpha for v in variants],
         prior_beta=[v.prior_beta for v in variants],
         value_sum=[s.get(f"value:{goal}", 0.0) for s in stats],
@@ -242,7 +251,7 @@ def evidence(job: Job, policy: Policy, bucket_seconds: int, now: float) -> Evide
     variants = experiment.active_variants
     if not variants:
         return None
-    lifetime = arm_stats(experiment, variants, job.counters)
+    lifetime = arm_stats(experiment, variants, job.counters, job.engagement)
     stats = lifetime
     if policy.needs_history:
         stats = history_arm_stats(experiment, variants, policy, job.buckets or {}, bucket_seconds,
@@ -302,7 +311,7 @@ def compute_many(jobs: Iterable[Job], rng: np.random.Generator, *, bucket_second
         policy = job.the_policy()
         e = job.experiment
         if e.factorial is not None and isinstance(policy, FactorialThompson):
-            arms, state = compute_factorial(e, job.counters, rng, policy, job.previous)
+            arms, state = compute_factorial(e, job.counters, rng, policy, job.previous, job.engagement)
             partial[e.id] = Computed(arms, factorial=state)
             continue
         pending = evidence(job, policy, bucket_seconds, now)
@@ -320,6 +329,7 @@ def compute_many(jobs: Iterable[Job], rng: np.random.Generator, *, bucket_second
 
 def compute_factorial(experiment: Experiment, counters: dict[str, dict[str, float]], rng: np.random.Generator,
                       policy: FactorialThompson, previous: FactorialState | None = None,
+                      engagement: dict[str, dict[str, float]] | None = None,
                       ) -> tuple[Arms | None, FactorialState | None]:
     """A factorial experiment's split over its allowed combinations, from one model of the
     factors' effects (``croupier.router.policies.factorial``). Uniform while any level has had
@@ -330,7 +340,7 @@ def compute_factorial(experiment: Experiment, counters: dict[str, dict[str, floa
     if design is None or not variants:
         return None, None
     levels, n_levels = design.arms(), design.n_levels
-    stats = arm_stats(experiment, variants, counters)
+    stats = arm_stats(experiment, variants, counters, engagement)
     state = policy.allocate(levels, n_levels, stats.trials, stats.successes, rng,
                             min_share=experiment.min_share, previous=previous)
     probs = state.probs

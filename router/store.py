@@ -39,6 +39,16 @@ Keys:
 - ``croupier:{exp}:engbuckets``      hash ``<bucket>:<variant>:<counter>`` → engagement total per time bucket
 - ``croupier:{exp}:pv:<visitor>:<page view>``  hash: a page view's last engagement report (expires)
 
+- ``{croupier:alerts}:outbox``       stream of raised alerts (``id``, ``alert``: the alert as JSON), capped;
+                                     the delivering router reads it through the consumer group ``delivery``
+- ``{croupier:alerts}:open``         hash episode ``<kind>|<experiment>|<variant>`` → the id of the alert that
+                                     opened it (``lua/raise_alert.lua``): an episode is alerted once until it clears
+- ``{croupier:alerts}:sent:<alert>`` hash webhook id → ``delivered`` | ``dropped``: the receivers an alert is
+                                     done with, so a new delivering router sends it to the others only (expires)
+- ``{croupier:alerts}:lease``        the token of the router delivering alerts and running the monitor
+                                     (``lua/hold_lease.lua``: SET NX PX, renewed)
+- ``croupier:webhooks``              hash webhook id → the webhook as JSON, its secret included
+
 The engagement hashes are apart from the bandit's counters: the decision path never reads
 them, and writing them does not bump ``revision``.
 
@@ -60,7 +70,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from croupier.router.engagement import SCROLL_BUCKETS, Engagement
 from croupier.router.experiments import Experiment, parse_experiment
@@ -73,6 +83,13 @@ REGISTRY = "croupier:experiments"
 REGISTRY_VERSION = "croupier:registry-version"
 REGISTRY_CHANGES = "{croupier:registry-version}:changes"
 REGISTRY_EPOCH = "{croupier:registry-version}:epoch"
+# Alerts (router/alerts.py): one hash tag, so the scripts touching several of these keys
+# work on Redis Cluster.
+ALERT_OUTBOX = "{croupier:alerts}:outbox"
+ALERT_OPEN = "{croupier:alerts}:open"
+ALERT_LEASE = "{croupier:alerts}:lease"
+ALERT_GROUP = "delivery"
+WEBHOOKS = "croupier:webhooks"
 CHANGE_LOG_KEEP = 10_000  # a router further behind than this many experiments' changes reloads all
 # Commands per pipeline when reading many experiments: one round trip per batch, and the
 # replies of one batch are parsed before the next is sent, so the event loop that answers
@@ -289,6 +306,9 @@ class Store:
         self._registry_changed_script = LuaScript(self.redis, _LUA / "registry_changed.lua")
         self._claim_customer = LuaScript(self.redis, _LUA / "claim_customer.lua")
         self._record_engagement = LuaScript(self.redis, _LUA / "record_engagement.lua")
+        self._raise_alert = LuaScript(self.redis, _LUA / "raise_alert.lua")
+        self._hold_lease = LuaScript(self.redis, _LUA / "hold_lease.lua")
+        self._release_lease = LuaScript(self.redis, _LUA / "release_lease.lua")
         self._ledger: AssignmentLedger[AssignmentRecord] = AssignmentLedger()
         self._packed_mget: dict[tuple[str, ...], list[bytes]] = {}
 
@@ -467,6 +487,12 @@ class Store:
     @translated
     async def bucket_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
         return await self._hashes(experiment_ids, "buckets")
+
+    @translated
+    async def engagement_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Per variant engagement totals (parse with parse_counters): for an experiment whose
+        reward counts engaged views."""
+        return await self._hashes(experiment_ids, "engagement")
 
     @translated
     async def linear_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -662,3 +688,135 @@ class Store:
             args={"expected": replacing.raw if replacing else "", "drawn": drawn.encode(),
                   "ttl": self.settings.cookie_max_age})
         return CustomerAssignment.decode(held), won == 1
+
+    # -- alerts and webhooks (router/alerts.py, router/monitor.py, router/webhooks.py) ------
+
+    @translated
+    async def raise_alert(self, alert_id: str, doc: str, episode: str, maxlen: int) -> bool:
+        """Append an alert to the outbox; False when its episode ('' none) was already open."""
+        return bool(await self._raise_alert(keys={"outbox": ALERT_OUTBOX, "open": ALERT_OPEN},
+                                            args={"id": alert_id, "alert": doc, "episode": episode,
+                                                  "maxlen": maxlen}))
+
+    @translated
+    async def open_alerts(self) -> dict[str, str]:
+        """Episode → the id of the alert that opened it, for every episode not cleared."""
+        return await self.redis.hgetall(ALERT_OPEN)
+
+    @translated
+    async def close_alerts(self, episodes: Iterable[str]) -> None:
+        """The episodes' conditions cleared: their next occurrence raises a new alert."""
+        episodes = list(episodes)
+        if episodes:
+            await self.redis.hdel(ALERT_OPEN, *episodes)
+
+    @translated
+    async def hold_lease(self, token: str, ttl_ms: int) -> bool:
+        """Take the alerts lease, or renew it when ``token`` holds it; False when another holds it."""
+        return bool(await self._hold_lease(keys={"lease": ALERT_LEASE}, args={"token": token, "ttl": ttl_ms}))
+
+    @translated
+    async def release_lease(self, token: str) -> bool:
+        return bool(await self._release_lease(keys={"lease": ALERT_LEASE}, args={"token": token}))
+
+    @translated
+    async def ensure_alert_group(self) -> None:
+        """The outbox's consumer group, created (with the stream) unless it exists. From the
+        stream's start: alerts raised before any router delivered are delivered too."""
+        try:
+            await self.redis.xgroup_create(ALERT_OUTBOX, ALERT_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    @translated
+    async def read_alerts(self, consumer: str, count: int) -> list[tuple[str, dict[str, str]]]:
+        """Up to ``count`` alerts no consumer has read yet, now pending for ``consumer``: (entry id, fields)."""
+        replies = await self.redis.xreadgroup(ALERT_GROUP, consumer, {ALERT_OUTBOX: ">"}, count=count)
+        if isinstance(replies, dict):  # RESP3
+            return list(replies.get(ALERT_OUTBOX, [[]])[0])
+        return [entry for _, entries in replies or [] for entry in entries]
+
+    @translated
+    async def claim_alerts(self, consumer: str, start: str,
+                           count: int) -> tuple[str, list[tuple[str, dict[str, str]]], list[str]]:
+        """Pending alerts from ``start`` on, whoever read them, made ``consumer``'s (XAUTOCLAIM):
+        the next start ('0-0' once the whole list was walked), the entries, and the ids of
+        pending entries the stream's cap removed."""
+        reply = await self.redis.xautoclaim(ALERT_OUTBOX, ALERT_GROUP, consumer, 0, start_id=start, count=count)
+        following, entries = reply[0], reply[1]
+        deleted = list(reply[2]) if len(reply) > 2 else []
+        return following, [(entry_id, fields) for entry_id, fields in entries if fields], deleted
+
+    @translated
+    async def prune_alert_consumers(self, keep: str) -> None:
+        """Forget the group's consumers other than ``keep`` that hold no pending alert (each
+        router process reads under a name of its own, so restarts would pile them up)."""
+        for consumer in await self.redis.xinfo_consumers(ALERT_OUTBOX, ALERT_GROUP):
+            if consumer["name"] != keep and not consumer["pending"]:
+                await self.redis.xgroup_delconsumer(ALERT_OUTBOX, ALERT_GROUP, consumer["name"])
+
+    @translated
+    async def alert_deliveries(self, alert_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Alert id → webhook id → ``delivered`` or ``dropped``: the receivers each alert is done with."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id in alert_ids:
+                pipe.hgetall(_alert_sent(alert_id))
+            return dict(zip(alert_ids, await pipe.execute()))
+
+    @translated
+    async def record_deliveries(self, outcomes: dict[str, dict[str, str]], ttl: int) -> None:
+        """Write what each alert's receivers got (alert id → webhook id → outcome); kept ``ttl``
+        seconds, past the age at which an alert is given up."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id, done in outcomes.items():
+                pipe.hset(_alert_sent(alert_id), mapping=done)
+                pipe.expire(_alert_sent(alert_id), ttl)
+            await pipe.execute()
+
+    @translated
+    async def finish_alerts(self, finished: Sequence[tuple[str, str]]) -> None:
+        """Acknowledge (entry id, alert id) pairs: every receiver is done with them."""
+        if not finished:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(ALERT_OUTBOX, ALERT_GROUP, *(entry_id for entry_id, _ in finished))
+            pipe.delete(*(_alert_sent(alert_id) for _, alert_id in finished if alert_id))
+            await pipe.execute()
+
+    @translated
+    async def alert_backlog(self) -> int:
+        """Alerts not yet delivered to every receiver: read but unacknowledged, plus unread."""
+        for group in await self.redis.xinfo_groups(ALERT_OUTBOX):
+            if group["name"] == ALERT_GROUP:
+                return int(group["pending"]) + int(group.get("lag") or 0)
+        return int(await self.redis.xlen(ALERT_OUTBOX))
+
+    @translated
+    async def recent_alerts(self, count: int = 100) -> list[dict]:
+        """The latest alerts raised, newest first (as JSON documents)."""
+        return [json.loads(fields["alert"]) for _, fields in await self.redis.xrevrange(ALERT_OUTBOX, count=count)]
+
+    @translated
+    async def add_webhook(self, webhook_id: str, doc: str, limit: int) -> bool:
+        """Store a new webhook; False when the id is taken. ``WebhookLimit`` past ``limit`` webhooks."""
+        if await self.redis.hlen(WEBHOOKS) >= limit:
+            raise WebhookLimit(limit)
+        return bool(await self.redis.hsetnx(WEBHOOKS, webhook_id, doc))
+
+    @translated
+    async def webhooks(self) -> dict[str, str]:
+        """Webhook id → the webhook as JSON."""
+        return await self.redis.hgetall(WEBHOOKS)
+
+    @translated
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        return bool(await self.redis.hdel(WEBHOOKS, webhook_id))
+
+
+def _alert_sent(alert_id: str) -> str:
+    return f"{{croupier:alerts}}:sent:{alert_id}"
+
+
+class WebhookLimit(Exception):
+    pass
