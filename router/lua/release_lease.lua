@@ -1,0 +1,15 @@
+-- Give a lease up (a graceful stop), so another router takes it at once instead
+-- of when it lapses; only the holder's token releases it.
+--
+-- KEYS[1]  lease           {croupier:alerts}:lease   the holder's token
+--
+-- ARGV[1]  token           the caller's token
+--
+-- Returns 1 when released, 0 when the caller did not hold it.
+
+local lease = KEYS[1]
+if redis.call('GET', lease) == ARGV[1] then
+  redis.call('DEL', lease)
+  return 1
+end
+return 0
