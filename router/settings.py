@@ -185,6 +185,41 @@ class Settings:
         "CROUPIER_API_KEYS", "Keys for the channels API (/api/v1/decide, /api/v1/conversions), as "
         "'tenant:key,tenant:key'; a key acts only on its tenant's experiments ('default' is the experiments "
         "without a tenant). Keys of 24+ characters; unset disables the channels API."))
+    # alerts (router/alerts.py, router/monitor.py): one router at a time runs the monitor and
+    # delivers to the webhooks, under a lease in Redis
+    alerts: bool = field(default=True, metadata=_meta(
+        "CROUPIER_ALERTS", "Whether this router may run the monitor and deliver alerts to the webhooks (one "
+        "router at a time does, under a lease in Redis). Off: it never takes the lease; the webhooks API "
+        "still answers."))
+    monitor_interval: float = field(default=10.0, metadata=_meta(
+        "CROUPIER_MONITOR_INTERVAL", "Seconds between the monitor's looks at the running experiments whose "
+        "counters changed (sample-ratio mismatch and the other checks)."))
+    alert_poll_interval: float = field(default=1.0, metadata=_meta(
+        "CROUPIER_ALERT_POLL_INTERVAL", "Seconds between the delivering router's reads of the alert outbox "
+        "(and renewals of its lease)."))
+    alert_lease_seconds: float = field(default=15.0, metadata=_meta(
+        "CROUPIER_ALERT_LEASE_SECONDS", "Seconds the alerts lease lasts unless renewed: how long alerts wait "
+        "after the delivering router dies before another takes over (at least 3 x "
+        "CROUPIER_ALERT_POLL_INTERVAL). A router stopped gracefully gives it up at once."))
+    alert_timeout: float = field(default=5.0, metadata=_meta(
+        "CROUPIER_ALERT_TIMEOUT", "Seconds a webhook may take to connect and to answer each read before the "
+        "attempt counts as failed."))
+    alert_retry_base: float = field(default=1.0, metadata=_meta(
+        "CROUPIER_ALERT_RETRY_BASE", "Seconds before the first retry of a failed delivery; each retry waits "
+        "twice as long as the one before, up to CROUPIER_ALERT_RETRY_MAX, less up to half at random."))
+    alert_retry_max: float = field(default=300.0, metadata=_meta(
+        "CROUPIER_ALERT_RETRY_MAX", "The longest wait between two attempts to deliver an alert to one webhook."))
+    alert_max_age: float = field(default=86_400.0, metadata=_meta(
+        "CROUPIER_ALERT_MAX_AGE", "Seconds after an alert was raised when a webhook that has not taken it is "
+        "given up on (counted as dropped and logged)."))
+    alert_concurrency: int = field(default=8, metadata=_meta(
+        "CROUPIER_ALERT_CONCURRENCY", "Webhook requests in flight at once."))
+    alert_max_inflight: int = field(default=1000, metadata=_meta(
+        "CROUPIER_ALERT_MAX_INFLIGHT", "Alerts the delivering router holds in memory at once; the rest wait "
+        "in Redis."))
+    alert_stream_maxlen: int = field(default=10_000, metadata=_meta(
+        "CROUPIER_ALERT_STREAM_MAXLEN", "Approximate length the alert outbox stream is capped at; an alert "
+        "trimmed before every webhook took it counts as dropped."))
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
@@ -206,6 +241,19 @@ class Settings:
             ("geo_header", GEO_HEADER.ok(self.geo_header), GEO_HEADER.message),
             ("context_utc_offset", -840 <= self.context_utc_offset <= 840, "must be in [-840, 840] minutes"),
             ("max_segments", 1 <= self.max_segments <= 10_000, "must be in [1, 10000]"),
+            ("monitor_interval", 0 < self.monitor_interval <= 3600, "must be in (0, 3600] seconds"),
+            ("alert_poll_interval", 0 < self.alert_poll_interval <= 60, "must be in (0, 60] seconds"),
+            ("alert_lease_seconds", 0.3 <= self.alert_lease_seconds <= 600
+             and self.alert_lease_seconds >= 3 * self.alert_poll_interval,
+             "must be in [0.3, 600] seconds and at least 3 x CROUPIER_ALERT_POLL_INTERVAL"),
+            ("alert_timeout", 0 < self.alert_timeout <= 60, "must be in (0, 60] seconds"),
+            ("alert_retry_base", 0 < self.alert_retry_base <= 3600, "must be in (0, 3600] seconds"),
+            ("alert_retry_max", self.alert_retry_base <= self.alert_retry_max <= 86_400,
+             "must be in [CROUPIER_ALERT_RETRY_BASE, 86400] seconds"),
+            ("alert_max_age", 1 <= self.alert_max_age <= 30 * 86_400, "must be in [1, 2592000] seconds"),
+            ("alert_concurrency", 1 <= self.alert_concurrency <= 256, "must be in [1, 256]"),
+            ("alert_max_inflight", 1 <= self.alert_max_inflight <= 100_000, "must be in [1, 100000]"),
+            ("alert_stream_maxlen", self.alert_stream_maxlen >= 100, "must be at least 100"),
             ("log_level", self.log_level in ("debug", "info", "warning", "error"),
              "must be debug, info, warning or error"),
             ("secret_id", re.fullmatch(r"[A-Za-z0-9_-]{1,16}", self.secret_id) is not None,

@@ -39,6 +39,17 @@ VALID = {
     "context_utc_offset": ("-300", -300),
     "max_segments": ("20", 20),
     "api_keys": ("acme:" + "a" * 24, "acme:" + "a" * 24),
+    "alerts": ("off", False),
+    "monitor_interval": ("2.5", 2.5),
+    "alert_poll_interval": ("0.5", 0.5),
+    "alert_lease_seconds": ("30", 30.0),
+    "alert_timeout": ("2", 2.0),
+    "alert_retry_base": ("0.5", 0.5),
+    "alert_retry_max": ("60", 60.0),
+    "alert_max_age": ("3600", 3600.0),
+    "alert_concurrency": ("4", 4),
+    "alert_max_inflight": ("200", 200),
+    "alert_stream_maxlen": ("5000", 5000),
 }
 
 # Per setting: values the router must refuse to start with (an empty variable means the default).
@@ -71,6 +82,17 @@ BAD = {
     "context_utc_offset": ["841", "-841"],
     "max_segments": ["0", "10001"],
     "api_keys": ["Acme:" + "a" * 24, "acme:short", "nocolon"],
+    "alerts": ["sometimes"],
+    "monitor_interval": ["0", "3601"],
+    "alert_poll_interval": ["0", "61"],
+    "alert_lease_seconds": ["0.1", "601", "2"],  # 2: under 3 x the default poll interval
+    "alert_timeout": ["0", "61"],
+    "alert_retry_base": ["0", "3601"],
+    "alert_retry_max": ["0.5", "86401"],  # 0.5: under the default retry base
+    "alert_max_age": ["0.5", "2592001"],
+    "alert_concurrency": ["0", "257"],
+    "alert_max_inflight": ["0", "100001"],
+    "alert_stream_maxlen": ["99"],
 }
 ANY_TEXT = {"host", "admin_token"}  # taken as given: there is no value to refuse
 
