@@ -25,6 +25,8 @@ import numpy as np
 
 from croupier.router.allocation import allocate_with_holdout, apply_floor
 from croupier.router.experiments import Experiment, Variant
+from croupier.router.guardrail_check import capped
+from croupier.router.guardrails import required_burn_in
 from croupier.router.history import Buckets, bucket_arrays
 from croupier.router.hybrid import StoredModel, blend_overall, blend_segments
 from croupier.router.policies import ArmStats, Policy, make_policy
@@ -244,6 +246,7 @@ class Evidence:
     variants: tuple[Variant, ...]
     stats: ArmStats
     lifetime_trials: np.ndarray
+    counters: dict[str, dict[str, float]] | None = None  # the guardrail breaches held are among them
 
 
 def evidence(job: Job, policy: Policy, bucket_seconds: int, now: float) -> Evidence | None:
@@ -258,7 +261,7 @@ def evidence(job: Job, policy: Policy, bucket_seconds: int, now: float) -> Evide
                                   now or time.time())
     if job.model is not None and experiment.model_weight > 0:
         stats = blend_overall(stats, [v.id for v in variants], job.model, experiment.model_weight)
-    return Evidence(experiment, variants, stats, lifetime.trials)
+    return Evidence(experiment, variants, stats, lifetime.trials, job.counters)
 
 
 def _group_key(policy: Policy, pending: Evidence) -> Hashable:
@@ -272,7 +275,14 @@ def _group_key(policy: Policy, pending: Evidence) -> Hashable:
     except TypeError:  # a policy with an unhashable field: compared by its repr
         same_policy = repr(policy)
     shapes = (pending.stats.value_sum is None, pending.stats.value_sq_sum is None)
-    return same_policy, len(pending.variants), e.min_share, e.burn_in, shapes
+    return same_policy, len(pending.variants), e.min_share, burn_in(e), shapes
+
+
+def burn_in(experiment: Experiment) -> int:
+    """The experiment's burn-in, at least what its guardrails need: a split the bandit has
+    already tilted would starve control of the views every guardrail compares with."""
+    return max(experiment.burn_in, required_burn_in(experiment.guardrails)) if experiment.guardrails \
+        else experiment.burn_in
 
 
 def _stacked(stats: list[ArmStats]) -> ArmStats:
@@ -296,8 +306,9 @@ def allocate_many(items: list[tuple[Policy, Evidence]], rng: np.random.Generator
             part = [p for _, p in members[start:start + chunk]]
             probs, _ = allocate_with_holdout(
                 policy, _stacked([p.stats for p in part]), rng, min_share=first.experiment.min_share,
-                burn_in=first.experiment.burn_in, burn_in_trials=np.stack([p.lifetime_trials for p in part]))
+                burn_in=burn_in(first.experiment), burn_in_trials=np.stack([p.lifetime_trials for p in part]))
             for p, row in zip(part, probs):
+                row = capped(p.experiment, p.variants, row, p.counters)
                 out[p.experiment.id] = Arms.build(p.variants, row, p.experiment.holdout)
     return out
 
@@ -344,9 +355,9 @@ def compute_factorial(experiment: Experiment, counters: dict[str, dict[str, floa
     state = policy.allocate(levels, n_levels, stats.trials, stats.successes, rng,
                             min_share=experiment.min_share, previous=previous)
     probs = state.probs
-    if experiment.burn_in and (level_sums(stats.trials, levels, n_levels) < experiment.burn_in).any():
+    if burn_in(experiment) and (level_sums(stats.trials, levels, n_levels) < burn_in(experiment)).any():
         probs = np.full(len(variants), 1.0 / len(variants))
-    return Arms.build(variants, probs, experiment.holdout), state
+    return Arms.build(variants, capped(experiment, variants, probs, counters), experiment.holdout), state
 
 
 def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], rng: np.random.Generator,
@@ -380,8 +391,9 @@ def compute_segment_arms(experiment: Experiment, counters: dict[str, dict[str, f
         stats = blend_segments(stats, chosen, [v.id for v in variants], model, experiment.model_weight)
     policy = policy or make_policy(experiment.policy, experiment.policy_params)
     probs, holdout = allocate_with_holdout(policy, stats, rng, min_share=experiment.min_share,
-                                           burn_in=experiment.burn_in, holdout=experiment.holdout,
+                                           burn_in=burn_in(experiment), holdout=experiment.holdout,
                                            burn_in_trials=np.broadcast_to(overall.trials, trials.shape))
+    probs = capped(experiment, variants, probs, counters)
     return SegmentArms({s: Arms.build(variants, probs[i], holdout) for i, s in enumerate(chosen)}, full)
 
 

@@ -38,6 +38,9 @@ Keys:
 - ``croupier:{exp}:segengagement``   hash ``<segment>|<variant>:<counter>`` → engagement total per segment
 - ``croupier:{exp}:engbuckets``      hash ``<bucket>:<variant>:<counter>`` → engagement total per time bucket
 - ``croupier:{exp}:pv:<visitor>:<page view>``  hash: a page view's last engagement report (expires)
+- ``croupier:{exp}:breaches``        hash ``<variant>`` → its guardrail breach as JSON (breached or cleared);
+                                     the stats hash's ``<variant>:guardrail`` tells the allocation (1 cap,
+                                     2 pause, -1 cleared)
 
 - ``{croupier:alerts}:outbox``       stream of raised alerts (``id``, ``alert``: the alert as JSON), capped;
                                      the delivering router reads it through the consumer group ``delivery``
@@ -231,6 +234,19 @@ def parse_linear(raw: dict[str, str]) -> dict[str, dict[tuple[int, int] | int, f
     return dict(out)
 
 
+def parse_breaches(raw: dict[str, str]) -> dict[str, dict]:
+    """Variant → its breach (``record_breach``); an unreadable entry is skipped, not fatal."""
+    out = {}
+    for variant, doc in raw.items():
+        try:
+            parsed = json.loads(doc)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            out[variant] = parsed
+    return out
+
+
 def parse_buckets(raw: dict[str, str]) -> dict[int, dict[str, dict[str, float]]]:
     """``{"1700000040:b:trials": "3"}`` → ``{1700000040: {"b": {"trials": 3.0}}}``, oldest bucket first."""
     return dict(sorted(_grouped_counters(raw, ":", int).items()))
@@ -301,6 +317,7 @@ class Store:
         self.settings = settings
         self.redis, self._also_close = (client, []) if client else connect(settings)
         self._record_event = LuaScript(self.redis, _LUA / "record_event.lua")
+        self._record_breach = LuaScript(self.redis, _LUA / "record_breach.lua")
         self._record_assignments = LuaScript(self.redis, _LUA / "record_assignments.lua")
         self._update_experiment = LuaScript(self.redis, _LUA / "update_experiment.lua")
         self._registry_changed_script = LuaScript(self.redis, _LUA / "registry_changed.lua")
@@ -670,6 +687,27 @@ class Store:
     async def engagement_buckets(self, experiment_id: str) -> dict[int, dict[str, dict[str, float]]]:
         """Bucket start → variant → views, engaged, active_ms, clicks (by each view's first report)."""
         return parse_buckets(await self.redis.hgetall(_k(experiment_id, "engbuckets")))
+
+    # -- guardrail breaches (router/guardrail_check.py) --------------------
+
+    @translated
+    async def breach_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Variant → its breach as JSON (``"state"``: breached or cleared), per experiment."""
+        return await self._hashes(experiment_ids, "breaches")
+
+    @translated
+    async def record_breach(self, experiment_id: str, variant: str, doc: dict, *, cleared: bool = False) -> bool:
+        """Record a breach once (or clear a held one); False when the state did not change."""
+        ts = int(time.time() * 1000)
+        state = "cleared" if cleared else "breached"
+        doc = {**doc, "state": state}
+        changed = await self._record_breach(
+            keys={"breaches": _k(experiment_id, "breaches"), "revision": _k(experiment_id, "revision"),
+                  "events": _k(experiment_id, "events"), "stats": _k(experiment_id, "stats")},
+            args={"variant": variant, "doc": json.dumps(doc, separators=(",", ":"), sort_keys=True),
+                  "state": state, "maxlen": self.settings.stream_maxlen, "ts": ts,
+                  "code": -1 if cleared else (2 if doc.get("action") == "pause" else 1)})
+        return bool(int(changed))
 
     # -- customers of the channels API ------------------------------------
 
