@@ -258,6 +258,8 @@ class AdminAPI:
                 "expected_loss": float(summary["expected_loss"][i]),
                 "share": shares.get(v.id, 0.0),
                 "views": int(c.get("view", 0)), "clicks": int(c.get("click", 0)),
+                # pages NGINX served control instead of this variant (router/fallback_report.py)
+                "fallbacks": int(c.get("fallback", 0)),
                 "value": c.get(f"value:{experiment.goal}", 0.0),
             })
         engaged_by_variant, engaged_by_segment = await self.store.engagement_counters(exp_id)

@@ -709,6 +709,13 @@ class Store:
                   "code": -1 if cleared else (2 if doc.get("action") == "pause" else 1)})
         return bool(int(changed))
 
+    @translated
+    async def record_fallback(self, experiment_id: str, variant: str) -> None:
+        """A page of ``variant`` NGINX served control instead of (router/fallback_report.py).
+        The revision is not bumped: the count changes no split, only the error rate the
+        guardrails read, and the page views that come with it move the revision anyway."""
+        await self.redis.hincrby(_k(experiment_id, "stats"), f"{variant}:fallback", 1)
+
     # -- customers of the channels API ------------------------------------
 
     @translated
