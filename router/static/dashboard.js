@@ -1,5 +1,6 @@
 /* Croupier dashboard: the experiments list, a page at a time, and live numbers and charts
- * for one experiment (and, for a factorial one, its rollups per factor and a heatmap).
+ * for one experiment (its pages' engagement too and, for a factorial one, its rollups per
+ * factor and a heatmap).
  *
  * Served by the router with the pages; talks only to the router's admin API on
  * the same origin, authorized by the HttpOnly session cookie. Writes carry the
@@ -460,6 +461,89 @@
     tbody.replaceChildren.apply(tbody, rows);
   };
 
+  /* ---- engagement ---------------------------------------------------- */
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return '–';
+    if (seconds < 60) return seconds.toFixed(1) + ' s';
+    var whole = Math.round(seconds), m = Math.floor(whole / 60), s = whole - 60 * m;
+    return s ? m + ' min ' + String(s).padStart(2, '0') + ' s' : m + ' min';
+  }
+
+  function rateCell(rate, ci, strong) {
+    return el('td', { className: 'num' }, [
+      el('span', { className: strong ? 'strong' : '', text: pct(rate, 1) }),
+      el('span', { className: 'interval-text', text: ci ? interval(ci[0], ci[1], 1) : '' })]);
+  }
+
+  function activeCell(e) {
+    var ci = e.active_seconds_ci95;
+    return el('td', { className: 'num' }, [el('span', { text: duration(e.active_seconds_mean) }),
+      el('span', { className: 'interval-text', text: ci ? duration(ci[0]) + ' – ' + duration(ci[1]) : '' })]);
+  }
+
+  /* The views by deepest scroll as a strip of bars, one per bucket, and the median depth. */
+  function scrollStrip(e) {
+    var counts = e.scroll_histogram, n = counts.length, w = 6 * n, h = 20;
+    var top = Math.max.apply(null, counts.concat([1])), step = 100 / n;
+    var bars = counts.map(function (count, i) {
+      var height = count ? Math.max(1.5, count / top * (h - 2)) : 0;
+      return svg('rect', { x: i * 6 + 0.5, y: h - height, width: 5, height: height, class: 'scroll-bar' }, [
+        svg('title', { text: Math.round(i * step) + '–' + Math.round((i + 1) * step) + '%: ' +
+                             NUMBER.format(count) + (count === 1 ? ' view' : ' views') })]);
+    });
+    var strip = svg('svg', { viewBox: '0 0 ' + w + ' ' + h, width: w, height: h, class: 'scroll-strip',
+                             role: 'img', 'aria-label': 'page views by deepest scroll' },
+                    [svg('line', { x1: 0, x2: w, y1: h - 0.5, y2: h - 0.5, class: 'scroll-base' })].concat(bars));
+    return el('td', { className: 'scroll-cell' }, [strip, el('span', { className: 'interval-text',
+      text: e.scroll_median === null ? '' : 'median ' + Math.round(e.scroll_median) + '%' })]);
+  }
+
+  function engagementCells(e) {
+    return [el('td', { className: 'num', text: NUMBER.format(e.views) }),
+            rateCell(e.engaged_rate, e.engaged_ci95, true), rateCell(e.bounce_rate, e.bounce_ci95, false),
+            activeCell(e)];
+  }
+
+  /* Per variant (those shown) and, when segments are on, per segment: what page views did. */
+  Page.prototype.renderEngagement = function (stats) {
+    var self = this, tbody = document.querySelector('#engagement-table tbody');
+    if (!tbody) return;
+    var d = stats.engagement || {};
+    setText('engagement-note', 'engaged: ' + (d.engaged_seconds || 10) + ' s active, a second interaction or a ' +
+            'conversion · active time per view capped at ' + duration(d.active_cap_seconds || 1800));
+    var rows = this.shownIndices(stats.variants.map(function (v) { return v.id; })).map(function (k) {
+      return stats.variants[k];
+    });
+    if (!rows.some(function (v) { return v.engagement && v.engagement.views; })) {
+      tbody.replaceChildren(el('tr', {}, [el('td', { colspan: 7, className: 'empty',
+        text: 'No engagement reported yet: pages report when they are hidden or left.' })]));
+    } else {
+      tbody.replaceChildren.apply(tbody, rows.map(function (v) {
+        var e = v.engagement, swatch = el('span', { className: 'swatch' });
+        swatch.style.background = self.color(v.id);
+        return el('tr', { 'data-variant': v.id }, [
+          el('td', {}, [el('div', { className: 'variant-name' }, [swatch, el('span', { className: 'mono strong', text: v.id })])])
+        ].concat(engagementCells(e), [scrollStrip(e),
+          el('td', { className: 'num', 'data-field': 'clicks_per_view',
+                     text: e.clicks_per_view === null ? '–' : e.clicks_per_view.toFixed(2) })]));
+      }));
+    }
+    var bySegment = stats.engagement_segments, box = document.getElementById('engagement-segments');
+    box.hidden = !bySegment || !Object.keys(bySegment).length;
+    if (box.hidden) return;
+    var segmentRows = [];
+    Object.keys(bySegment).sort().forEach(function (segment) {
+      bySegment[segment].forEach(function (e, k) {
+        segmentRows.push(el('tr', { 'data-segment': segment, 'data-variant': e.id, className: k ? '' : 'segment-start' }, [
+          el('td', { className: 'mono', text: k ? '' : segment }), el('td', { className: 'mono', text: e.id })
+        ].concat(engagementCells(e))));
+      });
+    });
+    var segmentBody = document.querySelector('#engagement-segments-table tbody');
+    segmentBody.replaceChildren.apply(segmentBody, segmentRows);
+  };
+
   /* ---- a factorial experiment --------------------------------------- */
 
   function transpose(matrix) {
@@ -652,6 +736,7 @@
     var stats = this.stats;
     this.renderHeader(stats);
     this.renderVariants(stats);  // first: it chooses the variants the others show
+    this.renderEngagement(stats);
     this.renderSrm(stats);
     this.renderLift(stats);
     this.renderSegments(stats);
