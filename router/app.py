@@ -1,8 +1,10 @@
 """The router application: wires settings, store, snapshot, recorder and the endpoints.
 
 Lifecycle: on start-up the first snapshot is loaded (if Redis answers) and the
-refresh, flush and loop-lag tasks start; on shutdown queued assignments are written
-before the Redis connection closes, so a graceful stop loses nothing.
+refresh, flush and loop-lag tasks start, and (``CROUPIER_ALERTS``) the alert delivery and
+the monitor, which work only while this router holds the alerts lease; on shutdown queued
+assignments are written before the Redis connection closes, so a graceful stop loses
+nothing, and the alerts lease is given up so another router takes over at once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from croupier.router.admin import AdminAPI
+from croupier.router.alerts import Delivery, Lease, Outbox
 from croupier.router.assign import Assigner
 from croupier.router.beacon import Beacon
 from croupier.router.channels import ChannelsAPI
@@ -25,11 +28,13 @@ from croupier.router.decide import DECIDE_PATH, Decider
 from croupier.router.decide_listener import DecideListener
 from croupier.router.loop_lag import LoopLagProbe
 from croupier.router.metrics import Metrics
+from croupier.router.monitor import Monitor
 from croupier.router.recorder import AssignmentRecorder
 from croupier.router.refresh import SnapshotKeeper
 from croupier.router.server import configure_logging
 from croupier.router.settings import Settings
 from croupier.router.store import Store, StoreUnavailable
+from croupier.router.webhooks import WebhooksAPI
 
 log = logging.getLogger("croupier")
 
@@ -47,6 +52,12 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     beacon = Beacon(settings, store, core)
     admin = AdminAPI(settings, store, snapshots)
     channels = ChannelsAPI(settings, store, core)
+    webhooks = WebhooksAPI(store, admin.guarded)  # the admin API's token check
+    # alerts: raised by the monitor (and later checks), delivered by whichever router holds the lease
+    lease = Lease(store, settings.alert_lease_seconds)
+    outbox = Outbox(store, metrics, settings.alert_stream_maxlen)
+    delivery = Delivery(settings, store, lease, metrics, outbox)
+    monitor = Monitor(settings.monitor_interval, store, snapshots, outbox, lease, metrics)
 
     async def livez(request: Request) -> Response:
         return PlainTextResponse("ok")  # never touches Redis: a Redis outage must not restart routers
@@ -74,12 +85,17 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
         loop_lag.start()
         if listener is not None:
             await listener.start()
+        if settings.alerts:
+            delivery.start()
+            monitor.start()
         try:
             yield
         finally:
             if listener is not None:  # first: the assignments it queued are written below
                 await listener.stop()
             await loop_lag.stop()
+            await monitor.stop()
+            await delivery.stop()  # gives the lease up: another router delivers from now on
             await snapshots.stop()
             await recorder.stop()
             await store.close()
@@ -91,7 +107,8 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Mount("/api/v1", routes=[*channels.routes(), *admin.routes()]),  # channels: API keys, not the admin token
+            # channels: API keys, not the admin token; webhooks: the admin token
+            Mount("/api/v1", routes=[*channels.routes(), *admin.routes(), *webhooks.routes()]),
             Mount("/dashboard", routes=Dashboard(settings, store).routes(), name="dashboard"),
         ],
         lifespan=lifespan,
@@ -101,6 +118,9 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     app.state.snapshots = snapshots
     app.state.recorder = recorder
     app.state.metrics = metrics
+    app.state.outbox = outbox
+    app.state.delivery = delivery
+    app.state.monitor = monitor
     return RouterApp(app, decider)
 
 

@@ -53,6 +53,36 @@ class Metrics:
             "croupier_event_loop_lag_seconds", "How late the event loop that answers decisions woke a task "
             "that slept for a fixed interval: the wait a decision arriving then would have had.",
             buckets=LAG_BUCKETS, registry=self.registry)
+        # alerts (router/alerts.py): what the delivering router did, and what the checks found
+        self.alerts_raised = Counter(
+            "croupier_alerts_raised", "Alerts raised (written to the outbox), by kind.", ["kind"],
+            registry=self.registry)
+        self.alert_deliveries = Counter(
+            "croupier_alert_deliveries", "Attempts to deliver an alert to a webhook, by webhook and outcome: "
+            "delivered, retried (failed, tried again later), dropped (given up: too old, or trimmed from the "
+            "outbox).", ["webhook", "outcome"], registry=self.registry)
+        self.alerts_pending = Gauge(
+            "croupier_alerts_pending", "Alerts in the outbox not yet delivered to every webhook (set by the "
+            "router holding the alerts lease; 0 on the others).", registry=self.registry)
+        self.alert_lease = Gauge(
+            "croupier_alert_lease_held", "1 while this router holds the alerts lease (runs the monitor and "
+            "delivers alerts).", registry=self.registry)
+        self.alert_failures = Counter(
+            "croupier_alert_failures", "Failures of the alert tasks (retried at their next round), by task "
+            "(delivery, monitor, check) and error type.", ["task", "error"], registry=self.registry)
+        # set by the monitor's checks (router/monitor.py) on the router holding the lease
+        self.srm_p_value = Gauge(
+            "croupier_srm_p_value", "Sample-ratio mismatch test of a running experiment: the p-value of its "
+            "assignments against the split the policy gave.", ["experiment"], registry=self.registry)
+        self.srm_mismatch = Gauge(
+            "croupier_srm_mismatch", "1 while a running experiment's sample-ratio test finds a mismatch.",
+            ["experiment"], registry=self.registry)
+        self.guardrail_breached = Gauge(
+            "croupier_guardrail_breached", "1 while a variant breaches one of its experiment's guardrails.",
+            ["experiment", "variant"], registry=self.registry)
+        self.drift_detected = Gauge(
+            "croupier_drift_detected", "1 while drift of a kind (rate, mix) is detected in an experiment.",
+            ["experiment", "kind"], registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

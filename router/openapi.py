@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from croupier.router import factors, guardrails, listing, rules
+from croupier.router import factors, guardrails, listing, rules, webhooks
 from croupier.router.context import FIELDS as CONTEXT_FIELDS
 from croupier.router.experiments import EXPERIMENT_STATUSES
 
@@ -216,6 +216,52 @@ EXPERIMENT_LIST = {"type": "object", "required": ["experiments", "next_cursor", 
     "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor; null on the last page"},
     "total": {"type": "integer", "description": "experiments matching the filter and search, on every page"}}}
 
+# Webhooks (router/webhooks.py): where alerts go; docs/alerts.md.
+_WEBHOOK_PARAM = {"name": "id", "in": "path", "required": True, "schema": _ID}
+_WEBHOOK_OUT = {"description": "the webhook (its secret is never shown)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Webhook"}}}}
+WEBHOOK_IN = {
+    "type": "object", "additionalProperties": False, "required": ["id", "url"],
+    "properties": {
+        "id": _ID,
+        "url": {"type": "string", "maxLength": webhooks.MAX_URL, "pattern": "^https?://",
+                "description": "http:// or https:// (loopback allowed), no credentials in it"},
+        "format": {"type": "string", "enum": list(webhooks.FORMATS), "default": "json",
+                   "description": "json: the generic alert document; slack: a Slack incoming-webhook message"},
+        "secret": _string(webhooks.SECRET, writeOnly=True,
+                          description="HMAC-SHA256 key for X-Croupier-Signature; never returned; omit to send "
+                                      "unsigned"),
+        "tenant": {"type": "string", "pattern": f"^({rules.ID.pattern.pattern}|\\*)?$",
+                   "description": "alerts of this tenant's experiments; empty: the default tenant; '*': every "
+                                  "tenant"},
+        "experiment": {"type": "string", "pattern": f"^({rules.ID.pattern.pattern})?$",
+                       "description": "only this experiment's alerts; empty: every experiment"},
+        "kinds": {"type": "array", "maxItems": webhooks.MAX_KINDS, "uniqueItems": True,
+                  "items": _string(webhooks.KIND), "description": "only these kinds (srm, guardrail, drift, ...); "
+                                                                  "empty: every kind"},
+    },
+}
+WEBHOOK = {**WEBHOOK_IN, "additionalProperties": True, "properties": {
+    **{k: v for k, v in WEBHOOK_IN["properties"].items() if k != "secret"},
+    "has_secret": {"type": "boolean", "description": "whether deliveries are signed"}}}
+WEBHOOK_PATHS = {
+    "/webhooks": {
+        "get": {"summary": "List the webhooks alerts are delivered to", "responses": {
+            "200": {"description": "the webhooks", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"webhooks": {"type": "array", "items": {
+                    "$ref": "#/components/schemas/Webhook"}}}}}}}, **_errors()}},
+        "post": {"summary": "Add a webhook (to change one, delete it and add it again)",
+                 "requestBody": _json_body("WebhookIn"),
+                 "responses": {"201": _WEBHOOK_OUT, **_errors(409, 422)}},
+    },
+    "/webhooks/{id}": {
+        "parameters": [_WEBHOOK_PARAM],
+        "get": {"summary": "Get a webhook", "responses": {"200": _WEBHOOK_OUT, **_errors(404)}},
+        "delete": {"summary": "Remove a webhook (alerts not yet delivered to it are not sent to it)",
+                   "responses": {"204": {"description": "removed"}, **_errors(404)}},
+    },
+}
+
 OPENAPI = {
     "openapi": "3.1.0",
     "info": {"title": "Croupier admin API", "version": "1",
@@ -237,6 +283,8 @@ OPENAPI = {
             "ExperimentList": EXPERIMENT_LIST,
             "Promote": {"type": "object", "required": ["variant"], "properties": {"variant": _ID}},
             **CHANNEL_SCHEMAS,
+            "Webhook": WEBHOOK,
+            "WebhookIn": WEBHOOK_IN,
             "Stats": {"type": "object", "properties": {
                 "experiment": {"type": "string"}, "status": {"type": "string"}, "policy": {"type": "string"},
                 "variants": {"type": "array", "items": {"type": "object", "properties": {
@@ -359,5 +407,6 @@ OPENAPI = {
                                                                     **_errors(404, 422)}},
         },
         **CHANNEL_PATHS,
+        **WEBHOOK_PATHS,
     },
 }
