@@ -125,6 +125,18 @@ def parse_guardrails(value: Any, label: str = "guardrails") -> tuple[Guardrail, 
     return tuple(out)
 
 
+def required_burn_in(guardrails) -> int:
+    """The ``burn_in`` an experiment with these guardrails needs: the largest ``min_sample``.
+
+    A bandit that finds the variant converts better starves control (down to
+    the floor), and with it the comparison every guardrail rests on: at a 1%
+    floor control would wait 20,000 visitors for 200 views. A uniform split
+    until both arms have ``min_sample`` views gives each guardrail its first
+    verdict before the policy takes over.
+    """
+    return max((g.min_sample for g in guardrails), default=0)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One guardrail on one variant at one look (fields broadcast over arrays of looks).
