@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test bench-policies bench-load bench-scale bench-context bench-experiments bench-factorial clean
+.PHONY: demo stack test bench-policies bench-load bench-scale bench-context bench-experiments bench-factorial bench-guardrails clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -36,6 +36,9 @@ bench-experiments: $(STAMP)
 
 bench-factorial: $(STAMP)
 	$(PY) -m bench.factorial
+
+bench-guardrails: $(STAMP)
+	$(PY) -m bench.guardrails
 
 clean:
 	rm -rf $(VENV) run .pytest_cache

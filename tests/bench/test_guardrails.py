@@ -1,0 +1,37 @@
+"""The guardrail and drift benchmark on tiny sizes: its scenarios, its table and its goal lines (not their values)."""
+
+import re
+
+import numpy as np
+
+from bench import guardrails as bench
+
+
+def test_the_cap_scenario_holds_the_variant_at_the_floor():
+    result = bench.run_cap(runs=4, visitors=2000, seed=1)
+    assert (result["capped_at"] >= 0).all()  # a 30-point harm is caught in 2,000 visitors
+    assert result["over_floor"] <= 1e-12
+    free = bench.run_cap(runs=4, visitors=2000, seed=1, guarded=False)
+    assert (free["capped_at"] == -1).all() and free["variant_share"].mean() > result["variant_share"].mean()
+
+
+def test_the_mix_scenario_moves_the_mix_only():
+    rates = np.array(bench.DEVICE_RATES)
+    trials, conversions = bench._bucketed(2, 4000, 0, lambda t: rates,
+                                          mix_at=lambda t: np.array(bench.MIX_BEFORE if t < 2000 else bench.MIX_AFTER))
+    assert trials.shape == (4, len(bench.DEVICES), 2, 2)
+    assert trials.sum() == 2 * 4000
+    mobile = trials[:, 0].sum(axis=(1, 2)) / trials.sum(axis=(1, 2, 3))
+    assert mobile[:2].max() < 0.45 < mobile[2:].min()
+
+
+def test_a_quick_run_prints_the_table_and_goal_lines(capsys):
+    assert bench.main(["--quick", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    for scenario in ("cap", "A/A", "drift delay", "false drift alarms", "mix shift"):
+        assert re.search(rf"^{re.escape(scenario)} +\S", out, re.M), scenario
+    goals = [line for line in out.splitlines() if line.startswith("goal ")]
+    names = [line.split(":")[0].removeprefix("goal ") for line in goals]
+    assert names == ["cap", "cap-holds", "aa-false-breach", "drift-delay", "false-drift-alarms", "mix-shift",
+                     "runtime"]
+    assert all(re.search(r" \([^()]+\) (met|not met)$", line) for line in goals), goals
