@@ -22,6 +22,7 @@ from croupier.router.admin import AdminAPI
 from croupier.router.alerts import Delivery, Lease, Outbox
 from croupier.router.assign import Assigner
 from croupier.router.beacon import Beacon
+from croupier.router.fallback_report import FallbackReports
 from croupier.router.channels import ChannelsAPI
 from croupier.router.dashboard import Dashboard
 from croupier.router.decide import DECIDE_PATH, Decider
@@ -50,6 +51,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     decider = Decider(settings, core)
     listener = DecideListener(decider.respond, settings.host, settings.decide_port) if settings.decide_port else None
     beacon = Beacon(settings, store, core)
+    fallbacks = FallbackReports(settings, store)
     admin = AdminAPI(settings, store, snapshots)
     channels = ChannelsAPI(settings, store, core)
     webhooks = WebhooksAPI(store, admin.guarded)  # the admin API's token check
@@ -103,6 +105,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     app = Starlette(
         routes=[
             Route("/_croupier/beacon", beacon.event, methods=["POST"]),
+            Route("/_croupier/fallback", fallbacks.report, methods=["POST"]),
             Route("/_croupier/beacon.js", beacon.script_endpoint, methods=["GET"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
