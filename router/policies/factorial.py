@@ -50,6 +50,7 @@ combinations).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -195,6 +196,8 @@ def check_design(levels, n_levels) -> tuple[np.ndarray, tuple[int, ...]]:
         raise ValueError("n_levels: must be a sequence of level counts") from None
     if not n_levels or min(n_levels) < 2:
         raise ValueError("n_levels: every factor needs at least 2 levels")
+    if math.prod(n_levels) >= 1 << 62:  # a combination's code (mixed radix) must fit in an int64
+        raise ValueError("n_levels: too many combinations in the full factorial")
     levels = np.asarray(levels)
     if levels.ndim != 2 or levels.shape[1] != len(n_levels) or levels.shape[0] == 0:
         raise ValueError(f"levels: must be an array (C, {len(n_levels)}) with C >= 1")

@@ -46,6 +46,7 @@ def test_a_pair_of_levels_no_allowed_combination_holds_has_no_column():
     (np.vstack([full(2, 2), [[0, 0]]]), (2, 2), "levels:"),
     (full(2, 2).astype(float), (2, 2), "levels:"),
     (full(2, 2), "ab", "n_levels:"),
+    (np.zeros((2, 64), dtype=int) + np.array([[0], [1]]), (2,) * 64, "n_levels:"),
 ])
 def test_a_bad_design_names_the_field(levels, n_levels, field):
     with pytest.raises(ValueError) as err:
