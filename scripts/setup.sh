@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up what Croupier needs on this machine: nginx and redis-server from the
-# system's packages when missing (and chromium for the browser tests), then a
-# virtual environment with the project and its test tools.
+# system's packages when missing (and chromium for the browser tests, promtool
+# for the alerting rules' tests), then a virtual environment with the project
+# and its test tools.
 #   bash scripts/setup.sh [VENV_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)  # kubectl kustomize, for the k8s tests
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool, for the alerting rules' tests
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${missing[*]}"
     sudo=""
