@@ -778,8 +778,6 @@ class Store:
     async def read_alerts(self, consumer: str, count: int) -> list[tuple[str, dict[str, str]]]:
         """Up to ``count`` alerts no consumer has read yet, now pending for ``consumer``: (entry id, fields)."""
         replies = await self.redis.xreadgroup(ALERT_GROUP, consumer, {ALERT_OUTBOX: ">"}, count=count)
-        if isinstance(replies, dict):  # RESP3
-            return list(replies.get(ALERT_OUTBOX, [[]])[0])
         return [entry for _, entries in replies or [] for entry in entries]
 
     @translated
