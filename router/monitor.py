@@ -56,7 +56,7 @@ from croupier.router.history import bucket_arrays
 from croupier.router.metrics import Metrics
 from croupier.router.refresh import SnapshotKeeper
 from croupier.router.statistics import SRM_ALERT_P, srm_check
-from croupier.router.store import Store, StoreUnavailable, parse_buckets
+from croupier.router.store import Store, StoreUnavailable, parse_breaches, parse_buckets, parse_counters
 
 log = logging.getLogger("croupier.monitor")
 
@@ -83,6 +83,12 @@ class Check:
     def run(self, seen: Observation) -> list[Alert]:
         raise NotImplementedError
 
+    async def act(self, store: Store, alerts: list[Alert]) -> None:
+        """What the router does about the alerts ``run`` returned that open a new episode
+        (a guardrail breach caps its variant, a change forgets old evidence), on the event
+        loop, before they are raised; an exception leaves them unraised, so the next look
+        tries again."""
+
     def forget(self, experiment_id: str) -> None:
         pass
 
@@ -98,6 +104,10 @@ class Reader:
 READERS: dict[str, Reader] = {
     # bucket start → variant → counter → total (router/history.py reads them as arrays)
     "buckets": Reader(lambda store, ids: store.bucket_hashes(ids), parse_buckets),
+    # variant → engagement counter → total (router/engagement.py)
+    "engagement": Reader(lambda store, ids: store.engagement_hashes(ids), parse_counters),
+    # variant → its guardrail breach, held or cleared (router/guardrail_check.py)
+    "breaches": Reader(lambda store, ids: store.breach_hashes(ids), parse_breaches),
 }
 
 
@@ -151,7 +161,8 @@ class SampleRatioCheck(Check):
 
 def default_checks(metrics: Metrics | None) -> list[Check]:
     """The checks every router runs."""
-    return [SampleRatioCheck(metrics)]
+    from croupier.router.monitor_checks import DriftCheck, GuardrailCheck  # they build on this module
+    return [SampleRatioCheck(metrics), GuardrailCheck(metrics), DriftCheck(metrics)]
 
 
 @dataclass(frozen=True)
@@ -244,9 +255,18 @@ class Monitor:
                 kind, experiment, _ = parse_episode(text)
                 if experiment == finding.experiment and kind in finding.check.kinds and text not in found:
                     ended.add(text)
-            for alert in finding.alerts:
-                if alert.episode not in open_episodes:  # an open one persists: not raised again
-                    raised += await self.outbox.raise_alert(alert)
+            new = [alert for alert in finding.alerts if alert.episode not in open_episodes]
+            if new:  # an open one persists: not raised again
+                try:
+                    await finding.check.act(self.store, new)
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:
+                    self.metrics.alert_failures.labels(task="act", error=type(exc).__name__).inc()
+                    log.exception("check %s could not act on experiment %s", finding.check.name, finding.experiment)
+                    continue
+            for alert in new:
+                raised += await self.outbox.raise_alert(alert)
         if ended:
             await self.outbox.clear(ended)
             log.info("alert episodes cleared: %s", ", ".join(sorted(ended)))

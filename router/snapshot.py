@@ -211,10 +211,11 @@ def arm_stats(experiment: Experiment, variants: tuple[Variant, ...],
     reward = experiment.reward
     engaged = [(engagement or {}).get(v.id, {}).get("engaged", 0.0) for v in variants] \
         if reward.needs_engagement else [0.0] * len(variants)
+    def kept(s: dict[str, float], name: str) -> float:  # less what a detected change set aside
+        return max(s.get(name, 0.0) - s.get(f"forgot:{name}", 0.0), 0.0)
     return ArmStats.from_counts(
-        trials=[s.get("trials", 0.0) for s in stats],
-        successes=[reward.successes(s.get(f"conv:{goal}", 0.0), e, s.get("trials", 0.0))
-                   for s, e in zip(stats, engaged)],
+        trials=[kept(s, "trials") for s in stats],
+        successes=[reward.successes(kept(s, f"conv:{goal}"), e, kept(s, "trials")) for s, e in zip(stats, engaged)],
         prior_alpha=[v.prior_alpha for v in variants],
         prior_beta=[v.prior_beta for v in variants],
         value_sum=[s.get(f"value:{goal}", 0.0) for s in stats],

@@ -710,6 +710,18 @@ class Store:
         return bool(int(changed))
 
     @translated
+    async def forget_evidence(self, experiment_id: str, variant: str, before: dict[str, float]) -> None:
+        """Set aside ``variant``'s counts from before a detected change (``before``: counter →
+        its total then), in the stats hash the routers read: ``<variant>:forgot:<counter>``,
+        subtracted from the lifetime total by ``snapshot.arm_stats``. Absolute values, so a
+        repeat changes nothing; the revision moves so every router recomputes the split."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_k(experiment_id, "stats"), mapping={f"{variant}:forgot:{name}": total
+                                                           for name, total in before.items()})
+            pipe.incr(_k(experiment_id, "revision"))
+            await pipe.execute()
+
+    @translated
     async def record_fallback(self, experiment_id: str, variant: str) -> None:
         """A page of ``variant`` NGINX served control instead of (router/fallback_report.py).
         The revision is not bumped: the count changes no split, only the error rate the

@@ -1,0 +1,78 @@
+"""The monitor's guardrail and drift checks against a real redis-server: a breach is
+recorded once, caps its variant in the next split, raises one alert and ends when a
+marketer clears it; a step change in an arm's rate raises a drift alert and, with
+``on_drift: "forget"``, sets the arm's evidence from before the change aside."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from croupier.router.experiments import parse_experiment
+from tests.router.alerts.conftest import experiment
+from tests.router.alerts.test_monitor import Harness, scenario
+
+BUCKET = 60
+
+
+async def counters(h: Harness, exp_id: str, stats: dict, engagement: dict | None = None) -> None:
+    await h.store.redis.hset(f"croupier:{{{exp_id}}}:stats", mapping=stats)
+    if engagement:
+        await h.store.redis.hset(f"croupier:{{{exp_id}}}:engagement", mapping=engagement)
+    await h.store.redis.incr(f"croupier:{{{exp_id}}}:revision")
+
+
+def test_a_breach_is_recorded_once_caps_the_variant_and_ends_when_cleared(redis_url):
+    async def work(h: Harness) -> None:
+        await h.store.create_experiment(parse_experiment(experiment(
+            "spring", min_share=0.05, guardrails=[{"metric": "bounce_rate", "threshold": 0.05}])))
+        # b converts better but most of its visitors leave at once
+        await counters(h, "spring", {"a:trials": 3000, "b:trials": 3000, "a:conv:signup": 100, "b:conv:signup": 300},
+                       {"a:views": 2500, "a:engaged": 1500, "b:views": 2500, "b:engaged": 500})
+        assert await h.look() == 1
+        assert await h.kinds_raised() == [("guardrail", "spring", "b")]
+        assert h.gauge("croupier_guardrail_breached", experiment="spring", variant="b") == 1
+        breaches = (await h.store.breach_hashes(["spring"]))["spring"]
+        assert '"state":"breached"' in breaches["b"] and '"metric":"bounce_rate"' in breaches["b"]
+        snapshot = await h.snapshots.refresh()
+        assert dict(snapshot.arms["spring"].labelled())["b"] == 0.05  # capped, whatever its conversions
+        await counters(h, "spring", {"b:trials": 3100})
+        assert await h.look() == 0  # the episode persists: not raised again
+        assert await h.store.record_breach("spring", "b", {}, cleared=True)  # the marketer's call
+        assert await h.look() == 0
+        assert await h.outbox.open_episodes() == {}
+        assert h.gauge("croupier_guardrail_breached", experiment="spring", variant="b") is None
+        assert dict((await h.snapshots.refresh()).arms["spring"].labelled())["b"] > 0.5
+        assert [f["state"] for _, f in await h.store.events("spring") if f["type"] == "guardrail"] == \
+            ["breached", "cleared"]
+    scenario(redis_url, work)
+
+
+def test_a_step_change_raises_drift_and_forget_sets_the_old_evidence_aside(redis_url):
+    async def work(h: Harness) -> None:
+        await h.store.create_experiment(parse_experiment(experiment("spring", on_drift="forget")))
+        await h.store.create_experiment(parse_experiment(experiment("steady")))
+        rng = np.random.default_rng(1)
+        start = 1_700_000_000 // BUCKET * BUCKET
+        for exp_id, rates in (("spring", [(0.10, 0.08), (0.04, 0.08)]), ("steady", [(0.08, 0.08), (0.08, 0.08)])):
+            fields, totals = {}, {}
+            for t in range(120):
+                for k, v in enumerate("ab"):
+                    rate = rates[t >= 60][k]
+                    n, c = 300, int(rng.binomial(300, rate))
+                    fields[f"{start + t * BUCKET}:{v}:trials"] = n
+                    fields[f"{start + t * BUCKET}:{v}:conv:signup"] = c
+                    fields[f"{start + t * BUCKET}:{v}:expected"] = n  # the split gave each half
+                    totals[f"{v}:trials"] = totals.get(f"{v}:trials", 0) + n
+                    totals[f"{v}:conv:signup"] = totals.get(f"{v}:conv:signup", 0) + c
+            await h.store.redis.hset(f"croupier:{{{exp_id}}}:buckets", mapping=fields)
+            await counters(h, exp_id, totals)
+        assert await h.look() == 1
+        assert await h.kinds_raised() == [("drift", "spring", "a")]
+        assert h.gauge("croupier_drift_detected", experiment="spring", kind="rate") == 1
+        assert h.gauge("croupier_drift_detected", experiment="steady", kind="rate") == 0
+        stats = await h.store.redis.hgetall("croupier:{spring}:stats")
+        kept = float(stats["a:trials"]) - float(stats["a:forgot:trials"])
+        assert 55 * 300 <= kept <= 65 * 300  # about the 60 buckets since the change
+        snapshot = await h.snapshots.refresh()
+        assert snapshot.counters["spring"]["a"]["forgot:trials"] == float(stats["a:forgot:trials"])
+    scenario(redis_url, work)
