@@ -35,6 +35,7 @@ from croupier.router.refresh import SnapshotKeeper
 from croupier.router.server import configure_logging
 from croupier.router.settings import Settings
 from croupier.router.store import Store, StoreUnavailable
+from croupier.router.guardrails_api import GuardrailsAPI
 from croupier.router.webhooks import WebhooksAPI
 
 log = logging.getLogger("croupier")
@@ -55,6 +56,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     admin = AdminAPI(settings, store, snapshots)
     channels = ChannelsAPI(settings, store, core)
     webhooks = WebhooksAPI(store, admin.guarded)  # the admin API's token check
+    guardrails = GuardrailsAPI(store, admin.guarded)
     # alerts: raised by the monitor (and later checks), delivered by whichever router holds the lease
     lease = Lease(store, settings.alert_lease_seconds)
     outbox = Outbox(store, metrics, settings.alert_stream_maxlen)
@@ -111,7 +113,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # channels: API keys, not the admin token; webhooks: the admin token
-            Mount("/api/v1", routes=[*channels.routes(), *admin.routes(), *webhooks.routes()]),
+            Mount("/api/v1", routes=[*channels.routes(), *admin.routes(), *webhooks.routes(), *guardrails.routes()]),
             Mount("/dashboard", routes=Dashboard(settings, store).routes(), name="dashboard"),
         ],
         lifespan=lifespan,
