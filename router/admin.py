@@ -233,7 +233,9 @@ class AdminAPI:
         exp_id = request.path_params["id"]
         experiment = await self.experiment(exp_id)
         counters = (await self.store.counters([exp_id]))[exp_id]
-        arms = arm_stats(experiment, experiment.variants, counters)
+        engaged_by_variant, engaged_by_segment = await self.store.engagement_counters(exp_id)
+        # the posterior of the experiment's reward (conversions unless it says otherwise), as the policy sees it
+        arms = arm_stats(experiment, experiment.variants, counters, engaged_by_variant)
         if experiment.factorial is None:
             summary = posterior_summary(arms, np.random.default_rng(), draws=20_000)
         else:  # up to 16,384 combinations: fewer draws, and off the loop that answers decisions
@@ -261,8 +263,10 @@ class AdminAPI:
                 # pages NGINX served control instead of this variant (router/fallback_report.py)
                 "fallbacks": int(c.get("fallback", 0)),
                 "value": c.get(f"value:{experiment.goal}", 0.0),
+                # the summed reward the policy optimises (croupier.router.reward), less what a
+                # detected change set aside
+                "reward": float(arms.successes[i]), "reward_trials": float(arms.trials[i]),
             })
-        engaged_by_variant, engaged_by_segment = await self.store.engagement_counters(exp_id)
         for row in rows:
             row["engagement"] = engagement.summary(engaged_by_variant.get(row["id"], {}))
         ids = [v.id for v in experiment.variants]
@@ -297,6 +301,7 @@ class AdminAPI:
             "snapshot_age_seconds": _age(self.snapshots),
             "variants": rows,
             "engagement": engagement.DEFINITION,
+            "reward": experiment.reward.to_json(),
             # the split changes over time, so the check compares each period with what the policy gave then
             "sample_ratio": srm_check(periods["trials"], periods["expected"]) if len(periods["trials"]) else None,
             "lift": lift,

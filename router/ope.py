@@ -41,6 +41,7 @@ import numpy as np
 
 from croupier.router.allocation import allocate
 from croupier.router.policies import ArmStats, Policy
+from croupier.router.reward import Reward
 from croupier.router.segments import segment_fields
 
 _SUM_TOLERANCE = 1e-3  # logged vectors come through JSON; Monte Carlo shares sum to 1 exactly
@@ -398,16 +399,21 @@ def stream_context(fields: dict[str, str]) -> dict[str, Any]:
 
 
 def join_log(entries: Iterable[tuple[str, dict[str, str]]], goal: str, *,
-             context: Callable[[dict[str, str]], dict[str, Any]] = stream_context) -> tuple[LoggedData, JoinReport]:
+             context: Callable[[dict[str, str]], dict[str, Any]] = stream_context,
+             reward: Reward | None = None) -> tuple[LoggedData, JoinReport]:
     """Assignments joined with conversions of ``goal``, by visitor.
 
     A conversion goes to the visitor's latest assignment at or before it (by the
     entries' millisecond timestamps: assignments reach the stream in batches, so
     a quick conversion can be written before its assignment). Each row's reward
-    is 1 if a conversion was attributed to it. Rows are in time order.
+    is 1 if a conversion was attributed to it, or, with a ``reward`` that counts
+    engaged views (the experiment's, ``croupier.router.reward``), its weighted sum of
+    converted and engaged (a page view's engagement reports attributed the same way).
+    Rows are in time order.
     """
     assigns: list[tuple[int, str, str, dict[str, float], bool, dict[str, Any]]] = []
     converts: list[tuple[int, str, str]] = []
+    engages: list[tuple[int, str]] = []
     counts: defaultdict[str, int] = defaultdict(int)
     for _, f in entries:
         kind = f.get("type")
@@ -423,6 +429,12 @@ def join_log(entries: Iterable[tuple[str, dict[str, str]]], goal: str, *,
                 converts.append((int(f["ts"]), f["visitor"], f.get("variant", "")))
             except (KeyError, ValueError):
                 counts["malformed"] += 1
+        elif kind == "engagement" and reward is not None and reward.needs_engagement:
+            if f.get("engaged") == "1":
+                try:
+                    engages.append((int(f["ts"]), f["visitor"]))
+                except (KeyError, ValueError):
+                    counts["malformed"] += 1
         else:
             counts["other_events"] += 1
     assigns.sort(key=lambda a: a[0])  # stable: stream order among equal timestamps
@@ -442,6 +454,14 @@ def join_log(entries: Iterable[tuple[str, dict[str, str]]], goal: str, *,
         rewards[i] = 1.0
         counts["attributed"] += 1
         counts["variant_mismatch"] += variant != assigns[i][2]
+    if reward is not None and reward.needs_engagement:
+        engaged = np.zeros(len(assigns))
+        for ts, visitor in engages:  # an engaged page view, at its report
+            history = by_visitor.get(visitor, [])
+            at = bisect_right(history, (ts, math.inf)) - 1
+            if at >= 0:
+                engaged[history[at][1]] = 1.0
+        rewards = reward.of_row(rewards, engaged)
     probs = np.zeros((len(assigns), len(arms)))
     for i, a in enumerate(assigns):
         for arm, p in a[3].items():

@@ -38,6 +38,8 @@ import numpy as np
 from croupier.router.ope import (Estimate, JoinReport, LoggedData, OPEError, evaluate, fixed_target, join_log, observed,
                         policy_target, replay, sequential_target, uniform_target)
 from croupier.router.policies import PolicyError, make_policy
+from croupier.router.records import InvalidExperiment
+from croupier.router.reward import Reward, parse_reward
 from croupier.router.settings import Settings, SettingsError
 from croupier.scripts.local_stack import DEFAULT_RUN_DIR
 from croupier.scripts.progress import Progress
@@ -62,8 +64,10 @@ def default_redis_url(run_dir: Path = DEFAULT_RUN_DIR) -> str:
         return Settings().redis_url
 
 
-async def read_stream(redis_url: str, experiment: str, progress: Progress) -> tuple[list[tuple[str, dict]], str]:
-    """The experiment's stream entries and its goal ('' when it is no longer in the registry)."""
+async def read_stream(redis_url: str, experiment: str,
+                      progress: Progress) -> tuple[list[tuple[str, dict]], str, Reward | None]:
+    """The experiment's stream entries, its goal ('' when it is no longer in the registry) and
+    the reward it optimises (None when it is no longer in the registry)."""
     from croupier.router.store import Store  # Redis client only when reading from Redis
 
     store = Store(Settings(redis_url=redis_url))
@@ -76,7 +80,7 @@ async def read_stream(redis_url: str, experiment: str, progress: Progress) -> tu
             entries.append(entry)
             if len(entries) % PROGRESS_EVERY == 0:
                 progress.note(f"{len(entries)} of ~{total}")
-        return entries, found.goal if found else ""
+        return entries, found.goal if found else "", found.reward if found else None
     finally:
         await store.close()
 
@@ -192,6 +196,13 @@ def print_table(report: JoinReport, goal: str, seen: Estimate, results: dict[str
             print(f"{spec:<28} {row}{'  (' + '; '.join(notes) + ')' if notes else ''}", file=out)
 
 
+def _reward(text: str) -> Reward:
+    try:
+        return parse_reward(json.loads(text) if text.lstrip().startswith("{") else text)
+    except (ValueError, InvalidExperiment) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="croupier-ope", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,6 +212,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export", type=Path, help="write the entries read as JSONL")
     parser.add_argument("--policy", action="append", default=[], help="a target policy (repeat for several)")
     parser.add_argument("--goal", help="default: the experiment's goal")
+    parser.add_argument("--reward", type=_reward, default=None,
+                        help="what a row earns: conversion, engaged, or weights as JSON "
+                             "('{\"conversion\": 0.7, \"engaged\": 0.3}'); default: the experiment's")
     parser.add_argument("--dr-model", choices=("arms", "logistic"), default="arms",
                         help="DR's reward model: per-arm rates, or the logistic model on the log's context")
     parser.add_argument("--confidence", type=float, default=0.95)
@@ -226,14 +240,15 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     try:
         if args.from_file:
             progress.step(f"reading {args.from_file}")
-            entries, goal = list(read_file(args.from_file)), ""
+            entries, goal, reward = list(read_file(args.from_file)), "", None
         else:
-            entries, goal = asyncio.run(read_stream(args.redis_url or default_redis_url(), args.experiment,
-                                                    progress))
+            entries, goal, reward = asyncio.run(read_stream(args.redis_url or default_redis_url(), args.experiment,
+                                                            progress))
+        reward = args.reward or reward or Reward()
         if args.export:
             progress.note(f"wrote {export(entries, args.export)} entries to {args.export}")
         goal = args.goal or goal or infer_goal(entries)
-        log, report = join_log(entries, goal)
+        log, report = join_log(entries, goal, reward=reward)
         if not args.policy:
             return 0
         if log.n == 0:
@@ -268,7 +283,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             return 1
         raise
     if args.json:
-        doc = {"experiment": args.experiment, "goal": goal, "join": report.to_dict(), "observed": seen.to_dict(),
+        doc = {"experiment": args.experiment, "goal": goal, "reward": reward.to_json(), "join": report.to_dict(), "observed": seen.to_dict(),
                "policies": {spec: {"error": r} if isinstance(r, str) else {k: e.to_dict() for k, e in r.items()}
                             for spec, r in results.items()}}
         json.dump(doc, out, indent=2)

@@ -57,3 +57,24 @@ def test_join_reads_context_and_survives_junk():
     assert report.malformed == 1
     empty, report = join_log([], "signup")
     assert empty.n == 0 and report.assignments == 0
+
+
+def test_a_reward_of_engaged_views_is_joined_like_a_conversion():
+    """The experiment's reward (croupier.router.reward) defines each row's: a page view's
+    engaged report counts for the visitor's latest assignment before it, once."""
+    from croupier.router.reward import parse_reward
+
+    def engagement(ts, visitor, engaged):
+        return (f"{ts}-2", {"type": "engagement", "variant": "a", "visitor": visitor, "id": f"pv-{visitor}",
+                            "ts": str(ts), "engaged": "1" if engaged else "0"})
+    ab = {"a": 0.5, "b": 0.5}
+    entries = [assign(100, "v1", "a", ab), assign(101, "v2", "b", ab), assign(102, "v3", "a", ab),
+               engagement(110, "v1", True), engagement(111, "v1", True),  # the same view, reported twice
+               engagement(112, "v2", False), event(113, "v2", "b"),
+               engagement(114, "v3", True), event(115, "v3", "a")]
+    conversions, _ = join_log(entries, "signup")
+    assert conversions.rewards.tolist() == [0.0, 1.0, 1.0]
+    engaged, _ = join_log(entries, "signup", reward=parse_reward("engaged"))
+    assert engaged.rewards.tolist() == [1.0, 0.0, 1.0]
+    mixed, _ = join_log(entries, "signup", reward=parse_reward({"conversion": 0.6, "engaged": 0.4}))
+    assert np.allclose(mixed.rewards, [0.4, 0.6, 1.0])
