@@ -37,7 +37,8 @@
   var MAX_REPORTS = 20;                // per page view
   var MIN_ACTIVE_GAIN_MS = 1000;       // active time alone must have grown this much to report again
   // The router keeps a page view's state for 24 h after its latest report: stopping at 12 h
-  // means every report finds it. The cap also keeps active_ms within what the router takes.
+  // means every report finds it. Active time cannot pass the page's age, so this also keeps
+  // active_ms within what the router takes (router/engagement.py MAX_ACTIVE_MS, 24 h).
   var MAX_AGE_MS = 12 * 3600 * 1000;
 
   function experiment() {
@@ -173,7 +174,6 @@
 
   var engagement = {
     id: eventId(),
-    loadedAt: Date.now(),
     activeMs: 0,
     activeSince: null,       // performance.now() when the current visible-and-focused stretch began
     scroll: 0,
@@ -231,8 +231,9 @@
   function report() {
     try {
       var exp = experiment();
+      // performance.now() counts from the page's load and never jumps with the wall clock
       if (!exp || typeof fetch !== 'function' || engagement.reports >= MAX_REPORTS ||
-          Date.now() - engagement.loadedAt > MAX_AGE_MS) return;
+          performance.now() > MAX_AGE_MS) return;
       var now = figures();
       if (!grew(now, engagement.reported)) return;
       var wait = engagement.lastReportAt + REPORT_GAP_MS - performance.now();
