@@ -23,8 +23,9 @@ Delivering (``Delivery``), never on the decision path:
   alert only to the webhooks that had not taken it.
 
 Guarantees: at least once per (alert, webhook) within the maximum age. Duplicates
-happen only when a router stops or loses its lease between a receiver's 2xx and the
-write that records it (at most the requests in flight then: ``CROUPIER_ALERT_CONCURRENCY``);
+happen only when the delivering router dies or loses its lease between a receiver's
+2xx and the write that records it, or stops while a request outlasts ``STOP_WAIT``
+(at most the requests in flight then: ``CROUPIER_ALERT_CONCURRENCY``);
 receivers deduplicate by ``X-Croupier-Delivery``, the alert's id. Memory is bounded by
 ``CROUPIER_ALERT_MAX_INFLIGHT`` alerts (the rest wait in Redis), requests in flight by
 ``CROUPIER_ALERT_CONCURRENCY``. Failures of a round are logged and counted
@@ -60,6 +61,7 @@ log = logging.getLogger("croupier.alerts")
 READ_BATCH = 100  # outbox entries read or claimed per command
 MIN_ROUND_GAP = 0.02  # seconds: attempts finishing in a burst wake the loop at most this often
 SENT_KEEP = 86_400  # seconds an alert's delivery record outlives its maximum age
+STOP_WAIT = 2.0  # seconds a graceful stop waits for the requests in flight
 
 
 @dataclass(frozen=True)
@@ -430,6 +432,18 @@ class Delivery:
     def _count_failure(self, exc: BaseException) -> None:
         self.metrics.alert_failures.labels(task="delivery", error=type(exc).__name__).inc()
 
+    async def _drain(self) -> None:
+        """Let the requests in flight finish, briefly, keeping the lease meanwhile: each one cut
+        off, or finished after another router took over, is sent again by the next holder."""
+        deadline = self.clock() + min(self.settings.alert_timeout, STOP_WAIT)
+        while self._attempts and self.leading and self.clock() < deadline:
+            try:
+                if not await self.lease.hold():
+                    return
+            except StoreUnavailable:
+                return
+            await asyncio.wait(set(self._attempts), timeout=min(self.lease.ttl / 3, deadline - self.clock()))
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="croupier-alert-delivery")
 
@@ -440,6 +454,7 @@ class Delivery:
         while self._task and not self._task.done():
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=0.1)
+        await self._drain()
         for task in self._attempts:
             task.cancel()
         if self.leading:

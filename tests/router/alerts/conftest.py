@@ -51,11 +51,12 @@ class Received:
 
 class Receiver:
     """A webhook receiver on a loopback port: down (connections refused) until ``up``; answers
-    ``status`` to every POST and records what it got."""
+    ``status`` to every POST, ``delay`` seconds after it came, and records what it got."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.status = 200
+        self.delay = 0.0  # seconds before it answers
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -75,6 +76,7 @@ class Receiver:
                     status = owner.status
                     with owner.lock:
                         owner.received.append(Received(dict(self.headers), body, time.time(), status))
+                    time.sleep(owner.delay)
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()

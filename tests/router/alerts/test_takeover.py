@@ -38,6 +38,23 @@ def test_one_router_delivers_at_a_time_and_another_takes_over_when_it_stops(redi
     assert sorted(r.delivery for r in hook.got()) == sorted(before + after)
 
 
+def test_a_router_stopping_lets_its_requests_in_flight_finish_and_records_them(redis_url, receiver):
+    hook = receiver().up()
+    hook.delay = 0.8  # a slow receiver: the stop comes while it has the request
+    first, second = Router(redis_url), Router(redis_url)
+    with first, second:
+        first.client.post("/webhooks", json={"id": "slow", "url": hook.url})
+        eventually(lambda: first.leading or second.leading)
+        leader, other = (first, second) if first.leading else (second, first)
+        alert_id = raise_alert(redis_url)
+        eventually(hook.got)  # in flight: the receiver has it and has not answered
+        leader.stop()
+        eventually(lambda: other.leading, timeout=2)
+        time.sleep(1.0)
+        assert other.metric("croupier_alerts_pending") == 0
+    assert [r.delivery for r in hook.got()] == [alert_id]  # answered during the stop, recorded, not sent again
+
+
 def router_metric(base: str, name: str) -> float:
     found = re.search(rf"^{re.escape(name)} (\S+)$", httpx.get(f"{base}/metrics").text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
