@@ -46,6 +46,7 @@ from croupier.router.drift import PSI_SIGNIFICANT, mix_drift, watch
 from croupier.router.engagement import ACTIVE_CAP_SECONDS, ENGAGED_SECONDS
 from croupier.router.guardrails import cap, evaluate, parse_guardrails, required_burn_in
 from croupier.router.policies import ArmStats, make_policy
+from croupier.router.statistics import regularized_gamma_q
 
 REFRESH = 100  # visitors per split recomputation
 BUCKET = 1000  # visitors per history bucket: a minute at about 17 visitors a second
@@ -245,6 +246,16 @@ def _pct(x) -> str:
     return f"{np.mean(x):.1%}"
 
 
+def poisson_upper(count: int, confidence: float = 0.95) -> float:
+    """The exact upper confidence bound of a Poisson mean after ``count`` events:
+    the ``lam`` with ``P(Poisson(lam) <= count) = 1 - confidence``, i.e. ``Q(count + 1, lam)``."""
+    lo, hi = 0.0, 10.0 * (count + 3)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if regularized_gamma_q(count + 1, mid) > 1 - confidence else (lo, mid)
+    return hi
+
+
 def _quantile(x: np.ndarray, q: float) -> float:
     return float(np.quantile(x, q, method="inverted_cdf"))  # no interpolation: "never" (inf) stays inf
 
@@ -294,10 +305,12 @@ def report(results: dict[str, dict], sizes: Sizes, seconds: float) -> list[tuple
         ("drift delay", "alarms on the unchanged arms", f"{drift['other_alarms']}"),
     ]
     still = results["false drift alarms"]
-    per_million = still["alarms"] / (still["visitors"] / 1e6)
+    millions = still["visitors"] / 1e6
+    per_million = still["alarms"] / millions
     rows += [
-        ("false drift alarms", f"alarms in {still['visitors']:,} stationary visitors ({still['reruns']:,} reruns)",
+        ("false drift alarms", f"alarms in {still['visitors']:,} stationary visitors ({still['reruns']:,} arm reruns)",
          f"{still['alarms']} = {per_million:.3f} per million"),
+        ("false drift alarms", "per million visitors, 95% upper bound", f"{poisson_upper(still['alarms']) / millions:.3f}"),
     ]
     mix = results["mix shift"]
     right = mix["mix_flagged"] & ~mix["rate_alarm"]

@@ -3,8 +3,14 @@
 import re
 
 import numpy as np
+import pytest
 
 from bench import guardrails as bench
+
+
+@pytest.mark.parametrize("count, bound", [(0, 2.9957), (1, 4.7439), (5, 10.5130)])
+def test_poisson_upper_bound_matches_tables(count, bound):
+    assert bench.poisson_upper(count) == pytest.approx(bound, abs=1e-3)
 
 
 def test_the_cap_scenario_holds_the_variant_at_the_floor():
