@@ -207,10 +207,9 @@ class Monitor:
             wanted = {name for check in self.checks for name in check.reads}
             raw = {name: await READERS[name].fetch(self.store, ids) for name in wanted}
             findings = await self._in_worker(self._run_checks, changed, snapshot.counters, raw, time.time())
-        raised = await self._apply(findings, running)
-        failed = {f.experiment for f in findings if f.alerts is None}
+        raised, failed = await self._apply(findings, running)
         for e in changed:
-            if e.id not in failed:  # a failed check runs again at the next look
+            if e.id not in failed:  # a check that failed (or could not act) runs again at the next look
                 self._seen[e.id] = (e, snapshot.counters.get(e.id))
         return raised
 
@@ -238,17 +237,19 @@ class Monitor:
                 findings.append(Finding(e.id, check, alerts))
         return findings
 
-    async def _apply(self, findings: list[Finding], running: Mapping[str, Experiment]) -> int:
-        """Raise what the checks found; clear the episodes that ended."""
+    async def _apply(self, findings: list[Finding], running: Mapping[str, Experiment]) -> tuple[int, set[str]]:
+        """Raise what the checks found; clear the episodes that ended. Returns the alerts raised
+        and the experiments to look at again (a check failed, or could not act)."""
         open_episodes = await self.outbox.open_episodes()
         ended = set()
         for text in open_episodes:
             kind, experiment, _ = parse_episode(text)
             if kind in self._kinds and experiment not in running:
                 ended.add(text)
-        raised = 0
+        raised, failed = 0, set()
         for finding in findings:
             if finding.alerts is None:
+                failed.add(finding.experiment)
                 continue
             found = {alert.episode for alert in finding.alerts}
             for text in open_episodes:
@@ -264,13 +265,14 @@ class Monitor:
                 except Exception as exc:
                     self.metrics.alert_failures.labels(task="act", error=type(exc).__name__).inc()
                     log.exception("check %s could not act on experiment %s", finding.check.name, finding.experiment)
+                    failed.add(finding.experiment)
                     continue
             for alert in new:
                 raised += await self.outbox.raise_alert(alert)
         if ended:
             await self.outbox.clear(ended)
             log.info("alert episodes cleared: %s", ", ".join(sorted(ended)))
-        return raised
+        return raised, failed
 
     def _forget(self, experiment_ids: Iterable[str]) -> None:
         for exp_id in experiment_ids:

@@ -151,3 +151,27 @@ def test_checks_plug_in_and_a_failing_one_does_not_stop_the_others(redis_url):
         assert h.gauge("croupier_alert_failures_total", task="check", error="RuntimeError") == 2
         assert await h.kinds_raised() == [("guardrail", "spring", "a"), ("guardrail", "spring", "b")]
     scenario(redis_url, work, checks=[BrokenCheck(), BreachCheck(), SampleRatioCheck(alert_p=1e-300)])
+
+
+class ActOnceLater(BreachCheck):
+    """Its action fails the first time (Redis answered, the action did not work out)."""
+
+    name = "act-later"
+    tries = 0
+
+    async def act(self, store, alerts) -> None:
+        self.tries += 1
+        if self.tries == 1:
+            raise ValueError("not this time")
+
+
+def test_alerts_a_check_could_not_act_on_are_tried_again_at_the_next_look(redis_url):
+    check = ActOnceLater()
+
+    async def work(h: Harness) -> None:
+        await h.store.create_experiment(parse_experiment(experiment()))
+        await h.assign("spring", {"a": 60})
+        assert await h.look() == 0  # not raised: its action failed
+        assert await h.look() == 1  # nothing changed, and still it is looked at again
+        assert h.gauge("croupier_alert_failures_total", task="act", error="ValueError") == 1
+    scenario(redis_url, work, checks=[check])
