@@ -27,7 +27,7 @@ from croupier.router.request_body import Rejected
 ACTIVE_CAP_SECONDS = 1800
 ENGAGED_SECONDS = 10
 SCROLL_BUCKETS = 10  # of 10% each; a depth of 100% is in the last
-# The largest figures a report may carry: beacon.js stops reporting 12 h after the page
+# The largest figures a report may carry: beacon.js stops reporting 4 h after the page
 # loaded and counts clicks up to MAX_CLICKS, so anything beyond is not from the page.
 MAX_ACTIVE_MS = 86_400_000
 MAX_CLICKS = 10_000

@@ -36,10 +36,10 @@
   var REPORT_GAP_MS = 1000;            // at most one engagement report a second
   var MAX_REPORTS = 20;                // per page view
   var MIN_ACTIVE_GAIN_MS = 1000;       // active time alone must have grown this much to report again
-  // The router keeps a page view's state for 24 h after its latest report: stopping at 12 h
-  // means every report finds it. Active time cannot pass the page's age, so this also keeps
-  // active_ms within what the router takes (router/engagement.py MAX_ACTIVE_MS, 24 h).
-  var MAX_AGE_MS = 12 * 3600 * 1000;
+  // The router keeps a page view's state for 6 h after its latest report (router/store.py
+  // PAGE_VIEW_TTL): stopping 4 h after the load means every report finds it. Active time
+  // cannot pass the page's age, so this also keeps active_ms within what the router takes.
+  var MAX_AGE_MS = 4 * 3600 * 1000;
 
   function experiment() {
     return document.documentElement.getAttribute('data-croupier-experiment') || '';
