@@ -8,7 +8,8 @@
 -- Returns 1 when released, 0 when the caller did not hold it.
 
 local lease = KEYS[1]
-if redis.call('GET', lease) == ARGV[1] then
+local token = ARGV[1]
+if redis.call('GET', lease) == token then
   redis.call('DEL', lease)
   return 1
 end
