@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 
 from croupier.router.admin import AdminAPI
 from croupier.router.alerts import Delivery, Lease, Outbox
+from croupier.router.alerts_api import AlertsAPI
 from croupier.router.assign import Assigner
 from croupier.router.beacon import Beacon
 from croupier.router.fallback_report import FallbackReports
@@ -113,7 +114,8 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # channels: API keys, not the admin token; webhooks: the admin token
-            Mount("/api/v1", routes=[*channels.routes(), *admin.routes(), *webhooks.routes(), *guardrails.routes()]),
+            Mount("/api/v1", routes=[*channels.routes(), *admin.routes(), *webhooks.routes(), *guardrails.routes(),
+                                     *AlertsAPI(store, admin.guarded, admin.experiment).routes()]),
             Mount("/dashboard", routes=Dashboard(settings, store).routes(), name="dashboard"),
         ],
         lifespan=lifespan,

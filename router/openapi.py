@@ -394,6 +394,23 @@ OPENAPI = {
                         "application/json": {"schema": {"$ref": "#/components/schemas/ModelPrior"}}}},
                         **_errors(404, 422)}},
         },
+        "/experiments/{id}/alerts": {
+            "parameters": [_EXP_PARAM],
+            "get": {"summary": "The experiment's latest alerts (srm, guardrail, drift, ...), newest first, at most 50",
+                    "responses": {"200": {"description": "alerts as raised; a drift's details hold changed_at "
+                                                         "(the start of the bucket where the new rate begins), "
+                                                         "rate_before, rate_after and relative_change",
+                                          "content": {"application/json": {"schema": {
+                                              "type": "object", "required": ["experiment", "alerts"], "properties": {
+                                                  "experiment": {"type": "string"},
+                                                  "alerts": {"type": "array", "items": {
+                                                      "type": "object", "properties": {
+                                                          "id": {"type": "string"}, "kind": {"type": "string"},
+                                                          "variant": {"type": "string"}, "time": {"type": "number"},
+                                                          "summary": {"type": "string"},
+                                                          "details": {"type": "object"}}}}}}}}},
+                                  **_errors(404)}},
+        },
         "/experiments/{id}/variants": {
             "parameters": [_EXP_PARAM],
             "post": {"summary": "Add a variant", "requestBody": _json_body("Variant"),

@@ -1,6 +1,7 @@
 /* Croupier dashboard: the experiments list, a page at a time, and live numbers and charts
- * for one experiment (its pages' engagement too and, for a factorial one, its rollups per
- * factor and a heatmap).
+ * for one experiment (its pages' engagement too; its guardrails, their breaches and its
+ * recent alerts, drift marked on the rate chart; for a factorial one, its rollups per factor
+ * and a heatmap).
  *
  * Served by the router with the pages; talks only to the router's admin API on
  * the same origin, authorized by the HttpOnly session cookie. Writes carry the
@@ -20,6 +21,12 @@
   var TOP_COMBINATIONS = 20;
   var TOP_INTERACTIONS = 5;
   var HEAT_LOW = [239, 246, 255], HEAT_HIGH = [29, 78, 216];  // the heatmap's lowest and highest rate
+  // the alerts are read every ALERT_POLLS polls: each read scans the outbox all experiments share
+  var ALERT_POLLS = 5;
+  var ALERT_KINDS = { srm: 'sample ratio', guardrail: 'guardrail', drift: 'drift' };
+  var METRIC_WORDS = { bounce_rate: 'bounce rate', engaged_rate: 'engaged rate', active_time: 'active time',
+                       conversion_value: 'conversion value', error_rate: 'error rate' };
+  var MEAN_UNITS = { active_time: ' s', conversion_value: '' };  // the other metrics are rates, in points
 
   function meta(name) {
     var el = document.querySelector('meta[name="' + name + '"]');
@@ -133,7 +140,8 @@
     return span < 600 ? hh + ':' + mm + ':' + String(d.getSeconds()).padStart(2, '0') : hh + ':' + mm;
   }
 
-  /* series: [{id, color, points: [[t, y], ...]}]; yMax fixed or null for automatic. */
+  /* series: [{id, color, points: [[t, y], ...]}]; yMax fixed or null for automatic; markers
+     (optional): [{t, id, color, label, title}], a vertical line each at time t. */
   function lineChart(container, series, opts) {
     var c = CHART, plotW = c.w - c.left - c.right, plotH = c.h - c.top - c.bottom;
     var ts = [], ys = [];
@@ -179,6 +187,17 @@
             svg('title', { text: s.id + ' · ' + timeLabel(p[0], 0) + ' · ' + pct(p[1], 2) })]));
         });
       }
+    });
+    (opts.markers || []).forEach(function (m, i) {
+      // points sit at their bucket's middle, a marker at its bucket's start: half a bucket
+      // outside the points' span is still on the chart, drawn at its edge
+      if (!(m.t >= t0 - opts.step && m.t <= t1 + opts.step)) return;
+      var mx = x(Math.min(Math.max(m.t, t0), t1)), right = mx > c.left + plotW / 2;
+      root.appendChild(svg('g', { class: 'marker', 'data-variant': m.id }, [
+        svg('title', { text: m.title }),
+        svg('line', { x1: mx, x2: mx, y1: c.top, y2: c.top + plotH, stroke: m.color, class: 'marker-line' }),
+        svg('text', { x: right ? mx - 4 : mx + 4, y: c.top + 11 + 13 * (i % 4), 'text-anchor': right ? 'end' : 'start',
+                      fill: m.color, class: 'marker-label', text: m.label })]));
     });
     container.replaceChildren(root);
   }
@@ -255,6 +274,11 @@
     this.showAll = false;  // every combination of a factorial experiment, not just the best
     this.shown = null;     // the ids shown, in order, when not every variant is (see selectVariants)
     this.pair = null;      // the heatmap's [rows, columns] factors
+    this.hasGuardrails = Boolean(document.getElementById('guardrails'));  // rendered when it declares some
+    this.guardrails = null;  // the last GET /guardrails
+    this.alerts = null;      // the last GET /alerts' alerts
+    this.polls = 0;
+    this.breachesShown = null;  // what the breach boxes were last built from
   }
 
   Page.prototype.color = function (id) {
@@ -331,6 +355,9 @@
       var tags = [];
       if (v.control) tags.push(el('span', { className: 'tag', text: 'control' }));
       if (stats.winner === v.id) tags.push(el('span', { className: 'tag tag-winner', text: 'winner' }));
+      if (self.breachHeld(v.id)) {
+        tags.push(el('span', { className: 'tag tag-breach', text: 'breached', title: 'breaches a guardrail: see Guardrails' }));
+      }
       if (stats.best && stats.best.arm === v.id) {
         tags.push(el('span', { className: 'tag tag-best', text: 'best', title: "the model's best combination" }));
       }
@@ -544,6 +571,183 @@
     segmentBody.replaceChildren.apply(segmentBody, segmentRows);
   };
 
+  /* ---- guardrails and alerts ------------------------------------------ */
+
+  function metricWords(metric) {
+    return METRIC_WORDS[metric] || metric;
+  }
+
+  /* A figure in the metric's unit: points for a rate (0.05 is 5 points), seconds for active time. */
+  function amount(metric, x, signed) {
+    if (x === null || x === undefined || !isFinite(x)) return '–';
+    var sign = signed && x > 0 ? '+' : '';
+    if (Object.prototype.hasOwnProperty.call(MEAN_UNITS, metric)) return sign + Number(x.toPrecision(3)) + MEAN_UNITS[metric];
+    var points = Number((x * 100).toFixed(2));
+    return sign + points + (Math.abs(points) === 1 ? ' point' : ' points');
+  }
+
+  /* 0.05 as "5%", 0.025 as "2.5%" (pct's fixed decimals would round a share the marketer set). */
+  function share(x) {
+    return Number((x * 100).toFixed(2)) + '%';
+  }
+
+  function sampleUnit(metric) {
+    return metric === 'conversion_value' || metric === 'error_rate' ? 'visitors' : 'views';
+  }
+
+  /* The guardrail's confidence level: its sequence's interval holds at 1 - alpha. */
+  function level(g) {
+    return Math.round((1 - g.alpha) * 1000) / 10 + '%';
+  }
+
+  /* "bounce rate may rise at most 5 points over control". Breach documents carry the same fields. */
+  function describeGuardrail(g) {
+    var rise = g.direction === 'increase';
+    if (!(g.threshold > 0)) return metricWords(g.metric) + ' may not ' + (rise ? 'rise over' : 'fall below') + ' control';
+    var limit = g.relative ? share(g.threshold) + (rise ? ' over' : ' below') + " control's"
+                           : amount(g.metric, g.threshold) + (rise ? ' over' : ' below') + ' control';
+    return metricWords(g.metric) + ' may ' + (rise ? 'rise' : 'fall') + ' at most ' + limit;
+  }
+
+  /* The most harm tolerated, as a signed difference from control. */
+  function tolerated(g) {
+    var sign = g.direction === 'increase' ? '+' : '-';
+    return sign + (g.relative ? share(g.threshold) + ' of control' : amount(g.metric, g.threshold));
+  }
+
+  function breachEffect(action, minShare) {
+    return action === 'pause' ? 'no new visitors' : 'capped at ' + share(minShare) + ' of traffic';
+  }
+
+  function verdictRow(variant, first, g, v) {
+    var waiting = Math.min(v.n_control, v.n_variant) < g.min_sample;
+    var verdict = waiting
+      ? el('span', { className: 'muted', text: 'waiting for ' + NUMBER.format(g.min_sample) + ' ' + sampleUnit(g.metric) +
+                                               ' per arm' })
+      : el('span', { className: 'badge ' + (v.breached ? 'status-alert' : 'status-active'),
+                     text: v.breached ? 'beyond tolerance' : 'within tolerance' });
+    var estimate = el('td', { className: 'num', 'data-field': 'estimate' }, [
+      el('span', { className: 'strong', text: amount(g.metric, v.estimate, true) }),
+      el('span', { className: 'interval-text', text: v.low === null || v.high === null ? '' :
+        level(g) + ': ' + amount(g.metric, v.low, true) + ' to ' + amount(g.metric, v.high, true) })]);
+    return el('tr', { 'data-variant': variant, 'data-guardrail': String(v.guardrail), title: v.reason,
+                      className: first ? 'segment-start' : '' }, [
+      el('td', { className: 'mono strong', text: first ? variant : '' }),
+      el('td', { text: metricWords(g.metric) }),
+      estimate,
+      el('td', { className: 'num', 'data-field': 'tolerated', text: tolerated(g) }),
+      el('td', { className: 'num', 'data-field': 'samples',
+                 text: NUMBER.format(v.n_control) + ' / ' + NUMBER.format(v.n_variant) }),
+      el('td', { 'data-field': 'verdict' }, [verdict])
+    ]);
+  }
+
+  Page.prototype.breachHeld = function (id) {
+    var found = ((this.guardrails || {}).variants || []).filter(function (v) { return v.id === id; })[0];
+    return Boolean(found && found.breach && found.breach.state === 'breached');
+  };
+
+  /* A breach, held or cleared, with the evidence recorded when it was found. */
+  Page.prototype.breachBox = function (id, b, minShare) {
+    var self = this, held = b.state === 'breached';
+    var head = el('div', { className: 'breach-head' }, [
+      el('span', { className: 'badge ' + (held ? 'status-alert' : 'status-ended'), 'data-field': 'state', text: b.state }),
+      el('span', { className: 'strong', text: 'Variant ' + id }),
+      el('span', { text: metricWords(b.metric) + ' guardrail' }),
+      el('span', { className: 'muted small', 'data-field': 'at', text: 'breached ' + when(b.at) })]);
+    if (held) {
+      var button = el('button', { type: 'button', className: 'button small danger', 'data-action': 'clear-breach',
+                                  text: 'Clear breach' });
+      button.disabled = this.busy;
+      button.addEventListener('click', function () { self.clearBreach(id, b, button); });
+      head.appendChild(button);
+    }
+    var effect = held ? 'Variant ' + id + ' is ' + (b.action === 'pause' ? 'getting ' : '') +
+                        breachEffect(b.action, minShare) + ' until the breach is cleared, whatever its conversions say.'
+                      : 'Cleared: variant ' + id + ' competes for traffic again, and the monitor will not breach it ' +
+                        'again in this experiment.';
+    var unit = sampleUnit(b.metric);
+    var evidence = 'Evidence: ' + metricWords(b.metric) + ' ' + amount(b.metric, b.estimate, true) + ' against control (' +
+      level(b) + ' interval ' + amount(b.metric, b.low, true) + ' to ' + amount(b.metric, b.high, true) +
+      '), tolerated ' + tolerated(b) + '; p ' + (b.p_value < 0.0001 ? '' : '= ') + pValue(b.p_value) + '; ' +
+      NUMBER.format(b.n_control) + ' ' + unit + ' of control, ' + NUMBER.format(b.n_variant) + ' of ' + id + '.';
+    return el('div', { className: 'breach ' + (held ? 'breach-held' : 'breach-cleared'), 'data-variant': id,
+                       'data-state': b.state }, [
+      head,
+      el('p', { 'data-field': 'effect', text: effect }),
+      el('p', { 'data-field': 'evidence', text: evidence }),
+      el('p', { className: 'muted small', text: b.reason || '' })]);
+  };
+
+  /* Only a page whose experiment declares guardrails has the card. */
+  Page.prototype.renderGuardrails = function (data) {
+    var card = document.getElementById('guardrails');
+    if (!card || !data) return;
+    var self = this, gs = data.guardrails, minShare = Number(card.dataset.minShare) || 0;
+    var rules = document.getElementById('guardrail-rules');
+    rules.replaceChildren.apply(rules, gs.map(function (g, i) {
+      return el('li', { 'data-guardrail': String(i) }, [
+        el('span', { className: 'strong', text: describeGuardrail(g) }),
+        el('span', { className: 'muted small', text: 'a breach leaves the variant ' + breachEffect(g.action, minShare) +
+          ' · judged from ' + NUMBER.format(g.min_sample) + ' ' + sampleUnit(g.metric) + ' per arm at ' + level(g) +
+          ' confidence' })]);
+    }));
+    // the boxes hold the Clear button: rebuilt only when they change, so a poll never swallows a click
+    var breached = data.variants.filter(function (v) { return v.breach; });
+    var key = JSON.stringify([breached.map(function (v) { return [v.id, v.breach]; }), this.busy, minShare]);
+    if (key !== this.breachesShown) {
+      this.breachesShown = key;
+      var boxes = document.getElementById('breaches');
+      boxes.replaceChildren.apply(boxes, breached.map(function (v) { return self.breachBox(v.id, v.breach, minShare); }));
+    }
+    var rows = [];
+    data.variants.forEach(function (v) {
+      v.verdicts.forEach(function (verdict, k) { rows.push(verdictRow(v.id, k === 0, gs[verdict.guardrail], verdict)); });
+    });
+    var tbody = document.querySelector('#guardrails-table tbody');
+    if (!rows.length) {
+      rows = [el('tr', {}, [el('td', { colspan: 6, className: 'empty', text: 'No variant to compare with control.' })])];
+    }
+    tbody.replaceChildren.apply(tbody, rows);
+  };
+
+  Page.prototype.clearBreach = function (id, b, button) {
+    var self = this;
+    confirmDialog('Clear the breach of variant ' + id + '?',
+      'Variant ' + id + ' gets its share from the bandit again at the next refresh, and the monitor will not breach it ' +
+      'again in this experiment, whatever its ' + metricWords(b.metric) + ' does. Clear it once you know why the ' +
+      metricWords(b.metric) + ' moved.', 'Clear breach')
+      .then(function (ok) {
+        if (ok) self.act(button, 'DELETE', '/guardrails/' + encodeURIComponent(id));
+      });
+  };
+
+  /* SRM, guardrail and drift alerts, newest first; the card shows only once there are some. */
+  Page.prototype.renderAlerts = function (alerts) {
+    var section = document.getElementById('alerts');
+    section.hidden = !alerts || !alerts.length;
+    if (section.hidden) return;
+    var tbody = document.querySelector('#alerts-table tbody');
+    tbody.replaceChildren.apply(tbody, alerts.map(function (a) {
+      return el('tr', { 'data-alert': a.id, 'data-kind': a.kind }, [
+        el('td', { className: 'nowrap', text: when(a.time), title: new Date(a.time * 1000).toISOString() }),
+        el('td', {}, [el('span', { className: 'badge kind-' + a.kind, text: ALERT_KINDS[a.kind] || a.kind })]),
+        el('td', { className: 'mono', text: a.variant || '–' }),
+        el('td', { text: a.summary })]);
+    }));
+  };
+
+  /* A drift's change point on the rate chart: where the arm's new rate starts. */
+  Page.prototype.driftMarkers = function () {
+    var self = this;
+    return (this.alerts || []).filter(function (a) {
+      return a.kind === 'drift' && a.details && typeof a.details.changed_at === 'number';
+    }).map(function (a) {
+      return { t: a.details.changed_at, id: a.variant, color: self.color(a.variant), title: a.summary,
+               label: a.variant + ' ' + signedPct(a.details.relative_change, 0) };
+    });
+  };
+
   /* ---- a factorial experiment --------------------------------------- */
 
   function transpose(matrix) {
@@ -726,7 +930,7 @@
     lineChart(document.getElementById('chart-share'), pick(s.share),
               { yMax: 1, step: s.step, label: 'Traffic share over time' });
     lineChart(document.getElementById('chart-rate'), pick(s.rate),
-              { yMax: null, step: s.step, label: 'Cumulative conversion rate over time' });
+              { yMax: null, step: s.step, label: 'Cumulative conversion rate over time', markers: this.driftMarkers() });
     legend(document.getElementById('legend-share'), pick(ids), this.colors);
     legend(document.getElementById('legend-rate'), pick(ids), this.colors);
   };
@@ -741,6 +945,8 @@
     this.renderLift(stats);
     this.renderSegments(stats);
     this.renderFactorial(stats);
+    this.renderGuardrails(this.guardrails);
+    this.renderAlerts(this.alerts);
     this.renderCharts(this.timeseries);
   };
 
@@ -754,10 +960,15 @@
     var self = this;
     if (this.inFlight) return this.inFlight;
     clearTimeout(this.timer);
-    this.inFlight = Promise.all([this.api.call('GET', '/stats'), this.api.call('GET', '/timeseries')])
+    var alertsDue = this.polls++ % ALERT_POLLS === 0;
+    this.inFlight = Promise.all([this.api.call('GET', '/stats'), this.api.call('GET', '/timeseries'),
+                                 this.hasGuardrails ? this.api.call('GET', '/guardrails') : null,
+                                 alertsDue ? this.api.call('GET', '/alerts') : null])
       .then(function (results) {
         self.stats = results[0];
         self.timeseries = results[1];
+        if (results[2]) self.guardrails = results[2];
+        if (results[3]) self.alerts = results[3].alerts;
         self.render();
         setLive(true);
       })
@@ -792,16 +1003,18 @@
   Page.prototype.promote = function (id, button) {
     var self = this;
     confirmDialog('Promote variant ' + id + '?',
-      'Every visitor will get variant ' + id + ' from now on, and the experiment ends. This cannot be undone here.')
+      'Every visitor will get variant ' + id + ' from now on, and the experiment ends. This cannot be undone here.',
+      'Promote')
       .then(function (ok) {
         if (ok) self.act(button, 'POST', '/promote', { variant: id });
       });
   };
 
-  function confirmDialog(title, text) {
+  function confirmDialog(title, text, action) {
     var dialog = document.getElementById('confirm');
     setText('confirm-title', title);
     setText('confirm-text', text);
+    setText('confirm-ok', action);
     return new Promise(function (resolve) {
       dialog.addEventListener('close', function done() {
         dialog.removeEventListener('close', done);
