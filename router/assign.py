@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from croupier.router.context import Context, feature_indices
+from croupier.router.context import DEVICES, Context, feature_indices
 from croupier.router.experiments import Experiment, Variant
 from croupier.router.metrics import Metrics
 from croupier.router.recorder import AssignmentRecorder
@@ -37,15 +37,25 @@ from croupier.router.token import Assignment, TokenError, sign, verify
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Where a visitor's context puts them in an experiment: the segment whose bandit assigns
-    them ('' for the experiment-wide one), the hashed features a contextual policy used, and
-    the split to draw from (None: the experiment-wide split)."""
+    them ('' for the experiment-wide one), the hashed features a contextual policy used, the
+    split to draw from (None: the experiment-wide split), and the visitor's device class,
+    counted with the assignment for the monitor's traffic-mix check ('' not known)."""
 
     segment: str = ""
     features: tuple[int, ...] = ()
     arms: Arms | None = None
+    device: str = ""
 
 
 NOWHERE = Placement()  # no context: the experiment-wide split, no segment
+_BY_DEVICE = {device: Placement(device=device) for device in DEVICES}
+
+
+def by_device(device: str) -> Placement:
+    """The placement of a visitor in an experiment that reads no context: the experiment-wide
+    split, and the device class alone, so its traffic's mix is counted too. Shared instances:
+    nothing is built per decision."""
+    return _BY_DEVICE.get(device) or Placement(device=device)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +136,7 @@ class Assigner:
         if contextual is not None:
             features = feature_indices(context, contextual.policy.dimensions)
             arms = contextual.arms_for(features)
-        return Placement(segment, features, arms)
+        return Placement(segment, features, arms, context.device)
 
     def draw(self, experiment: Experiment, placement: Placement = NOWHERE) -> Drawn | None:
         """An arm for a new or reassigned assignment, drawn from the snapshot's allocation (the
@@ -140,6 +150,7 @@ class Assigner:
 
     def record(self, experiment: Experiment, drawn: Drawn, visitor: str, reason: str, now: float,
                placement: Placement = NOWHERE, channel: str = "") -> None:
-        """Queue the assignment (every arm's probability, its segment, features and channel) for the recorder."""
+        """Queue the assignment (every arm's probability, its segment, features, channel and the
+        visitor's device class) for the recorder."""
         self.recorder.add(AssignmentRecord(experiment.id, drawn.variant.id, visitor, reason, drawn.arms.labelled(),
-                                           now, placement.segment, placement.features, channel))
+                                           now, placement.segment, placement.features, channel, placement.device))

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from croupier.router import rules
-from croupier.router.assign import NOWHERE, Assigner, Placement, fixed_variant
+from croupier.router.assign import NOWHERE, Assigner, Placement, by_device, fixed_variant
 from croupier.router.context import FIELDS as CONTEXT_FIELDS, Context, token as context_token
 from croupier.router.experiments import Experiment, Variant
 from croupier.router.request_body import Rejected, conversion_value, json_fields, read_limited
@@ -167,9 +167,10 @@ class ChannelsAPI:
             variant = experiment.variant(stored.variant)
             if variant is not None and variant.active:
                 return self.answer(experiment, variant, stored, "returning", channel)
-        placement = NOWHERE
         if core.uses_context(experiment):  # no context given: placed like a web visitor without one
             placement = core.place(experiment, context or Context())
+        else:  # only the device class, for the traffic-mix counts
+            placement = by_device(context.device) if context else NOWHERE
         drawn = core.draw(experiment, placement)
         if drawn is None:  # no active variant, or not refreshed yet: control, uncounted
             return self.fixed(experiment, experiment.control_variant, "no_arms", channel)

@@ -16,8 +16,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from croupier.router.assign import NOWHERE, Assigner, fixed_variant
-from croupier.router.context import Context, ContextReader
+from croupier.router.assign import Assigner, by_device, fixed_variant
+from croupier.router.context import Context, ContextReader, device_class
 from croupier.router.experiments import Experiment
 from croupier.router.passes import token_of, with_pass
 from croupier.router.settings import Settings
@@ -81,10 +81,11 @@ class Decider:
                                     self.cookie(experiment, token, now) if self.pass_key else "")
                 visitor, reason = held.visitor, "reassigned"
 
-        placement = NOWHERE
         if core.uses_context(experiment):  # plain experiments never pay for reading a context
             context = self.read_context(host, uri, user_agent, headers or {}, now, returning=visitor is not None)
             placement = core.place(experiment, context)
+        else:  # only the device class, for the traffic-mix counts (cached per User-Agent)
+            placement = by_device(device_class(user_agent, self.is_bot))
         drawn = core.draw(experiment, placement)
         if drawn is None:  # no active variant, or not refreshed yet: control, uncounted
             control = experiment.control_variant

@@ -22,6 +22,8 @@ Keys:
 - ``croupier:{exp}:experiment``      the experiment as JSON (variants included)
 - ``croupier:{exp}:stats``           hash ``<variant>:<counter>`` → total
 - ``croupier:{exp}:buckets``         hash ``<bucket>:<variant>:<counter>`` → total per time bucket
+- ``croupier:{exp}:mixbuckets``      hash ``<bucket>:device=<device class>`` → assignments per time bucket:
+                                     the traffic's mix, for the monitor's mix check
 - ``croupier:{exp}:events``          capped stream of assignments and beacon events
 - ``croupier:{exp}:writers``         hash router id → last assignment write applied (writes apply once)
 - ``croupier:{exp}:segstats``        hash ``<segment>|<variant>:<counter>`` → total per segment
@@ -75,6 +77,7 @@ from typing import TypeVar
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
+from croupier.router.context import DEVICES
 from croupier.router.engagement import SCROLL_BUCKETS, Engagement
 from croupier.router.experiments import Experiment, parse_experiment
 from croupier.router.ledger import AssignmentLedger
@@ -157,6 +160,7 @@ class AssignmentRecord:
     segment: str = ""  # the segment the visitor was assigned in ('' none)
     features: tuple[int, ...] = ()  # a contextual policy's hashed features of the visitor
     channel: str = ""  # the channels API's channel (email, sms, ...); '' for a page view
+    device: str = ""  # the visitor's device class (``context.DEVICES``; '' not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +257,16 @@ def parse_buckets(raw: dict[str, str]) -> dict[int, dict[str, dict[str, float]]]
     return dict(sorted(_grouped_counters(raw, ":", int).items()))
 
 
+def parse_mix_buckets(raw: dict[str, str]) -> dict[int, dict[str, dict[str, float]]]:
+    """``{"1700000040:device=mobile": "3"}`` → ``{1700000040: {"device": {"mobile": 3.0}}}``, oldest bucket first."""
+    out: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for field, value in raw.items():
+        bucket, _, rest = field.partition(":")
+        name, _, category = rest.partition("=")
+        out[int(bucket)][name][category] = float(value)
+    return {bucket: dict(out[bucket]) for bucket in sorted(out)}
+
+
 def bucket_start(ts: float, width: int) -> int:
     """The start of the time bucket (``width`` seconds) that ``ts`` falls in."""
     return int(ts // width) * width
@@ -270,14 +284,15 @@ def assignment_batch(records: Sequence[AssignmentRecord], bucket_seconds: int) -
     entries: list[tuple] = []
     # every assignment of one snapshot shares its probabilities: encode and sum them
     # once per (bucket, split), not once per visitor; the stream entries name a split
-    # by its number
-    splits: Counter[tuple[int, tuple[tuple[str, float], ...]]] = Counter()
+    # by its number. The device classes ride in the same key: counted by the increment
+    # the split needs anyway, named once per bucket and class below.
+    splits: Counter[tuple[int, tuple[tuple[str, float], ...], str]] = Counter()
     numbered: dict[tuple[tuple[str, float], ...], int] = {}
     for r in records:
         bucket = bucket_start(r.ts, bucket_seconds)
         trials[f"{r.variant}:trials"] += 1
         bucket_trials[f"{bucket}:{r.variant}:trials"] += 1
-        splits[(bucket, r.probabilities)] += 1
+        splits[(bucket, r.probabilities, r.device)] += 1
         split = numbered.get(r.probabilities)
         if split is None:
             split = numbered[r.probabilities] = len(numbered) + 1
@@ -288,14 +303,25 @@ def assignment_batch(records: Sequence[AssignmentRecord], bucket_seconds: int) -
         for a, i in enumerate(r.features):
             for j in r.features[a:]:
                 feature_pairs[f"{r.variant}|{i}|{j}"] += 1
-    for (bucket, split), n in splits.items():
+    mix_trials: Counter[str] = Counter()
+    for (bucket, split, device), n in splits.items():
         for variant, p in split:
             expected[f"{bucket}:{variant}:expected"] += n * p
+        mix_trials[f"{bucket}:device={_device_category(device)}"] += n
     return {"trials": _lines(trials.items(), 2), "bucket_trials": _lines(bucket_trials.items(), 2),
             "segment_trials": _lines(segment_trials.items(), 2), "feature_pairs": _lines(feature_pairs.items(), 2),
-            "expected": _lines(expected.items(), 2),
+            "expected": _lines(expected.items(), 2), "mix_trials": _lines(mix_trials.items(), 2),
             "splits": "".join(json.dumps(dict(split), separators=(",", ":")) + "\n" for split in numbered),
             "entries": _lines(entries, 7)}
+
+
+_DEVICES = frozenset(DEVICES)
+
+
+def _device_category(device: str) -> str:
+    # the channels API takes any token as a device: anything else is "other", so a caller
+    # cannot add fields to the mix hash at will
+    return device if device in _DEVICES else "other" if device else "unknown"
 
 
 _SEPARATORS = str.maketrans("\t\n", "  ")
@@ -507,6 +533,11 @@ class Store:
         return await self._hashes(experiment_ids, "buckets")
 
     @translated
+    async def mix_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Assignments per time bucket and device class (parse with parse_mix_buckets)."""
+        return await self._hashes(experiment_ids, "mixbuckets")
+
+    @translated
     async def engagement_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
         """Per variant engagement totals (parse with parse_counters): for an experiment whose
         reward counts engaged views."""
@@ -590,7 +621,8 @@ class Store:
                                  records: list[AssignmentRecord]) -> int:
         """One experiment's group of a batch; -1 when Redis had applied this (writer, seq) before."""
         return await self._record_assignments(
-            keys={**_counter_keys(experiment_id), "writers": _k(experiment_id, "writers")},
+            keys={**_counter_keys(experiment_id), "writers": _k(experiment_id, "writers"),
+                  "mixbuckets": _k(experiment_id, "mixbuckets")},
             args={"writer": writer, "seq": seq, "maxlen": self.settings.stream_maxlen,
                   **assignment_batch(records, self.settings.bucket_seconds)})
 

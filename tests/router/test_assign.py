@@ -8,7 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from croupier.router.assign import NOWHERE, Assigner, fixed_variant
+from croupier.router.assign import NOWHERE, Assigner, by_device, fixed_variant
+from croupier.router.context import Context
 from croupier.router.experiments import parse_experiment
 from croupier.router.metrics import Metrics
 from croupier.router.recorder import AssignmentRecorder
@@ -63,6 +64,16 @@ def test_a_drawn_assignment_is_queued_with_every_arms_probability():
                                                                                     "visitor-1", "email")
     assert [arm for arm, _ in queued.probabilities] == ["a", "b", "c"]
     assert sum(p for _, p in queued.probabilities) == pytest.approx(1.0)
+
+
+def test_the_visitors_device_class_is_queued_with_the_assignment():
+    exp = experiment(segment_keys=["device"])
+    core = core_for(exp)
+    placement = core.place(exp, Context(device="tablet"))
+    core.record(exp, core.draw(exp, placement), "visitor-1", "new", NOW, placement)
+    core.record(exp, core.draw(exp), "visitor-2", "new", NOW)  # no context: not known
+    assert [r.device for r in core.recorder.pending] == ["tablet", ""]
+    assert by_device("mobile") is by_device("mobile") and by_device("mobile").arms is None
 
 
 def test_nothing_is_drawn_before_the_snapshot_has_arms():

@@ -35,6 +35,21 @@ def test_counters_are_summed_per_field_and_splits_numbered_once():
     ]
 
 
+def test_device_classes_are_counted_per_bucket_without_a_string_per_visitor():
+    batch = assignment_batch([
+        AssignmentRecord("demo", "a", "v1", "new", HALF, 60.0, device="mobile"),
+        AssignmentRecord("demo", "b", "v2", "new", HALF, 61.0, device="mobile"),
+        AssignmentRecord("demo", "a", "v3", "new", HALF, 62.0, device="desktop"),
+        AssignmentRecord("demo", "b", "v4", "new", HALF, 63.0),  # the channels API without a context
+        AssignmentRecord("demo", "a", "v5", "new", HALF, 64.0, device="smartwatch"),  # a caller's own token
+        AssignmentRecord("demo", "a", "v6", "new", HALF, 65.0, device="fridge"),
+        AssignmentRecord("demo", "b", "v7", "new", HALF, 125.0, device="mobile"),
+    ], bucket_seconds=60)
+    assert rows(batch["mix_trials"]) == [["60:device=mobile", "2"], ["60:device=desktop", "1"],
+                                         ["60:device=unknown", "1"], ["60:device=other", "2"],
+                                         ["120:device=mobile", "1"]]
+
+
 def test_a_stray_separator_cannot_shift_a_field():
     batch = assignment_batch([AssignmentRecord("demo", "a", "odd\tvisitor\n", "new", HALF, 0.0)], bucket_seconds=60)
     assert rows(batch["entries"]) == [["a", "odd visitor ", "new", "1", "0", "", ""]]

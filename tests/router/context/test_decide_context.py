@@ -76,6 +76,17 @@ def test_plain_experiments_keep_v1_tokens_and_read_no_context():
     assert decider.decide("x", "/plain/", IPHONE, {}, NOW).cookie.split("=", 1)[1].startswith("v1.")
 
 
+def test_the_device_class_is_recorded_whether_or_not_the_experiment_reads_a_context():
+    plain, seg = experiment("plain"), experiment("seg", segment_keys=["device"])
+    decider, recorder = decider_for([plain, seg])
+    decider.context_reader = None  # a plain experiment still reads no context: the device class alone
+    decider.decide("x", "/plain/", IPHONE, {}, NOW)
+    decider.decide("x", "/plain/", "", {}, NOW)
+    decider, recorder_seg = decider_for([plain, seg])
+    decider.decide("x", "/seg/", DESKTOP, {}, NOW)
+    assert [r.device for r in recorder.pending + recorder_seg.pending] == ["mobile", "unknown", "desktop"]
+
+
 def test_a_contextual_policy_chooses_per_visitor_and_records_features():
     ctx = experiment("ctx", policy="linear_thompson", policy_params={"dimensions": 32, "exploration": 0.05})
     decider, recorder = decider_for([ctx])
