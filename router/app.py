@@ -57,7 +57,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     admin = AdminAPI(settings, store, snapshots)
     channels = ChannelsAPI(settings, store, core)
     webhooks = WebhooksAPI(store, admin.guarded)  # the admin API's token check
-    guardrails = GuardrailsAPI(store, admin.guarded)
+    guardrails = GuardrailsAPI(store, admin.guarded, admin.experiment)
     # alerts: raised by the monitor (and later checks), delivered by whichever router holds the lease
     lease = Lease(store, settings.alert_lease_seconds)
     outbox = Outbox(store, metrics, settings.alert_stream_maxlen)

@@ -21,26 +21,22 @@ from starlette.routing import Route
 from croupier.router.experiments import Experiment
 from croupier.router.guardrail_check import metric_stats
 from croupier.router.guardrails import evaluate
-from croupier.router.store import ExperimentNotFound, Store, parse_breaches, parse_counters
+from croupier.router.store import Store, parse_breaches, parse_counters
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 class GuardrailsAPI:
-    def __init__(self, store: Store, guarded: Callable[[Handler], Handler]) -> None:
+    def __init__(self, store: Store, guarded: Callable[[Handler], Handler],
+                 experiment: Callable[[str], Awaitable[Experiment]]) -> None:
         self.store = store
         self.guarded = guarded
+        self._experiment = experiment  # the admin API's: the registry's record, or 404
 
     def routes(self) -> list[Route]:
         g = self.guarded
         return [Route("/experiments/{id}/guardrails", g(self.show), methods=["GET"]),
                 Route("/experiments/{id}/guardrails/{variant}", g(self.clear), methods=["DELETE"])]
-
-    async def _experiment(self, exp_id: str) -> Experiment:
-        experiment = await self.store.get_experiment(exp_id)
-        if experiment is None:
-            raise ExperimentNotFound(exp_id)
-        return experiment
 
     async def show(self, request: Request) -> Response:
         e = await self._experiment(request.path_params["id"])

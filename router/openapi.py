@@ -394,6 +394,23 @@ OPENAPI = {
                         "application/json": {"schema": {"$ref": "#/components/schemas/ModelPrior"}}}},
                         **_errors(404, 422)}},
         },
+        "/experiments/{id}/guardrails": {
+            "parameters": [_EXP_PARAM],
+            "get": {"summary": "Each guardrail, and per variant but control its verdict now (variant - control, "
+                               "its always-valid interval, the samples) and the breach it holds with its evidence",
+                    "responses": {"200": {"description": "guardrails and verdicts", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["experiment", "control", "guardrails", "variants"],
+                                   "properties": {"experiment": {"type": "string"}, "control": {"type": "string"},
+                                                  "guardrails": {"type": "array", "items": {"type": "object"}},
+                                                  "variants": {"type": "array", "items": {"type": "object"}}}}}}},
+                                  **_errors(404)}},
+        },
+        "/experiments/{id}/guardrails/{variant}": {
+            "parameters": [_EXP_PARAM, {"name": "variant", "in": "path", "required": True,
+                                        "schema": _string(rules.ARM)}],
+            "delete": {"summary": "Clear a variant's guardrail breach: it competes again, and is not breached again",
+                       "responses": {"204": {"description": "cleared"}, **_errors(404)}},
+        },
         "/experiments/{id}/alerts": {
             "parameters": [_EXP_PARAM],
             "get": {"summary": "The experiment's latest alerts (srm, guardrail, drift, ...), newest first, at most 50",

@@ -144,7 +144,9 @@ def test_openapi_document_lists_every_route(api):
                                  "/experiments", "/experiments/{id}", "/experiments/{id}/promote",
                                  "/experiments/{id}/stats", "/experiments/{id}/timeseries", "/experiments/{id}/variants",
                                  "/experiments/{id}/variants/{vid}", "/experiments/{id}/model",
-                                 "/experiments/{id}/model/prior", "/webhooks", "/webhooks/{id}"}
+                                 "/experiments/{id}/model/prior", "/experiments/{id}/guardrails",
+                                 "/experiments/{id}/guardrails/{variant}", "/experiments/{id}/alerts",
+                                 "/webhooks", "/webhooks/{id}"}
 
 
 def test_health_endpoints(redis_url):
