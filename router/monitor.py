@@ -56,7 +56,8 @@ from croupier.router.history import bucket_arrays
 from croupier.router.metrics import Metrics
 from croupier.router.refresh import SnapshotKeeper
 from croupier.router.statistics import SRM_ALERT_P, srm_check
-from croupier.router.store import Store, StoreUnavailable, parse_breaches, parse_buckets, parse_counters
+from croupier.router.store import (Store, StoreUnavailable, parse_breaches, parse_buckets, parse_counters,
+                                   parse_mix_buckets)
 
 log = logging.getLogger("croupier.monitor")
 
@@ -108,6 +109,8 @@ READERS: dict[str, Reader] = {
     "engagement": Reader(lambda store, ids: store.engagement_hashes(ids), parse_counters),
     # variant → its guardrail breach, held or cleared (router/guardrail_check.py)
     "breaches": Reader(lambda store, ids: store.breach_hashes(ids), parse_breaches),
+    # bucket start → context field → value → assignments (the traffic's mix)
+    "mix": Reader(lambda store, ids: store.mix_hashes(ids), parse_mix_buckets),
 }
 
 
@@ -161,8 +164,8 @@ class SampleRatioCheck(Check):
 
 def default_checks(metrics: Metrics | None) -> list[Check]:
     """The checks every router runs."""
-    from croupier.router.monitor_checks import DriftCheck, GuardrailCheck  # they build on this module
-    return [SampleRatioCheck(metrics), GuardrailCheck(metrics), DriftCheck(metrics)]
+    from croupier.router.monitor_checks import DriftCheck, GuardrailCheck, MixDriftCheck  # they build on this module
+    return [SampleRatioCheck(metrics), GuardrailCheck(metrics), DriftCheck(metrics), MixDriftCheck(metrics)]
 
 
 @dataclass(frozen=True)

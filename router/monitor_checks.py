@@ -1,4 +1,4 @@
-"""The monitor's checks beyond the sample ratio: guardrails and rate drift.
+"""The monitor's checks beyond the sample ratio: guardrails, rate drift and traffic-mix drift.
 
 Each runs on the monitor's worker thread for a running experiment whose counters moved
 (``croupier.router.monitor``), returns the alerts whose condition holds, and acts on the
@@ -9,10 +9,16 @@ new ones before they are raised:
   caps the variant in every router's next split; the alert's episode lasts as long as the
   breach is held, and ends when a marketer clears it.
 - ``DriftCheck``: a change in an arm's conversion rate over the recent time buckets
-  (``croupier.router.drift.rate_drift``, a change-point test on the mix-adjusted rate, so
-  a shift in who visits is not read as the page getting worse). With ``on_drift:
+  (``croupier.router.drift.rate_drift``, a change-point test; the buckets count per arm,
+  not per device, so the rate is not mix-adjusted here and a shift in who visits can move
+  it too: ``MixDriftCheck`` reports that shift apart). With ``on_drift:
   "forget"`` the arm's evidence from before the change is set aside (its counts then,
   kept in the stats hash and subtracted by ``croupier.router.snapshot.arm_stats``).
+- ``MixDriftCheck``: a change in who visits (the share of each device class among the
+  assignments of the recent buckets against the buckets before them,
+  ``croupier.router.drift.mix_drift``), raised apart from any rate change, as kind
+  ``mix``: more mobile visitors is not the page getting worse. It only informs; nothing
+  is set aside.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from croupier.router.alerts import Alert
-from croupier.router.drift import rate_drift
+from croupier.router.drift import MIN_MIX_VIEWS, PSI_SIGNIFICANT, mix_drift, rate_drift
+from croupier.router.experiments import Experiment
 from croupier.router.guardrail_check import check as guardrail_breaches
 from croupier.router.history import bucket_arrays
 from croupier.router.metrics import Metrics
@@ -28,6 +35,8 @@ from croupier.router.monitor import Check, Observation, _remove
 from croupier.router.store import Store
 
 DRIFT_WINDOW = 360  # time buckets the detector looks back over (6 hours of 60 s buckets)
+MIX_RECENT = 60  # time buckets whose traffic mix is compared (an hour of 60 s buckets) ...
+MIX_REFERENCE = 1440  # ... with that of the buckets before them (a day of 60 s buckets)
 
 
 class GuardrailCheck(Check):
@@ -137,3 +146,70 @@ class DriftCheck(Check):
 
 def _when(bucket_start: int) -> str:
     return np.datetime_as_string(np.datetime64(int(bucket_start), "s"), unit="m") + " UTC"
+
+
+class MixDriftCheck(Check):
+    """The device classes' shares of the assignments in the last ``recent`` time buckets against
+    the ``reference`` buckets before them: PSI above ``threshold`` with ``min_views`` assignments
+    in each window is a shift (``drift.mix_drift``). Buckets without assignments are not
+    stored, so a quiet experiment's windows reach further back, as ``DriftCheck``'s does."""
+
+    name = "mix"
+    kinds = ("mix",)
+    reads = ("mix",)
+    field = "device"
+
+    def __init__(self, metrics: Metrics | None = None, recent: int = MIX_RECENT, reference: int = MIX_REFERENCE,
+                 threshold: float = PSI_SIGNIFICANT, min_views: int = MIN_MIX_VIEWS) -> None:
+        if recent < 1 or reference < 1:
+            raise ValueError(f"MixDriftCheck: recent ({recent}) and reference ({reference}) must be at least 1 bucket")
+        self.metrics = metrics
+        self.recent = recent
+        self.reference = reference
+        self.threshold = threshold
+        self.min_views = min_views
+
+    def run(self, seen: Observation) -> list[Alert]:
+        e = seen.experiment
+        buckets = seen.data["mix"]
+        starts = list(buckets)[-(self.recent + self.reference):]
+        windows = {"reference": starts[:-self.recent], "recent": starts[-self.recent:]}
+        alerts = []
+        if windows["reference"]:
+            counts = {name: self._counts(buckets, window) for name, window in windows.items()}
+            categories = sorted(counts["reference"].keys() | counts["recent"].keys())
+            if len(categories) >= 2:
+                ref, now = ([counts[name].get(c, 0.0) for c in categories] for name in ("reference", "recent"))
+                found = mix_drift(ref, now, threshold=self.threshold, min_views=self.min_views)
+                if bool(found.shifted):
+                    alerts.append(self._alert(e, categories, ref, now, float(found.psi), float(found.js), windows))
+        if self.metrics is not None:
+            self.metrics.drift_detected.labels(experiment=e.id, kind="mix").set(int(bool(alerts)))
+        return alerts
+
+    def _counts(self, buckets: dict[int, dict[str, dict[str, float]]], starts: list[int]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for start in starts:
+            for category, n in buckets[start].get(self.field, {}).items():
+                out[category] = out.get(category, 0.0) + n
+        return out
+
+    def _alert(self, e: Experiment, categories: list[str], ref: list[float], now: list[float], psi: float,
+               js: float, windows: dict[str, list[int]]) -> Alert:
+        before = dict(zip(categories, np.asarray(ref) / sum(ref)))
+        after = dict(zip(categories, np.asarray(now) / sum(now)))
+        moved = max(categories, key=lambda c: after[c] - before[c])  # named by who arrives more
+        summary = (f"Traffic mix of experiment {e.id} shifted: {moved} {before[moved]:.0%} -> {after[moved]:.0%} "
+                   f"(PSI {psi:.2f})")
+        details = {"kind": "mix", "field": self.field, "psi": round(psi, 4), "js": round(js, 4),
+                   "threshold": self.threshold, "min_views": self.min_views,
+                   "reference": {c: round(float(x), 4) for c, x in before.items()},
+                   "recent": {c: round(float(x), 4) for c, x in after.items()},
+                   "windows": {name: {"first": int(windows[name][0]), "last": int(windows[name][-1]),
+                                      "buckets": len(windows[name]), "views": int(sum(counts))}
+                               for name, counts in (("reference", ref), ("recent", now))}}
+        return Alert("mix", e.id, summary, tenant=e.tenant, details=details)
+
+    def forget(self, experiment_id: str) -> None:
+        if self.metrics is not None:
+            _remove(self.metrics.drift_detected, experiment_id, "mix")
