@@ -38,7 +38,7 @@ class Failed(RuntimeError):
 
 
 async def train(redis_url: str, experiment: str, progress: Progress, *, l2: float, bits: int) -> dict[str, Any]:
-    entries, goal = await read_stream(redis_url, experiment, progress)
+    entries, goal, _ = await read_stream(redis_url, experiment, progress)  # the model predicts conversions
     if not goal:
         raise Failed(f"experiment {experiment!r} not found in the registry")
     log, report = join_log(entries, goal)
