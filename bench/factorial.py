@@ -269,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prior-scale", type=float, help="the factorial policy's prior_scale (default: its own)")
+    parser.add_argument("--temperature", type=float, help="the factorial policy's temperature (default: its own)")
     args = parser.parse_args(argv)
-    params = {} if args.prior_scale is None else {"prior_scale": args.prior_scale}
+    params = {name: value for name, value in (("prior_scale", args.prior_scale), ("temperature", args.temperature))
+              if value is not None}
     if args.visitors % REFRESH or args.visitors < 10 * REFRESH or args.runs < 1:
         parser.error(f"--visitors: a multiple of {REFRESH}, at least {10 * REFRESH}; --runs: at least 1")
     started = time.perf_counter()

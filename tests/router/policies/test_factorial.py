@@ -172,12 +172,26 @@ def test_the_router_facing_probabilities_are_the_pool_shares():
     s = rng.binomial(n.astype(int), 0.04).astype(float)
     state = policy.allocate(levels, (4, 4, 4, 4), n, s, np.random.default_rng(3))
     assert isinstance(state, FactorialState)
-    coefficients = state.posterior.draws(np.random.default_rng(3), 512)
+    coefficients = state.posterior.draws(np.random.default_rng(3), 512, policy.temperature)
     by_hand = np.bincount(np.argmax(coefficients @ state.posterior.design.matrix.T, axis=1), minlength=256) / 512
     np.testing.assert_array_equal(state.probs, by_hand)
     np.testing.assert_array_equal(state.shares, state.probs)  # no floor asked for
     assert state.probs.sum() == pytest.approx(1.0)
     assert state.mean is state.posterior.mean and state.columns == state.posterior.design.columns
+
+
+def test_the_temperature_scales_the_pools_covariance_and_leaves_the_posterior_alone():
+    levels = full(3, 3)
+    rng = np.random.default_rng(4)
+    n = rng.integers(100, 1000, 9).astype(float)
+    s = rng.binomial(n.astype(int), 0.05).astype(float)
+    tempered = FactorialThompson(temperature=0.5).allocate(levels, (3, 3), n, s, np.random.default_rng(0))
+    plain = FactorialThompson(temperature=1.0).allocate(levels, (3, 3), n, s, np.random.default_rng(0))
+    np.testing.assert_array_equal(tempered.mean, plain.mean)
+    np.testing.assert_array_equal(tempered.cov, plain.cov)  # the rollups read the untempered posterior
+    draws = plain.posterior.draws(np.random.default_rng(1), 200_000, 0.5)
+    np.testing.assert_allclose(np.cov(draws.T), 0.5 * plain.cov, rtol=0.03, atol=1e-4)
+    assert FactorialThompson().temperature == 0.7
 
 
 def test_the_pool_concentrates_on_the_true_best_with_enough_data():
@@ -296,6 +310,8 @@ INVALID = [
     ({"pool": 1024.0}, "pool:"),
     ({"search_above": 0}, "search_above:"),
     ({"search_above": 10 ** 6}, "search_above:"),
+    ({"temperature": 0}, "temperature:"),
+    ({"temperature": 1.5}, "temperature:"),
 ]
 
 
