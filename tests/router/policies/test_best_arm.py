@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from croupier.router.policies import ArmStats, ThompsonSampling, thompson_probabilities
+from croupier.router.policies import ArmStats, ThompsonSampling, best_arm, thompson_probabilities
 from croupier.router.policies.nonstationary import DiscountedThompson
 
 STATED = 1e-8  # the module docstring's bound for alpha, beta in [0.1, 1e7]
@@ -68,6 +68,32 @@ def test_agrees_with_two_million_monte_carlo_draws(alpha, beta):
 def test_two_arms_match_the_closed_form(a1, b1, a2, b2):
     p = thompson_probabilities([a1, a2], [b1, b2])
     assert p[1] == pytest.approx(two_arm_closed_form(a1, b1, a2, b2), abs=STATED)
+
+
+def test_two_close_arms_beside_a_far_one_with_the_most_evidence():
+    """The log-densities share a softplus centred on the arm with the most evidence (here a rate near
+    1e-8 from ten million trials); two arms near 0.5 far from it still split as the closed form says."""
+    p = thompson_probabilities([0.1, 701, 731], [1e7, 701, 671])
+    assert p[0] == pytest.approx(0.0, abs=STATED)
+    assert p[2] == pytest.approx(two_arm_closed_form(701, 701, 731, 671), abs=STATED)
+
+
+def test_shared_log_densities_agree_with_each_arms_own_form():
+    """Where an arm's density is above e^-30 of its peak, the shared form is within its stated rounding."""
+    rng = np.random.default_rng(11)
+    e, k = 400, 4
+    trials = np.floor(10 ** rng.uniform(0, 7, (e, k)))
+    rate = 10 ** rng.uniform(-3, -0.01, (e, 1)) * rng.uniform(0.8, 1.2, (e, k))
+    successes = rng.binomial(trials.astype(np.int64), np.clip(rate, 0, 1))
+    a, b = 10 ** rng.uniform(-1, 0.5, (e, 1)) + successes, 10 ** rng.uniform(-1, 0.5, (e, 1)) + trials - successes
+    mode, cut, breaks = best_arm._breakpoints(a, b, best_arm.GRADES)
+    t = best_arm._legendre_rule(best_arm.NODES)[0]
+    half = (breaks[:, 1:] - breaks[:, :-1]) / 2.0
+    y = (breaks[:, None, :-1] + half[:, None]) + half[:, None] * t[:, None]
+    own = best_arm._log_density(y[:, None] - mode[..., None, None], a[..., None, None], b[..., None, None])
+    shared = best_arm._log_densities(y, a, b, mode, cut, np.empty(own.shape))
+    bound = 3 * np.finfo(float).eps * best_arm.SHARED_REACH
+    assert np.max(np.where(own > -best_arm.TAIL, np.abs(shared - own), 0.0)) <= bound
 
 
 @pytest.mark.parametrize("k", [2, 3, 10])
