@@ -47,6 +47,8 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bench.goals import print_goals  # noqa: E402
+from bench.thompson import best_of  # noqa: E402
 from croupier.router.allocation import allocate_with_holdout  # noqa: E402
 from croupier.router.experiments import Variant  # noqa: E402
 from croupier.router.policies import ArmStats, FactorialThompson, ThompsonSampling  # noqa: E402
@@ -158,18 +160,6 @@ def run(policy: str, runs: int, visitors: int, seed: int, params: dict | None = 
     return Result(policy, regret, conversions, snapshots[marks.at] - snapshots[marks.window_start],
                   snapshots[visitors] - snapshots[marks.last_from], time.perf_counter() - started,
                   refreshes, refresh_seconds)
-
-
-def best_of(fn, repeats: int = 5, number: int = 1) -> float:
-    """Seconds per call: the fastest of ``repeats`` rounds of ``number`` calls (other load inflates it less)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - started) / number)
-    return best
 
 
 def decision_costs(sizes: tuple[int, ...], rounds: int = 100, n: int = 10_000) -> list[float]:
@@ -326,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
          "<= 2", many <= 2 * few),
     ]
     print(f"\n{time.perf_counter() - started:.0f} s with {args.workers} worker(s)")
-    for name, figure, target, ok in goals:
-        print(f"goal {name}: {figure} ({target}) {'met' if ok else 'not met'}")
+    print_goals(goals)
     return 0
 
 

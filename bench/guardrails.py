@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from bench.goals import print_goals
 from croupier.router.allocation import allocate_with_holdout
 from croupier.router.drift import PSI_SIGNIFICANT, mix_drift, watch
 from croupier.router.engagement import ACTIVE_CAP_SECONDS, ENGAGED_SECONDS
@@ -381,8 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     print("seconds per scenario: " + ", ".join(f"{name} {secs:.0f}" for name, _, secs in done))
     goals = report(results, sizes, time.perf_counter() - started)
     print(f"\n{time.perf_counter() - started:.0f} s with {args.workers} worker(s)")
-    for name, figure, target, ok in goals:
-        print(f"goal {name}: {figure} ({target}) {'met' if ok else 'not met'}")
+    print_goals(goals)
     return 0
 
 

@@ -31,8 +31,9 @@ class MonteCarloThompson(ThompsonSampling):
         return self.monte_carlo_probabilities(arms, rng)
 
 
-def best_of(fn, repeats: int, number: int) -> float:
-    """Seconds per call: the fastest of ``repeats`` rounds of ``number`` calls."""
+def best_of(fn, repeats: int = 5, number: int = 1) -> float:
+    """Seconds per call: the fastest of ``repeats`` rounds of ``number`` calls (other load on
+    a shared machine inflates the fastest least)."""
     fn()
     best = float("inf")
     for _ in range(repeats):

@@ -97,6 +97,20 @@ def launch_chromium(**context_options: Any) -> Iterator[Chromium]:
             context.close()
 
 
+@contextmanager
+def signed_in(base_url: str, token: str) -> Iterator[Chromium]:
+    """Chromium signed in to the dashboard at ``base_url`` through its login form, as a
+    marketer would; at the end, nothing the pages did may have logged an error."""
+    with launch_chromium(viewport={"width": 1360, "height": 900}) as browser:
+        page = browser.page
+        page.goto(f"{base_url}/dashboard/")
+        page.fill("#token", token)
+        page.click("form.login-form button[type=submit]")
+        page.wait_for_url(f"{base_url}/dashboard/")
+        yield browser
+        browser.assert_no_console_errors()
+
+
 @pytest.fixture
 def chromium() -> Iterator[Chromium]:
     with launch_chromium() as browser:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser import launch_chromium
+from tests.browser import signed_in
 from tests.conftest import Visitor, eventually
 
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"
@@ -56,14 +56,8 @@ def seeded(stack):
 
 @pytest.fixture(scope="module")
 def page(seeded) -> Iterator:
-    with launch_chromium(viewport={"width": 1360, "height": 900}) as browser:
-        page = browser.page
-        page.goto(f"{seeded.config.admin_url}/dashboard/login")
-        page.fill("#token", seeded.config.admin_token)
-        page.click("form.login-form button[type=submit]")
-        page.wait_for_url(f"{seeded.config.admin_url}/dashboard/")
-        yield page
-        browser.assert_no_console_errors()
+    with signed_in(seeded.config.admin_url, seeded.config.admin_token) as browser:
+        yield browser.page
 
 
 def pct(x: float | None) -> str:

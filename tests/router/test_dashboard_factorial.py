@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from croupier.scripts.processes import free_port, start_redis, start_router
-from tests.browser import launch_chromium
+from tests.browser import signed_in
 from tests.conftest import eventually
 
 TOKEN = "factorial-admin-token"
@@ -131,14 +131,8 @@ def router(tmp_path_factory) -> Iterator[Router]:
 @pytest.fixture(scope="module")
 def page(router) -> Iterator:
     """A signed-in page; at the end, nothing the pages did may have logged an error."""
-    with launch_chromium(viewport={"width": 1360, "height": 900}) as browser:
-        page = browser.page
-        page.goto(f"{router.url}/dashboard/")
-        page.fill("#token", TOKEN)
-        page.click("form.login-form button[type=submit]")
-        page.wait_for_url(f"{router.url}/dashboard/")
-        yield page
-        browser.assert_no_console_errors()
+    with signed_in(router.url, TOKEN) as browser:
+        yield browser.page
 
 
 def open_experiment(page, router: Router, experiment: str) -> None:

@@ -20,7 +20,7 @@ from croupier.router.metrics import Metrics
 from croupier.router.settings import Settings
 from croupier.router.store import Store, bucket_start, parse_counters
 from croupier.scripts.processes import free_port, start_redis, start_router
-from tests.browser import launch_chromium
+from tests.browser import signed_in
 from tests.conftest import eventually
 
 TOKEN = "guardrails-admin-token"
@@ -124,14 +124,8 @@ def router(tmp_path_factory) -> Iterator[Router]:
 @pytest.fixture(scope="module")
 def browser(router) -> Iterator:
     """A signed-in browser; at the end, nothing the pages did may have logged an error."""
-    with launch_chromium(viewport={"width": 1360, "height": 900}) as browser:
-        page = browser.page
-        page.goto(f"{router.url}/dashboard/")
-        page.fill("#token", TOKEN)
-        page.click("form.login-form button[type=submit]")
-        page.wait_for_url(f"{router.url}/dashboard/")
+    with signed_in(router.url, TOKEN) as browser:
         yield browser
-        browser.assert_no_console_errors()
 
 
 @pytest.fixture
