@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -60,6 +61,7 @@ from croupier.router.store import (Store, StoreUnavailable, parse_breaches, pars
                                    parse_mix_buckets)
 
 log = logging.getLogger("croupier.monitor")
+LOOK_BATCH = 200  # experiments a look checks at most (the others wait for the next looks)
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,8 @@ class Finding:
 
 class Monitor:
     def __init__(self, monitor_interval: float, store: Store, snapshots: SnapshotKeeper, outbox: Outbox,
-                 lease: Lease, metrics: Metrics, checks: Sequence[Check] | None = None) -> None:
+                 lease: Lease, metrics: Metrics, checks: Sequence[Check] | None = None,
+                 batch: int = LOOK_BATCH) -> None:
         self.interval = monitor_interval
         self.store = store
         self.snapshots = snapshots
@@ -190,6 +193,8 @@ class Monitor:
         self._kinds = {kind for check in self.checks for kind in check.kinds}
         # experiment → (its record, its counters) at the last look, compared by identity
         self._seen: dict[str, tuple[Experiment, object]] = {}
+        self._looked: dict[str, float] = {}  # experiment → when a look last ran its checks on it
+        self.batch = batch
         self._failing: set[tuple[str, str]] = set()  # (check, experiment) whose failure was logged
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
@@ -204,6 +209,12 @@ class Monitor:
         running = {exp_id: e for exp_id, e in snapshot.experiments.items() if e.status == "running"}
         self._forget([exp_id for exp_id in self._seen if exp_id not in running])
         changed = [e for exp_id, e in running.items() if not self._same(exp_id, e, snapshot.counters.get(exp_id))]
+        if len(changed) > self.batch:
+            # A look reads each changed experiment's time buckets and more, and the replies are
+            # parsed on the loop that answers decisions: at 10,000 experiments a first look at
+            # all of them stalled it for a second. The ones looked at longest ago go first; the
+            # rest stay changed and come at the next looks.
+            changed = heapq.nsmallest(self.batch, changed, key=lambda e: self._looked.get(e.id, 0.0))
         findings: list[Finding] = []
         if changed:
             ids = [e.id for e in changed]
@@ -211,7 +222,9 @@ class Monitor:
             raw = {name: await READERS[name].fetch(self.store, ids) for name in wanted}
             findings = await self._in_worker(self._run_checks, changed, snapshot.counters, raw, time.time())
         raised, failed = await self._apply(findings, running)
+        looked = time.monotonic()
         for e in changed:
+            self._looked[e.id] = looked
             if e.id not in failed:  # a check that failed (or could not act) runs again at the next look
                 self._seen[e.id] = (e, snapshot.counters.get(e.id))
         return raised
@@ -282,6 +295,7 @@ class Monitor:
             for check in self.checks:
                 check.forget(exp_id)
             self._seen.pop(exp_id, None)
+            self._looked.pop(exp_id, None)
 
     async def _in_worker(self, fn, *args: Any) -> Any:
         # a thread of its own: checks on thousands of experiments never hold the loop that

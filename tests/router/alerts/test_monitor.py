@@ -175,3 +175,32 @@ def test_alerts_a_check_could_not_act_on_are_tried_again_at_the_next_look(redis_
         assert await h.look() == 1  # nothing changed, and still it is looked at again
         assert h.gauge("croupier_alert_failures_total", task="act", error="ValueError") == 1
     scenario(redis_url, work, checks=[check])
+
+
+def test_a_look_checks_at_most_a_batch_the_longest_unlooked_first(redis_url):
+    """Thousands of experiments changed at once (a router's first look) are checked a batch
+    per look, so no look parses every experiment's buckets on the decision loop."""
+    seen: list[str] = []
+
+    class Recording(Check):
+        name, kinds = "recording", ("recording",)
+
+        def run(self, observation: Observation) -> list[Alert]:
+            seen.append(observation.experiment.id)
+            return []
+
+    async def work(h: Harness) -> None:
+        h.monitor.batch = 2
+        for exp_id in ("e1", "e2", "e3", "e4", "e5"):
+            await h.store.create_experiment(parse_experiment(experiment(exp_id)))
+        looks = []
+        for _ in range(3):
+            seen.clear()
+            await h.look()
+            looks.append(sorted(seen))
+        assert [len(look) for look in looks] == [2, 2, 1]
+        assert sorted(sum(looks, [])) == ["e1", "e2", "e3", "e4", "e5"]  # each once
+        seen.clear()
+        await h.look()
+        assert seen == []  # nothing changed since
+    scenario(redis_url, work, checks=[Recording()])
