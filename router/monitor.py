@@ -61,7 +61,7 @@ from croupier.router.store import (Store, StoreUnavailable, parse_breaches, pars
                                    parse_mix_buckets)
 
 log = logging.getLogger("croupier.monitor")
-LOOK_BATCH = 200  # experiments a look checks at most (the others wait for the next looks)
+LOOK_BATCH = 100  # experiments a look checks at most (the others wait for the next looks)
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,10 @@ class Monitor:
         running = {exp_id: e for exp_id, e in snapshot.experiments.items() if e.status == "running"}
         self._forget([exp_id for exp_id in self._seen if exp_id not in running])
         changed = [e for exp_id, e in running.items() if not self._same(exp_id, e, snapshot.counters.get(exp_id))]
+        for e in [e for e in changed if not snapshot.counters.get(e.id)]:
+            # no visitor yet: nothing any check could find (most of a large registry, at first)
+            self._seen[e.id] = (e, snapshot.counters.get(e.id))
+        changed = [e for e in changed if snapshot.counters.get(e.id)]
         if len(changed) > self.batch:
             # A look reads each changed experiment's time buckets and more, and the replies are
             # parsed on the loop that answers decisions: at 10,000 experiments a first look at

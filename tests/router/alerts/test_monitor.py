@@ -191,8 +191,10 @@ def test_a_look_checks_at_most_a_batch_the_longest_unlooked_first(redis_url):
 
     async def work(h: Harness) -> None:
         h.monitor.batch = 2
-        for exp_id in ("e1", "e2", "e3", "e4", "e5"):
+        for exp_id in ("e1", "e2", "e3", "e4", "e5", "idle"):
             await h.store.create_experiment(parse_experiment(experiment(exp_id)))
+            if exp_id != "idle":  # without a visitor there is nothing to check
+                await h.assign(exp_id, {"a": 10, "b": 10})
         looks = []
         for _ in range(3):
             seen.clear()
