@@ -126,7 +126,7 @@ def _remove(gauge, *labels: str) -> None:
 class SampleRatioCheck(Check):
     """Sample-ratio mismatch: the assignments per period against the shares the policy gave
     then (``statistics.srm_check`` on the time buckets, as the stats endpoint does). Sets
-    ``croupier_srm_p_value`` and ``croupier_srm_mismatch``."""
+    ``croupier_srm_p_value`` and ``croupier_srm_mismatch`` while a mismatch holds."""
 
     name = "srm"
     kinds = ("srm",)
@@ -144,8 +144,13 @@ class SampleRatioCheck(Check):
             return []
         result = srm_check(periods["trials"], periods["expected"], alert_p=self.alert_p)
         if self.metrics is not None:
-            self.metrics.srm_p_value.labels(experiment=e.id).set(result["p_value"])
-            self.metrics.srm_mismatch.labels(experiment=e.id).set(int(result["alert"]))
+            # series only while the mismatch holds: with thousands of experiments a series each
+            # would make every scrape (and the router rendering it) grow with the registry
+            if result["alert"]:
+                self.metrics.srm_p_value.labels(experiment=e.id).set(result["p_value"])
+                self.metrics.srm_mismatch.labels(experiment=e.id).set(1)
+            else:
+                self.forget(e.id)
         if not result["alert"]:
             return []
         unexpected = result["unexpected_assignments"]

@@ -131,7 +131,10 @@ class DriftCheck(Check):
                              "relative_change": change, "statistic": float(found.statistic[k]),
                              "on_drift": e.on_drift, "before": before}))
         if self.metrics is not None:
-            self.metrics.drift_detected.labels(experiment=e.id, kind="rate").set(int(bool(alerts)))
+            if alerts:  # a series only while drift holds (see SampleRatioCheck)
+                self.metrics.drift_detected.labels(experiment=e.id, kind="rate").set(1)
+            else:
+                _remove(self.metrics.drift_detected, e.id, "rate")
         return alerts
 
     async def act(self, store: Store, alerts: list[Alert]) -> None:
@@ -184,7 +187,10 @@ class MixDriftCheck(Check):
                 if bool(found.shifted):
                     alerts.append(self._alert(e, categories, ref, now, float(found.psi), float(found.js), windows))
         if self.metrics is not None:
-            self.metrics.drift_detected.labels(experiment=e.id, kind="mix").set(int(bool(alerts)))
+            if alerts:  # a series only while drift holds (see SampleRatioCheck)
+                self.metrics.drift_detected.labels(experiment=e.id, kind="mix").set(1)
+            else:
+                _remove(self.metrics.drift_detected, e.id, "mix")
         return alerts
 
     def _counts(self, buckets: dict[int, dict[str, dict[str, float]]], starts: list[int]) -> dict[str, float]:
