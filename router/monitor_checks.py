@@ -130,11 +130,7 @@ class DriftCheck(Check):
                              "rate_before": float(found.rate_before[k]), "rate_after": float(found.rate_after[k]),
                              "relative_change": change, "statistic": float(found.statistic[k]),
                              "on_drift": e.on_drift, "before": before}))
-        if self.metrics is not None:
-            if alerts:  # a series only while drift holds (see SampleRatioCheck)
-                self.metrics.drift_detected.labels(experiment=e.id, kind="rate").set(1)
-            else:
-                _remove(self.metrics.drift_detected, e.id, "rate")
+        _flag_drift(self.metrics, e.id, "rate", bool(alerts))
         return alerts
 
     async def act(self, store: Store, alerts: list[Alert]) -> None:
@@ -145,6 +141,16 @@ class DriftCheck(Check):
     def forget(self, experiment_id: str) -> None:
         if self.metrics is not None:
             _remove(self.metrics.drift_detected, experiment_id, "rate")
+
+
+def _flag_drift(metrics: Metrics | None, experiment_id: str, kind: str, detected: bool) -> None:
+    """``croupier_drift_detected``: a series only while drift holds (see SampleRatioCheck)."""
+    if metrics is None:
+        return
+    if detected:
+        metrics.drift_detected.labels(experiment=experiment_id, kind=kind).set(1)
+    else:
+        _remove(metrics.drift_detected, experiment_id, kind)
 
 
 def _when(bucket_start: int) -> str:
@@ -186,11 +192,7 @@ class MixDriftCheck(Check):
                 found = mix_drift(ref, now, threshold=self.threshold, min_views=self.min_views)
                 if bool(found.shifted):
                     alerts.append(self._alert(e, categories, ref, now, float(found.psi), float(found.js), windows))
-        if self.metrics is not None:
-            if alerts:  # a series only while drift holds (see SampleRatioCheck)
-                self.metrics.drift_detected.labels(experiment=e.id, kind="mix").set(1)
-            else:
-                _remove(self.metrics.drift_detected, e.id, "mix")
+        _flag_drift(self.metrics, e.id, "mix", bool(alerts))
         return alerts
 
     def _counts(self, buckets: dict[int, dict[str, dict[str, float]]], starts: list[int]) -> dict[str, float]:
