@@ -11,6 +11,7 @@ import secrets
 
 import httpx
 
+from bench.experiments import wait_for_pickup
 from tests.conftest import BROWSER_UA, eventually, page_variant
 from tests.router.alerts.conftest import Receiver, verify
 
@@ -30,6 +31,9 @@ def test_a_breach_caps_the_variant_alerts_and_is_cleared(make_stack):
                              {"id": "b", "upstream": f"127.0.0.1:{base + 1}"}],
                 "guardrails": [{"metric": "bounce_rate", "threshold": 0.05, "min_sample": 60}]}).raise_for_status()
         stack.reload_nginx()
+        # until the reloaded NGINX and the router both know the experiment (an old worker
+        # closes its keep-alive connections as it goes)
+        wait_for_pickup(stack.config.base_url, "gr", "/gr/", timeout=30)
         rand = random.Random(5)
         # b converts twice as often as a, but 85% of its visitors leave at once (a: 35%)
         truth = {"a": (0.10, 0.65), "b": (0.20, 0.15)}
