@@ -3,13 +3,15 @@ free loopback ports, started and stopped by process id (scripts/processes.py).""
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from croupier.scripts.processes import free_port, free_port_block, start_redis
+from croupier.scripts.processes import free_port, free_port_block, start_redis, start_router
 from croupier.scripts.simulate import BROWSER_UA  # noqa: F401  (tests import it from here)
 from croupier.scripts.stack import LocalStack, StackConfig
 
@@ -53,6 +55,23 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
     stack = LocalStack(stack_config(tmp_path_factory.mktemp("stack"))).start()
     yield stack
     stack.stop()
+
+
+@contextlib.contextmanager
+def redis_and_router(run_dir: Path, env: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A redis-server and a router process of their own, on free ports: ``(router URL, Redis
+    URL)``; both stopped at the end. ``env``: the router's settings beyond its Redis URL."""
+    redis_port, port = free_port(), free_port()
+    redis = start_redis(run_dir, redis_port)
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    server = None
+    try:
+        server = start_router(run_dir, port, {"CROUPIER_REDIS_URL": redis_url, **env})
+        yield f"http://127.0.0.1:{port}", redis_url
+    finally:
+        if server is not None:
+            server.stop()
+        redis.stop()
 
 
 @pytest.fixture

@@ -5,14 +5,12 @@ the marketer picks, the strongest interactions, and only the top combinations un
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from croupier.scripts.processes import free_port, start_redis, start_router
 from tests.browser import signed_in
-from tests.conftest import eventually
+from tests.conftest import eventually, redis_and_router
 
 TOKEN = "factorial-admin-token"
 SECRET = "s" * 32
@@ -99,33 +97,24 @@ class Router:
 
 @pytest.fixture(scope="module")
 def router(tmp_path_factory) -> Iterator[Router]:
-    run_dir: Path = tmp_path_factory.mktemp("factorial")
-    redis_port, port = free_port(), free_port()
-    redis = start_redis(run_dir, redis_port)
-    server = router = None
-    try:
-        server = start_router(run_dir, port, {
-            "CROUPIER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROUPIER_SECRET": SECRET,
-            "CROUPIER_ADMIN_TOKEN": TOKEN, "CROUPIER_API_KEYS": f"default:{API_KEY}",
-            "CROUPIER_REFRESH_INTERVAL": "0.2", "CROUPIER_FLUSH_INTERVAL": "0.05"})
-        router = Router(f"http://127.0.0.1:{port}")
-        for body in (MVT, WIDE, PLAIN):
-            response = router.admin.post("/experiments", json=body)
-            assert response.status_code == 201, response.text
-        # the savings headline with cashback converts, nothing else does
-        converted = feed(f"{router.url}/api/v1", "mvt", 80,
-                         lambda arm: arm.startswith("savings_") and arm.endswith("_cashback"))
-        assert converted, "no customer got the savings headline with cashback"
-        router.counted("mvt", 80, converted)
-        wide = feed(f"{router.url}/api/v1", "wide", 150, lambda arm: arm.startswith("hero_"))
-        router.counted("wide", 150, wide)
-        yield router
-    finally:
-        if router is not None:
+    env = {"CROUPIER_SECRET": SECRET, "CROUPIER_ADMIN_TOKEN": TOKEN, "CROUPIER_API_KEYS": f"default:{API_KEY}",
+           "CROUPIER_REFRESH_INTERVAL": "0.2", "CROUPIER_FLUSH_INTERVAL": "0.05"}
+    with redis_and_router(tmp_path_factory.mktemp("factorial"), env) as (url, _):
+        router = Router(url)
+        try:
+            for body in (MVT, WIDE, PLAIN):
+                response = router.admin.post("/experiments", json=body)
+                assert response.status_code == 201, response.text
+            # the savings headline with cashback converts, nothing else does
+            converted = feed(f"{router.url}/api/v1", "mvt", 80,
+                             lambda arm: arm.startswith("savings_") and arm.endswith("_cashback"))
+            assert converted, "no customer got the savings headline with cashback"
+            router.counted("mvt", 80, converted)
+            wide = feed(f"{router.url}/api/v1", "wide", 150, lambda arm: arm.startswith("hero_"))
+            router.counted("wide", 150, wide)
+            yield router
+        finally:
             router.admin.close()
-        if server is not None:
-            server.stop()
-        redis.stop()
 
 
 @pytest.fixture(scope="module")

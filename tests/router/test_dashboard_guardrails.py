@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,9 +18,8 @@ from croupier.router.guardrail_check import check
 from croupier.router.metrics import Metrics
 from croupier.router.settings import Settings
 from croupier.router.store import Store, bucket_start, parse_counters
-from croupier.scripts.processes import free_port, start_redis, start_router
 from tests.browser import signed_in
-from tests.conftest import eventually
+from tests.conftest import eventually, redis_and_router
 
 TOKEN = "guardrails-admin-token"
 SECRET = "s" * 32
@@ -96,29 +94,19 @@ class Router:
 
 @pytest.fixture(scope="module")
 def router(tmp_path_factory) -> Iterator[Router]:
-    run_dir: Path = tmp_path_factory.mktemp("guardrails")
-    redis_port, port = free_port(), free_port()
-    redis = start_redis(run_dir, redis_port)
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    server = router = None
-    try:
-        # no monitor: the breach and the alerts are the ones written here, nothing it might add
-        server = start_router(run_dir, port, {"CROUPIER_REDIS_URL": redis_url, "CROUPIER_SECRET": SECRET,
-                                              "CROUPIER_ADMIN_TOKEN": TOKEN, "CROUPIER_ALERTS": "0",
-                                              "CROUPIER_REFRESH_INTERVAL": "0.2"})
-        url = f"http://127.0.0.1:{port}"
+    # no monitor: the breach and the alerts are the ones written here, nothing it might add
+    env = {"CROUPIER_SECRET": SECRET, "CROUPIER_ADMIN_TOKEN": TOKEN, "CROUPIER_ALERTS": "0",
+           "CROUPIER_REFRESH_INTERVAL": "0.2"}
+    with redis_and_router(tmp_path_factory.mktemp("guardrails"), env) as (url, redis_url):
         with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {TOKEN}"}) as api:
             for body in (GUARDED, PLAIN, OTHER):
                 response = api.post("/experiments", json=body)
                 assert response.status_code == 201, response.text
         router = Router(url, seed(redis_url))
-        yield router
-    finally:
-        if router is not None:
+        try:
+            yield router
+        finally:
             router.admin.close()
-        if server is not None:
-            server.stop()
-        redis.stop()
 
 
 @pytest.fixture(scope="module")

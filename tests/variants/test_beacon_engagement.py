@@ -3,25 +3,13 @@ reports, how often, and what it counts. (Through the whole stack: tests/e2e.)"""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.browser import chromium  # noqa: F401  (fixture)
 from tests.e2e.test_engagement_in_browser import emulate_visibility
-from tests.variants.site import BeaconRecorder, router_stand_in, serve
-from tests.variants.test_page_in_browser import EXAMPLE, PAGE, open_page, wait_for
-from croupier.variants.app import create_app
-from croupier.variants.params import load_params
+from tests.variants.site import BeaconRecorder
+# the page served through the router stand-in, as the page's own browser tests have it
+from tests.variants.test_page_in_browser import PAGE, open_page, recorder, site, wait_for  # noqa: F401
 
 
-@pytest.fixture
-def recorder():
-    return BeaconRecorder()
-
-
-@pytest.fixture
-def site(recorder):
-    with serve(router_stand_in(create_app(load_params(EXAMPLE)), recorder)) as url:
-        yield url
 
 
 def reports(recorder: BeaconRecorder) -> list[dict]:
