@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test bench-policies bench-load bench-scale bench-context bench-experiments bench-factorial bench-guardrails clean
+.PHONY: demo stack test bench-policies bench-load bench-scale bench-context bench-experiments bench-factorial bench-guardrails bench-batch clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -39,6 +39,9 @@ bench-factorial: $(STAMP)
 
 bench-guardrails: $(STAMP)
 	$(PY) -m bench.guardrails
+
+bench-batch: $(STAMP)
+	$(PY) -m bench.batch
 
 clean:
 	rm -rf $(VENV) run .pytest_cache
