@@ -7,7 +7,8 @@ the shape ``Store.iter_events`` yields; an entry in both the archive and the
 stream is yielded once (the stream is read only past the archive's last id).
 
 Without an archive directory (or before anything was archived) this is the
-stream alone.
+stream alone. Reading the archive needs pyarrow (the ``archive`` extra), imported
+only when there are archived files to read.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from croupier.router.archive_files import archived_files, read_entries
 from croupier.router.store import Store
 
 
 async def iter_history(store: Store, experiment_id: str, archive_dir: Path | None = None,
                        batch: int = 5000) -> AsyncIterator[tuple[str, dict]]:
     """Every event of ``experiment_id``, oldest first: archived ones, then the stream's newer ones."""
-    # The archive part is filled in with the archiver (router/archive.py); until then, the stream.
-    async for entry in store.iter_events(experiment_id, batch=batch):
+    last = "-"
+    if archive_dir is not None and archived_files(Path(archive_dir), experiment_id):
+        # file reads block: offline readers only, never the router's event loop
+        for entry in read_entries(Path(archive_dir), experiment_id, batch):
+            last = entry[0]
+            yield entry
+    async for entry in store.iter_events(experiment_id, batch=batch, after=last):
         yield entry

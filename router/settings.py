@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from croupier.router.drift import DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, MIN_MIX_VIEWS, PSI_SIGNIFICANT
 from croupier.router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, PASS_KEY, UPSTREAM
 
 log = logging.getLogger("croupier.settings")
@@ -153,6 +154,22 @@ class Settings:
         "CROUPIER_MAX_PENDING", "Assignments kept in memory while Redis is away; older ones are dropped."))
     stream_maxlen: int = field(default=1_000_000, metadata=_meta(
         "CROUPIER_STREAM_MAXLEN", "Approximate length each experiment's event stream is capped at."))
+    # the event archive (croupier-archive, router/archive.py): with it on, the archiver trims the
+    # streams past what it archived, and the routers' own cap is only a safety net
+    archive: bool = field(default=False, metadata=_meta(
+        "CROUPIER_ARCHIVE", "on: an archiver (croupier-archive) writes the event streams to Parquet and trims "
+        "them past what it archived; the routers then cap each stream at CROUPIER_ARCHIVE_MAXLEN instead of "
+        "CROUPIER_STREAM_MAXLEN. Set it on every router and the archiver alike."))
+    archive_maxlen: int = field(default=5_000_000, metadata=_meta(
+        "CROUPIER_ARCHIVE_MAXLEN", "With CROUPIER_ARCHIVE on: the approximate length past which the routers trim "
+        "a stream even if the archiver has not archived it (the archiver down that long): entries trimmed "
+        "unarchived are lost to the archive. At least CROUPIER_STREAM_MAXLEN."))
+    archive_keep_seconds: int = field(default=3600, metadata=_meta(
+        "CROUPIER_ARCHIVE_KEEP_SECONDS", "Seconds archived entries stay in the stream before the archiver trims "
+        "them (readers of the stream alone see this far back)."))
+    archive_dir: str = field(default="", metadata=_meta(
+        "CROUPIER_ARCHIVE_DIR", "Directory of the Parquet archive, for croupier-archive, croupier-ope and "
+        "croupier-model; empty: run/archive of the local stack."))
     bucket_seconds: int = field(default=60, metadata=_meta(
         "CROUPIER_BUCKET_SECONDS", "Width of the time buckets that charts and period statistics read."))
     beacon_max_bytes: int = field(default=4096, metadata=_meta(
@@ -194,6 +211,27 @@ class Settings:
     monitor_interval: float = field(default=10.0, metadata=_meta(
         "CROUPIER_MONITOR_INTERVAL", "Seconds between the monitor's looks at the running experiments whose "
         "counters changed (sample-ratio mismatch and the other checks)."))
+    # the monitor's drift checks (router/monitor_checks.py, router/drift.py), in time buckets
+    # of CROUPIER_BUCKET_SECONDS
+    drift_window: int = field(default=360, metadata=_meta(
+        "CROUPIER_DRIFT_WINDOW", "Time buckets the rate-drift check looks back over (360: six hours of "
+        "60-second buckets); a change older than this is no longer reported."))
+    drift_threshold: float = field(default=DEFAULT_THRESHOLD, metadata=_meta(
+        "CROUPIER_DRIFT_THRESHOLD", "Log-likelihood ratio above which the rate-drift check reports a change "
+        "(16 gave no false alarm in 2 million stationary reruns; lower detects sooner and alarms more)."))
+    drift_min_count: float = field(default=DEFAULT_MIN_COUNT, metadata=_meta(
+        "CROUPIER_DRIFT_MIN_COUNT", "Conversions (and non-conversions) both sides of a candidate change must "
+        "expect before the rate-drift check weighs it."))
+    mix_recent: int = field(default=60, metadata=_meta(
+        "CROUPIER_MIX_RECENT", "Time buckets whose traffic mix (the device classes' shares of the assignments) "
+        "the mix check compares ..."))
+    mix_reference: int = field(default=1440, metadata=_meta(
+        "CROUPIER_MIX_REFERENCE", "... with that of up to this many time buckets before them."))
+    mix_threshold: float = field(default=PSI_SIGNIFICANT, metadata=_meta(
+        "CROUPIER_MIX_THRESHOLD", "Population stability index (PSI) above which the mix check reports a shift "
+        "(0.2: the usual 'significant')."))
+    mix_min_views: int = field(default=MIN_MIX_VIEWS, metadata=_meta(
+        "CROUPIER_MIX_MIN_VIEWS", "Assignments each mix window needs before the mix check compares them."))
     alert_poll_interval: float = field(default=1.0, metadata=_meta(
         "CROUPIER_ALERT_POLL_INTERVAL", "Seconds between the delivering router's reads of the alert outbox "
         "(and renewals of its lease)."))
@@ -220,6 +258,18 @@ class Settings:
     alert_stream_maxlen: int = field(default=10_000, metadata=_meta(
         "CROUPIER_ALERT_STREAM_MAXLEN", "Approximate length the alert outbox stream is capped at; an alert "
         "trimmed before every webhook took it counts as dropped."))
+    # the conversion model kept current (router/retrainer.py), one router at a time under a lease
+    retrain_interval: float = field(default=3600.0, metadata=_meta(
+        "CROUPIER_RETRAIN_INTERVAL", "Seconds between scheduled training rounds of the conversion model of each "
+        "running experiment that uses one (model_weight > 0) and has new events; a rate-drift alert starts a "
+        "round sooner. A candidate replaces the current model only when better on the most recent held-out "
+        "events (docs/model.md). 0 turns retraining off."))
+    retrain_max_events: int = field(default=200_000, metadata=_meta(
+        "CROUPIER_RETRAIN_MAX_EVENTS", "The latest events (assignments and conversions) a training round reads "
+        "at most: bounds its memory and time."))
+    retrain_holdout: float = field(default=0.2, metadata=_meta(
+        "CROUPIER_RETRAIN_HOLDOUT", "The share of the most recent assignments a training round holds out to "
+        "validate the candidate and the current model on; never trained on."))
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
@@ -233,6 +283,10 @@ class Settings:
             ("flush_interval", 0 < self.flush_interval <= 60, "must be in (0, 60] seconds"),
             ("max_pending", self.max_pending >= 1, "must be at least 1"),
             ("stream_maxlen", self.stream_maxlen >= 100, "must be at least 100"),
+            ("archive_maxlen", self.archive_maxlen >= self.stream_maxlen,
+             "must be at least CROUPIER_STREAM_MAXLEN"),
+            ("archive_keep_seconds", 0 <= self.archive_keep_seconds <= 30 * 86_400,
+             "must be in [0, 2592000] seconds"),
             ("bucket_seconds", self.bucket_seconds >= 1, "must be at least 1"),
             ("beacon_max_bytes", 64 <= self.beacon_max_bytes <= 1_048_576, "must be in [64, 1048576]"),
             ("beacon_rate", 0 <= self.beacon_rate <= 1_000_000, "must be in [0, 1000000] events per second"),
@@ -242,6 +296,13 @@ class Settings:
             ("context_utc_offset", -840 <= self.context_utc_offset <= 840, "must be in [-840, 840] minutes"),
             ("max_segments", 1 <= self.max_segments <= 10_000, "must be in [1, 10000]"),
             ("monitor_interval", 0 < self.monitor_interval <= 3600, "must be in (0, 3600] seconds"),
+            ("drift_window", 2 <= self.drift_window <= 100_000, "must be in [2, 100000] buckets"),
+            ("drift_threshold", 0 < self.drift_threshold <= 1000, "must be in (0, 1000]"),
+            ("drift_min_count", 1 <= self.drift_min_count <= 1_000_000, "must be in [1, 1000000]"),
+            ("mix_recent", 1 <= self.mix_recent <= 100_000, "must be in [1, 100000] buckets"),
+            ("mix_reference", 1 <= self.mix_reference <= 100_000, "must be in [1, 100000] buckets"),
+            ("mix_threshold", 0 < self.mix_threshold <= 10, "must be in (0, 10]"),
+            ("mix_min_views", 1 <= self.mix_min_views <= 100_000_000, "must be in [1, 100000000]"),
             ("alert_poll_interval", 0 < self.alert_poll_interval <= 60, "must be in (0, 60] seconds"),
             ("alert_lease_seconds", 0.3 <= self.alert_lease_seconds <= 600
              and self.alert_lease_seconds >= 3 * self.alert_poll_interval,
@@ -254,6 +315,10 @@ class Settings:
             ("alert_concurrency", 1 <= self.alert_concurrency <= 256, "must be in [1, 256]"),
             ("alert_max_inflight", 1 <= self.alert_max_inflight <= 100_000, "must be in [1, 100000]"),
             ("alert_stream_maxlen", self.alert_stream_maxlen >= 100, "must be at least 100"),
+            ("retrain_interval", self.retrain_interval == 0 or 1 <= self.retrain_interval <= 30 * 86_400,
+             "must be 0 (off) or in [1, 2592000] seconds"),
+            ("retrain_max_events", 1000 <= self.retrain_max_events <= 10_000_000, "must be in [1000, 10000000]"),
+            ("retrain_holdout", 0.05 <= self.retrain_holdout <= 0.5, "must be in [0.05, 0.5]"),
             ("log_level", self.log_level in ("debug", "info", "warning", "error"),
              "must be debug, info, warning or error"),
             ("secret_id", re.fullmatch(r"[A-Za-z0-9_-]{1,16}", self.secret_id) is not None,

@@ -24,7 +24,12 @@ Keys:
 - ``croupier:{exp}:buckets``         hash ``<bucket>:<variant>:<counter>`` → total per time bucket
 - ``croupier:{exp}:mixbuckets``      hash ``<bucket>:device=<device class>`` → assignments per time bucket:
                                      the traffic's mix, for the monitor's mix check
-- ``croupier:{exp}:events``          capped stream of assignments and beacon events
+- ``croupier:{exp}:devbuckets``      hash ``<bucket>:<device class>|<variant>:<counter>`` → ``trials`` and
+                                     ``conv:<goal>`` per time bucket, arm and device class (a conversion's
+                                     class from the beacon's User-Agent; ``unknown`` when the channels API
+                                     cannot tell): the strata of the monitor's rate-drift check
+- ``croupier:{exp}:events``          capped stream of assignments and beacon events; the archiver reads
+                                     it through the consumer group ``archive`` (``router/archive.py``)
 - ``croupier:{exp}:writers``         hash router id → last assignment write applied (writes apply once)
 - ``croupier:{exp}:segstats``        hash ``<segment>|<variant>:<counter>`` → total per segment
 - ``croupier:{exp}:revision``        counter both recording scripts bump with every change of the
@@ -33,9 +38,28 @@ Keys:
 - ``croupier:{exp}:linear``          hash ``<variant>|<i>|<j>`` → sum of ``x_i x_j`` over assignments and
                                      ``<variant>|b|<i>`` → conversions with feature ``i`` (contextual policies)
 - ``croupier:{exp}:model``           hash: ``doc`` the trained conversion model (JSON, ``croupier.router.hybrid``),
-                                     ``version`` its version, ``seq`` the last version handed out
+                                     ``version`` its version, ``seq`` the last version handed out,
+                                     ``through`` the last event the latest training round read, ``attempted``
+                                     when it ran, ``drift`` the drift alert a round was last started for
+- ``croupier:{exp}:modelversions``   hash version → its record as JSON (figures, verdict, trigger, data range;
+                                     ``router/model_training.py``), accepted and rejected, the latest 100
+- ``croupier:{exp}:modeldocs``       hash version → the document of an accepted version, the latest 10 (rollback)
+- ``croupier:{exp}:modellive``       hash version → its live figures as JSON (on events after its data)
 - ``croupier:{exp}:conv:<visitor>:<goal>`` / ``croupier:{exp}:eid:<id>``  dedupe markers (expire)
-- ``croupier:{exp}:cust:<customer>``  the channels API's assignment of one customer, JSON (expires)
+- ``croupier:{exp}:custs:<n>``      hash customer → their assignment, ``variant|visitor|issued|propensity|
+                                     segment|features`` (``CustomerAssignment``), for the channels API and
+                                     the batch assignment of customer lists; ``n`` is one of
+                                     ``CUSTOMER_BUCKETS`` (``customer_bucket``), so each hash stays small
+                                     and compact (listpack). A bucket expires ``cookie_max_age`` after its
+                                     latest claim.
+- ``croupier:{exp}:cust:<customer>``  a customer's assignment as JSON, as the channels API stored it before
+                                     the buckets: still read (``customer_assignment``), never written
+- ``croupier:{exp}:capacity``        hash ``<variant>`` → units of its capacity used; ``lease|<variant>|<router>``
+                                     → ``units|expires (unix ms)`` a router reserved (``router/capacity.py``)
+- ``croupier:{exp}:job:<job>``       hash: a batch job's figures (``router/batch_jobs.py``); ``...:in`` its
+                                     input and ``...:out`` its results, lists of chunks of JSON lines;
+                                     ``...:lease`` the router processing it. All expire ``JOB_TTL`` after
+                                     the upload.
 - ``croupier:{exp}:engagement``      hash ``<variant>:<counter>`` → engagement total (``router/engagement.py``)
 - ``croupier:{exp}:segengagement``   hash ``<segment>|<variant>:<counter>`` → engagement total per segment
 - ``croupier:{exp}:engbuckets``      hash ``<bucket>:<variant>:<counter>`` → engagement total per time bucket
@@ -52,7 +76,9 @@ Keys:
                                      done with, so a new delivering router sends it to the others only (expires)
 - ``{croupier:alerts}:lease``        the token of the router delivering alerts and running the monitor
                                      (``lua/hold_lease.lua``: SET NX PX, renewed)
+- ``{croupier:retrain}:lease``       the token of the router retraining the models (``router/retrainer.py``)
 - ``croupier:webhooks``              hash webhook id → the webhook as JSON, its secret included
+- ``croupier:archive-lease``         the token of the archiver writing the Parquet archive (``lua/hold_lease.lua``)
 
 The engagement hashes are apart from the bandit's counters: the decision path never reads
 them, and writing them does not bump ``revision``.
@@ -68,9 +94,10 @@ import asyncio
 import json
 import secrets
 import time
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -95,7 +122,11 @@ ALERT_OUTBOX = "{croupier:alerts}:outbox"
 ALERT_OPEN = "{croupier:alerts}:open"
 ALERT_LEASE = "{croupier:alerts}:lease"
 ALERT_GROUP = "delivery"
+# one router at a time does each of these jobs, under its own lease (lua/hold_lease.lua)
+LEASES = {"alerts": ALERT_LEASE, "retrain": "{croupier:retrain}:lease"}
 WEBHOOKS = "croupier:webhooks"
+ARCHIVE_GROUP = "archive"  # the event streams' consumer group of the archiver (router/archive.py)
+ARCHIVE_LEASE = "croupier:archive-lease"
 CHANGE_LOG_KEEP = 10_000  # a router further behind than this many experiments' changes reloads all
 # Commands per pipeline when reading many experiments: one round trip per batch, and the
 # replies of one batch are parsed before the next is sent, so the event loop that answers
@@ -108,7 +139,15 @@ REVISION_BATCH = 5000
 # reporting 4 h after the page loaded, so a view's reports always find its state. About 230
 # bytes a view: at a million page views a day, some 60 MB live at a time.
 PAGE_VIEW_TTL = 6 * 3600
+# Buckets of an experiment's customer assignments: a million customers make ~15 a bucket,
+# eight million ~120, under Redis's hash-max-listpack-entries (128); past that a bucket
+# becomes a plain hash, still correct, some 3x the memory. Fixed: a customer's bucket must
+# not move.
+CUSTOMER_BUCKETS = 65536
+JOB_TTL = 7 * 86400  # a batch job's input and results are kept this long after the upload
 MODEL_MAX_BYTES = 2_000_000  # a stored model is read by every router when it changes: keep it small
+MODEL_DOCS_KEEP = 10  # accepted versions' documents kept for rollback (up to 2 MB each)
+MODEL_RECORDS_KEEP = 100  # versions' records (a couple of KB each) kept for the history
 _LUA = Path(__file__).with_name("lua")
 
 # What callers catch: any Redis failure. A cluster whose slots are not all served
@@ -118,6 +157,15 @@ StoreUnavailable = (RedisError, RedisClusterException)
 
 def _k(experiment_id: str, suffix: str) -> str:
     return f"croupier:{{{experiment_id}}}:{suffix}"
+
+
+def customer_bucket(customer: str) -> int:
+    """The bucket (``custs:<n>``) holding a customer's assignment: stable across processes."""
+    return zlib.crc32(customer.encode()) % CUSTOMER_BUCKETS
+
+
+def _bucket_key(experiment_id: str, bucket: int) -> str:
+    return _k(experiment_id, f"custs:{bucket:x}")
 
 
 def _counter_keys(experiment_id: str) -> dict[str, str]:
@@ -137,6 +185,17 @@ class RegistryChanges:
 
 def _batches(ids: Sequence[str], size: int = BATCH) -> Iterable[Sequence[str]]:
     return (ids[i:i + size] for i in range(0, len(ids), size))
+
+
+@dataclass(frozen=True)
+class ModelHead:
+    """What the retrainer needs to know of an experiment's model (``Store.model_heads``)."""
+
+    version: int  # the current model's (0: none)
+    through: str  # the last event id the latest training round read ('' none yet)
+    attempted: float  # when the latest round ran (0: never)
+    drift: str  # the drift alert the latest round was started for
+    last_event: str  # the stream's last entry id ('' empty)
 
 
 class ExperimentExists(Exception):
@@ -165,28 +224,38 @@ class AssignmentRecord:
 
 @dataclass(frozen=True, slots=True)
 class CustomerAssignment:
-    """What one customer of the channels API was given, kept for the life of the experiment."""
+    """What one customer of the channels API or of a batch was given, kept for the life of
+    the experiment. Stored compact, ``variant|visitor|issued|propensity|segment|features``
+    (some 50 bytes): every arm's probability is in the assignment's stream entry, not here."""
 
     variant: str
     visitor: str  # the visitor id the customer's tokens and conversions carry
     issued: int
     propensity: float
-    probabilities: tuple[tuple[str, float], ...]
+    probabilities: tuple[tuple[str, float], ...] = ()  # when drawn now; () when read back
     segment: str = ""  # where the customer's context placed them, credited with their conversions
     features: tuple[int, ...] = ()
-    raw: str = ""  # the stored JSON, which a reassignment must find unchanged to replace
+    raw: str = ""  # the stored value, which a reassignment must find unchanged to replace
 
     def encode(self) -> str:
-        return json.dumps({"variant": self.variant, "visitor": self.visitor, "issued": self.issued,
-                           "propensity": self.propensity, "probabilities": dict(self.probabilities),
-                           "segment": self.segment, "features": list(self.features)}, separators=(",", ":"))
+        return (f"{self.variant}|{self.visitor}|{self.issued}|{self.propensity:.6g}|{self.segment}|"
+                f"{','.join(map(str, self.features))}")
 
     @classmethod
     def decode(cls, raw: str) -> CustomerAssignment:
-        doc = json.loads(raw)
-        return cls(doc["variant"], doc["visitor"], int(doc["issued"]), float(doc["propensity"]),
-                   tuple((k, float(v)) for k, v in doc["probabilities"].items()), doc.get("segment", ""),
-                   tuple(doc.get("features", ())), raw)
+        if raw.startswith("{"):  # the JSON the channels API stored before the buckets
+            doc = json.loads(raw)
+            return cls(doc["variant"], doc["visitor"], int(doc["issued"]), float(doc["propensity"]),
+                       tuple((k, float(v)) for k, v in doc["probabilities"].items()), doc.get("segment", ""),
+                       tuple(doc.get("features", ())), raw)
+        variant, visitor, issued, propensity, rest = raw.split("|", 4)
+        segment, _, features = rest.rpartition("|")  # a segment may hold '|', features never do
+        return cls(variant, visitor, int(issued), float(propensity), (), segment,
+                   tuple(int(f) for f in features.split(",") if f), raw)
+
+
+class CapacityFull(Exception):
+    """A claim's drawn variant has no capacity left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +270,7 @@ class BeaconEvent:
     ts: float = 0.0
     segment: str = ""  # from the assignment token: credited to the segment the visitor was assigned in
     features: tuple[int, ...] = ()  # likewise; a conversion of the experiment's goal adds them to b
+    device: str = ""  # the device class of the request that reported it ('' not known)
 
 
 def parse_counters(raw: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -213,15 +283,18 @@ def parse_counters(raw: dict[str, str]) -> dict[str, dict[str, float]]:
 
 
 K = TypeVar("K")
+V = TypeVar("V")
 
 
-def _grouped_counters(raw: dict[str, str], separator: str, key: Callable[[str], K]) -> dict[K, dict[str, dict[str, float]]]:
-    """``{"<group><separator><variant>:<counter>": "3"}`` → ``{group: {variant: {counter: 3.0}}}``."""
+def _grouped_counters(raw: dict[str, str], separator: str, key: Callable[[str], K],
+                      parse: Callable[[dict[str, str]], V] = parse_counters) -> dict[K, V]:
+    """``{"<group><separator><variant>:<counter>": "3"}`` → ``{group: {variant: {counter: 3.0}}}``
+    (each group's rest read by ``parse``)."""
     groups: dict[K, dict[str, str]] = defaultdict(dict)
     for field, value in raw.items():
         group, _, rest = field.partition(separator)
         groups[key(group)][rest] = value
-    return {group: parse_counters(fields) for group, fields in groups.items()}
+    return {group: parse(fields) for group, fields in groups.items()}
 
 
 def parse_segment_counters(raw: dict[str, str]) -> dict[str, dict[str, dict[str, float]]]:
@@ -267,6 +340,12 @@ def parse_mix_buckets(raw: dict[str, str]) -> dict[int, dict[str, dict[str, floa
     return {bucket: dict(out[bucket]) for bucket in sorted(out)}
 
 
+def parse_device_buckets(raw: dict[str, str]) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """``{"1700000040:mobile|b:trials": "3"}`` → ``{1700000040: {"mobile": {"b": {"trials": 3.0}}}}``, oldest
+    bucket first."""
+    return dict(sorted(_grouped_counters(raw, ":", int, parse_segment_counters).items()))
+
+
 def bucket_start(ts: float, width: int) -> int:
     """The start of the time bucket (``width`` seconds) that ``ts`` falls in."""
     return int(ts // width) * width
@@ -277,7 +356,8 @@ def assignment_batch(records: Sequence[AssignmentRecord], bucket_seconds: int) -
     ``trials`` on): counters summed per field, so a busy router issues a handful of
     increments per flush instead of one per visitor, and one stream entry per assignment."""
     trials: Counter[str] = Counter()
-    bucket_trials: Counter[str] = Counter()
+    # (bucket, variant, device): the buckets' trials and, per device class, the rate-drift strata
+    arm_trials: Counter[tuple[int, str, str]] = Counter()
     segment_trials: Counter[str] = Counter()
     feature_pairs: Counter[str] = Counter()
     expected: defaultdict[str, float] = defaultdict(float)
@@ -291,7 +371,7 @@ def assignment_batch(records: Sequence[AssignmentRecord], bucket_seconds: int) -
     for r in records:
         bucket = bucket_start(r.ts, bucket_seconds)
         trials[f"{r.variant}:trials"] += 1
-        bucket_trials[f"{bucket}:{r.variant}:trials"] += 1
+        arm_trials[(bucket, r.variant, r.device)] += 1
         splits[(bucket, r.probabilities, r.device)] += 1
         split = numbered.get(r.probabilities)
         if split is None:
@@ -308,7 +388,13 @@ def assignment_batch(records: Sequence[AssignmentRecord], bucket_seconds: int) -
         for variant, p in split:
             expected[f"{bucket}:{variant}:expected"] += n * p
         mix_trials[f"{bucket}:device={_device_category(device)}"] += n
+    bucket_trials: Counter[str] = Counter()
+    device_trials: Counter[str] = Counter()
+    for (bucket, variant, device), n in arm_trials.items():
+        bucket_trials[f"{bucket}:{variant}:trials"] += n
+        device_trials[f"{bucket}:{_device_category(device)}|{variant}:trials"] += n
     return {"trials": _lines(trials.items(), 2), "bucket_trials": _lines(bucket_trials.items(), 2),
+            "device_trials": _lines(device_trials.items(), 2),
             "segment_trials": _lines(segment_trials.items(), 2), "feature_pairs": _lines(feature_pairs.items(), 2),
             "expected": _lines(expected.items(), 2), "mix_trials": _lines(mix_trials.items(), 2),
             "splits": "".join(json.dumps(dict(split), separators=(",", ":")) + "\n" for split in numbered),
@@ -342,6 +428,9 @@ def _lines(rows: Iterable[tuple], width: int) -> str:
 class Store:
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self.settings = settings
+        # With the archive on, the archiver trims each stream past what it archived; the
+        # scripts' own cap is then a far larger safety net (docs/archive.md).
+        self.stream_cap = settings.archive_maxlen if settings.archive else settings.stream_maxlen
         self.redis, self._also_close = (client, []) if client else connect(settings)
         self._record_event = LuaScript(self.redis, _LUA / "record_event.lua")
         self._record_breach = LuaScript(self.redis, _LUA / "record_breach.lua")
@@ -349,10 +438,14 @@ class Store:
         self._update_experiment = LuaScript(self.redis, _LUA / "update_experiment.lua")
         self._registry_changed_script = LuaScript(self.redis, _LUA / "registry_changed.lua")
         self._claim_customer = LuaScript(self.redis, _LUA / "claim_customer.lua")
+        self._claim_customers = LuaScript(self.redis, _LUA / "claim_customers.lua")
+        self._reserve_capacity = LuaScript(self.redis, _LUA / "reserve_capacity.lua")
+        self._job_chunk_done = LuaScript(self.redis, _LUA / "job_chunk_done.lua")
         self._record_engagement = LuaScript(self.redis, _LUA / "record_engagement.lua")
         self._raise_alert = LuaScript(self.redis, _LUA / "raise_alert.lua")
         self._hold_lease = LuaScript(self.redis, _LUA / "hold_lease.lua")
         self._release_lease = LuaScript(self.redis, _LUA / "release_lease.lua")
+        self._save_model_version = LuaScript(self.redis, _LUA / "save_model_version.lua")
         self._ledger: AssignmentLedger[AssignmentRecord] = AssignmentLedger()
         self._packed_mget: dict[tuple[str, ...], list[bytes]] = {}
 
@@ -538,6 +631,12 @@ class Store:
         return await self._hashes(experiment_ids, "mixbuckets")
 
     @translated
+    async def device_bucket_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Trials and conversions per time bucket, device class and variant (parse with
+        parse_device_buckets)."""
+        return await self._hashes(experiment_ids, "devbuckets")
+
+    @translated
     async def engagement_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
         """Per variant engagement totals (parse with parse_counters): for an experiment whose
         reward counts engaged views."""
@@ -571,17 +670,100 @@ class Store:
 
     @translated
     async def save_model(self, experiment_id: str, doc: dict) -> int:
-        """Store an experiment's trained model (replacing the last one); returns its version.
+        """Store an experiment's trained model (replacing the last one, no gate); returns its version.
 
         The document and its version are written by one HSET, so a reader never sees a
         version with another version's document."""
-        body = json.dumps(doc, separators=(",", ":"))
+        record = {"status": "accepted", "reason": "stored without validation", "trigger": "manual",
+                  "trained_at": doc.get("trained_at")}
+        version, _ = await self.save_model_version(experiment_id, doc, record, accept=True)
+        return version
+
+    @translated
+    async def save_model_version(self, experiment_id: str, doc: dict | None, record: dict, *, accept: bool,
+                                 expected: int | None = None, through: str = "",
+                                 attempted: float | None = None) -> tuple[int, bool]:
+        """Store a trained version (``lua/save_model_version.lua``): its record always, and, when
+        ``accept``, its document as the current model, provided the current version is still
+        ``expected`` (0: none; None: no check). Returns (version, accepted); version -1 when the
+        current model changed meanwhile (nothing stored: judge again)."""
+        body = json.dumps(doc, separators=(",", ":")) if accept and doc is not None else ""
         if len(body) > MODEL_MAX_BYTES:
             raise ValueError(f"model: {len(body)} bytes, more than the {MODEL_MAX_BYTES} a stored model may have")
-        key = _k(experiment_id, "model")
-        version = int(await self.redis.hincrby(key, "seq", 1))
-        await self.redis.hset(key, mapping={"doc": body, "version": version})
-        return version
+        version, code = await self._save_model_version(
+            keys={"model": _k(experiment_id, "model"), "versions": _k(experiment_id, "modelversions"),
+                  "docs": _k(experiment_id, "modeldocs")},
+            args={"doc": body, "record": json.dumps(record, separators=(",", ":")), "accept": int(bool(accept)),
+                  "expected": "*" if expected is None else int(expected), "through": through,
+                  "attempted": repr(float(time.time() if attempted is None else attempted)),
+                  "keep_docs": MODEL_DOCS_KEEP, "keep_records": MODEL_RECORDS_KEEP})
+        return (-1, False) if int(version) == -1 else (int(version), int(code) == 1)
+
+    @translated
+    async def model_records(self, experiment_id: str) -> list[dict]:
+        """Every kept version's record, oldest first, with ``version``, ``current``, ``rollback``
+        (its document is kept) and ``live`` (its latest live figures, or None)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(_k(experiment_id, "modelversions"))
+            pipe.hkeys(_k(experiment_id, "modeldocs"))
+            pipe.hgetall(_k(experiment_id, "modellive"))
+            pipe.hget(_k(experiment_id, "model"), "version")
+            records, kept, live, current = await pipe.execute()
+        kept, current = set(kept), int(current or 0)
+        out = []
+        for version in sorted(records, key=int):
+            try:
+                record = json.loads(records[version])
+                figures = json.loads(live[version]) if version in live else None
+            except ValueError:
+                continue  # an unreadable record is left out, not fatal
+            out.append({**record, "version": int(version), "current": int(version) == current,
+                        "rollback": version in kept, "live": figures})
+        return out
+
+    @translated
+    async def model_doc(self, experiment_id: str, version: int) -> dict | None:
+        """The document of an accepted version still kept, or None."""
+        body = await self.redis.hget(_k(experiment_id, "modeldocs"), str(version))
+        return json.loads(body) if body else None
+
+    @translated
+    async def rollback_model(self, experiment_id: str, version: int) -> bool:
+        """Make a kept accepted version current again (routers load it at their next refresh,
+        as any model change); False when its document is not kept. Its version number stays."""
+        body = await self.redis.hget(_k(experiment_id, "modeldocs"), str(version))
+        if not body:
+            return False
+        await self.redis.hset(_k(experiment_id, "model"), mapping={"doc": body, "version": int(version),
+                                                                   "rolled_back": repr(time.time())})
+        return True
+
+    @translated
+    async def record_live_figures(self, experiment_id: str, version: int, figures: dict) -> None:
+        await self.redis.hset(_k(experiment_id, "modellive"), str(version),
+                              json.dumps(figures, separators=(",", ":")))
+
+    @translated
+    async def model_heads(self, experiment_ids: Iterable[str]) -> dict[str, ModelHead]:
+        """Per experiment: its current model version, the latest training round's last event and
+        time, the drift alert last acted on, and the stream's last event id; pipelined in batches."""
+        ids = list(experiment_ids)
+        heads: dict[str, ModelHead] = {}
+        for batch in _batches(ids):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for exp_id in batch:
+                    pipe.hmget(_k(exp_id, "model"), ["version", "through", "attempted", "drift"])
+                    pipe.xrevrange(_k(exp_id, "events"), count=1)
+                replies = await pipe.execute()
+            for exp_id, (version, through, attempted, drift), last in zip(batch, replies[::2], replies[1::2]):
+                heads[exp_id] = ModelHead(int(version or 0), through or "", float(attempted or 0.0), drift or "",
+                                          last[0][0] if last else "")
+        return heads
+
+    @translated
+    async def mark_model_drift(self, experiment_id: str, alert_id: str) -> None:
+        """The drift alert a training round was started for: not acted on again."""
+        await self.redis.hset(_k(experiment_id, "model"), "drift", alert_id)
 
     @translated
     async def load_model(self, experiment_id: str) -> tuple[int, dict] | None:
@@ -622,13 +804,13 @@ class Store:
         """One experiment's group of a batch; -1 when Redis had applied this (writer, seq) before."""
         return await self._record_assignments(
             keys={**_counter_keys(experiment_id), "writers": _k(experiment_id, "writers"),
-                  "mixbuckets": _k(experiment_id, "mixbuckets")},
-            args={"writer": writer, "seq": seq, "maxlen": self.settings.stream_maxlen,
+                  "mixbuckets": _k(experiment_id, "mixbuckets"), "devbuckets": _k(experiment_id, "devbuckets")},
+            args={"writer": writer, "seq": seq, "maxlen": self.stream_cap,
                   **assignment_batch(records, self.settings.bucket_seconds)})
 
     async def record_event(self, event: BeaconEvent) -> bool:
         """Count one beacon event; False when it was a duplicate. Raises when Redis did not take it."""
-        keys = _counter_keys(event.experiment)
+        keys = {**_counter_keys(event.experiment), "devbuckets": _k(event.experiment, "devbuckets")}
         ttl = self.settings.cookie_max_age
         if event.type == "convert":
             # a visitor converts at most once per goal, however often the beacon is sent
@@ -639,9 +821,9 @@ class Store:
         ts = event.ts or time.time()
         args = {"kind": event.type, "variant": event.variant, "goal": event.goal,
                 "value": "" if event.value is None else repr(float(event.value)), "visitor": event.visitor,
-                "ttl": ttl, "bucket": self._bucket(ts), "maxlen": self.settings.stream_maxlen,
+                "ttl": ttl, "bucket": self._bucket(ts), "maxlen": self.stream_cap,
                 "ts": int(ts * 1000), "event_id": event.event_id, "segment": event.segment,
-                "features": ",".join(map(str, event.features))}
+                "features": ",".join(map(str, event.features)), "device": _device_category(event.device)}
         try:
             counted = await self._count_event(keys, args)
         except StoreUnavailable:
@@ -680,6 +862,87 @@ class Store:
         """How many entries the experiment's stream holds now."""
         return int(await self.redis.xlen(_k(experiment_id, "events")))
 
+    @translated
+    async def recent_events(self, experiment_id: str, count: int) -> list[tuple[str, dict]]:
+        """The stream's latest ``count`` entries, oldest first."""
+        return list(reversed(await self.redis.xrevrange(_k(experiment_id, "events"), count=count)))
+
+    # -- the event archive (router/archive.py) -----------------------------
+
+    @translated
+    async def ensure_archive_group(self, experiment_id: str) -> None:
+        """The stream's archive consumer group, created (with the stream) unless it exists; from the
+        stream's start, so what was logged before the archive was turned on is archived too."""
+        try:
+            await self.redis.xgroup_create(_k(experiment_id, "events"), ARCHIVE_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    @translated
+    async def read_for_archive(self, experiment_id: str, consumer: str, count: int) -> list[tuple[str, dict]]:
+        """Up to ``count`` entries the archive group has not read yet, oldest first, now pending for ``consumer``."""
+        replies = await self.redis.xreadgroup(ARCHIVE_GROUP, consumer, {_k(experiment_id, "events"): ">"},
+                                              count=count)
+        return [entry for _, entries in replies or [] for entry in entries]
+
+    @translated
+    async def claim_for_archive(self, experiment_id: str, consumer: str, start: str,
+                                count: int) -> tuple[str, list[tuple[str, dict]], list[str]]:
+        """Entries read but never acknowledged (an archiver died), from ``start`` on, made ``consumer``'s
+        (XAUTOCLAIM): the next start ('0-0' once all were walked), the entries, and the ids of pending
+        entries the stream lost before they were archived."""
+        reply = await self.redis.xautoclaim(_k(experiment_id, "events"), ARCHIVE_GROUP, consumer, 0,
+                                            start_id=start, count=count)
+        deleted = list(reply[2]) if len(reply) > 2 else []
+        return reply[0], [(entry_id, fields) for entry_id, fields in reply[1] if fields], deleted
+
+    @translated
+    async def ack_archived(self, experiment_id: str, entry_ids: Sequence[str]) -> None:
+        if entry_ids:
+            await self.redis.xack(_k(experiment_id, "events"), ARCHIVE_GROUP, *entry_ids)
+
+    @translated
+    async def trim_archived(self, experiment_id: str, below: str) -> int:
+        """Drop the stream's entries with ids below ``below`` (XTRIM MINID ~: whole nodes only, so a
+        few may stay); returns how many went."""
+        return int(await self.redis.xtrim(_k(experiment_id, "events"), minid=below, approximate=True))
+
+    @translated
+    async def archive_backlog(self, experiment_id: str) -> tuple[int, int, str]:
+        """The archive group's unread and unacknowledged entries, and the stream's first id ('' empty)."""
+        key = _k(experiment_id, "events")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xinfo_groups(key)
+            pipe.xrange(key, count=1)
+            try:
+                groups, first = await pipe.execute()
+            except ResponseError:  # no stream yet
+                return 0, 0, ""
+        for group in groups:
+            if group["name"] == ARCHIVE_GROUP:
+                lag = group.get("lag")
+                return int(lag if lag is not None else 0), int(group["pending"]), first[0][0] if first else ""
+        return int(await self.redis.xlen(key)), 0, first[0][0] if first else ""
+
+    @translated
+    async def prune_archive_consumers(self, experiment_id: str, keep: str) -> None:
+        """Forget the archive group's consumers other than ``keep`` that hold no pending entry
+        (each archiver process reads under a name of its own)."""
+        key = _k(experiment_id, "events")
+        for consumer in await self.redis.xinfo_consumers(key, ARCHIVE_GROUP):
+            if consumer["name"] != keep and not consumer["pending"]:
+                await self.redis.xgroup_delconsumer(key, ARCHIVE_GROUP, consumer["name"])
+
+    @translated
+    async def hold_archive_lease(self, token: str, ttl_ms: int) -> bool:
+        """Take the archiver's lease, or renew it when ``token`` holds it: one archiver at a time."""
+        return bool(await self._hold_lease(keys={"lease": ARCHIVE_LEASE}, args={"token": token, "ttl": ttl_ms}))
+
+    @translated
+    async def release_archive_lease(self, token: str) -> bool:
+        return bool(await self._release_lease(keys={"lease": ARCHIVE_LEASE}, args={"token": token}))
+
     # -- engagement (router/engagement.py) --------------------------------
 
     async def record_engagement(self, event: BeaconEvent, engagement: Engagement) -> int:
@@ -693,7 +956,7 @@ class Store:
         args = {"variant": event.variant, "segment": event.segment, "visitor": event.visitor,
                 "page_view": engagement.page_view, "active_ms": engagement.active_ms, "scroll": engagement.scroll,
                 "clicks": engagement.clicks, "engaged": int(engagement.engaged), "scroll_buckets": SCROLL_BUCKETS,
-                "bucket": self._bucket(ts), "ttl": PAGE_VIEW_TTL, "maxlen": self.settings.stream_maxlen,
+                "bucket": self._bucket(ts), "ttl": PAGE_VIEW_TTL, "maxlen": self.stream_cap,
                 "ts": int(ts * 1000)}
         try:
             return await self._fold_engagement(keys, args)
@@ -738,7 +1001,7 @@ class Store:
             keys={"breaches": _k(experiment_id, "breaches"), "revision": _k(experiment_id, "revision"),
                   "events": _k(experiment_id, "events"), "stats": _k(experiment_id, "stats")},
             args={"variant": variant, "doc": json.dumps(doc, separators=(",", ":"), sort_keys=True),
-                  "state": state, "maxlen": self.settings.stream_maxlen, "ts": ts,
+                  "state": state, "maxlen": self.stream_cap, "ts": ts,
                   "code": -1 if cleared else (2 if doc.get("action") == "pause" else 1)})
         return bool(int(changed))
 
@@ -765,7 +1028,13 @@ class Store:
 
     @translated
     async def customer_assignment(self, experiment_id: str, customer: str) -> CustomerAssignment | None:
-        raw = await self.redis.get(_k(experiment_id, f"cust:{customer}"))
+        """The customer's assignment; one stored in the older JSON key is read too (and
+        replaced by the bucket's at its next claim)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(_bucket_key(experiment_id, customer_bucket(customer)), customer)
+            pipe.get(_k(experiment_id, f"cust:{customer}"))
+            held, old = await pipe.execute()
+        raw = held or old
         return CustomerAssignment.decode(raw) if raw else None
 
     @translated
@@ -773,11 +1042,112 @@ class Store:
                                         replacing: CustomerAssignment | None) -> tuple[CustomerAssignment, bool]:
         """Store ``drawn`` unless another call stored an assignment first (or changed the one
         being replaced). Returns the assignment that holds, and whether it is ``drawn``."""
+        expected = replacing.raw if replacing and not replacing.raw.startswith("{") else ""
         won, held = await self._claim_customer(
-            keys={"customer": _k(experiment_id, f"cust:{customer}")},
-            args={"expected": replacing.raw if replacing else "", "drawn": drawn.encode(),
+            keys={"bucket": _bucket_key(experiment_id, customer_bucket(customer))},
+            args={"customer": customer, "expected": expected, "drawn": drawn.encode(),
                   "ttl": self.settings.cookie_max_age})
-        return CustomerAssignment.decode(held), won == 1
+        if won == 1:
+            return replace(drawn, raw=held), True
+        return CustomerAssignment.decode(held), False
+
+    @translated
+    async def claim_customers(self, experiment_id: str, claims: Sequence[tuple[str, CustomerAssignment]],
+                              capacities: dict[str, int]) -> list[CustomerAssignment | None | type[CapacityFull]]:
+        """Claim each (customer, drawn) unless the customer has an assignment, in one script
+        call; a capped variant's unit is taken with its claim. Per claim, in order: None the
+        drawn assignment holds now, ``CapacityFull`` its variant had no unit left (nothing
+        claimed), or the assignment the customer already had."""
+        if not claims:
+            return []
+        buckets: dict[int, int] = {}
+        lines = []
+        for customer, drawn in claims:
+            index = buckets.setdefault(customer_bucket(customer), len(buckets) + 1)
+            lines.append(f"{customer}\t{index}\t{drawn.encode()}\n")
+        keys = [_bucket_key(experiment_id, b) for b in buckets]
+        replies = await self._claim_customers(
+            keys={"capacity": _k(experiment_id, "capacity"), "buckets": keys[0]}, more_keys=keys[1:],
+            args={"ttl": self.settings.cookie_max_age, "now": int(time.time() * 1000),
+                  "caps": "".join(f"{v}\t{n}\n" for v, n in capacities.items()), "claims": "".join(lines)})
+        return [None if r == "" else CapacityFull if r == "!" else CustomerAssignment.decode(r) for r in replies]
+
+    # -- capacity (router/capacity.py) --------------------------------------
+
+    @translated
+    async def reserve_capacity(self, experiment_id: str, router: str, variant: str, cap: int, used: int,
+                               want: int, ttl_ms: int) -> int:
+        """Report ``used`` units of this router's reservation and ask to hold ``want`` from now
+        on; returns the change of the reservation (``lua/reserve_capacity.lua``)."""
+        return int(await self._reserve_capacity(
+            keys={"capacity": _k(experiment_id, "capacity")},
+            args={"router": router, "variant": variant, "cap": cap, "used": used, "want": want,
+                  "now": int(time.time() * 1000), "ttl": ttl_ms}))
+
+    @translated
+    async def capacity_used(self, experiment_id: str) -> dict[str, int]:
+        """Variant → units of its capacity used (routers' unused reservations not included)."""
+        raw = await self.redis.hgetall(_k(experiment_id, "capacity"))
+        return {field: int(value) for field, value in raw.items() if not field.startswith("lease|")}
+
+    # -- batch jobs (router/batch_jobs.py) ----------------------------------
+
+    @translated
+    async def create_job(self, experiment_id: str, job: str, figures: dict[str, str | int],
+                         chunks: Sequence[str]) -> None:
+        base = _k(experiment_id, f"job:{job}")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(base, mapping=figures)
+            if chunks:
+                pipe.rpush(f"{base}:in", *chunks)
+            for key in (base, f"{base}:in", f"{base}:out"):
+                pipe.expire(key, JOB_TTL)
+            await pipe.execute()
+
+    @translated
+    async def job(self, experiment_id: str, job: str) -> tuple[dict[str, str], int] | None:
+        """A job's figures and how many of its chunks are done; None when unknown or expired."""
+        base = _k(experiment_id, f"job:{job}")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(base)
+            pipe.llen(f"{base}:out")
+            figures, done = await pipe.execute()
+        return (figures, int(done)) if figures else None
+
+    @translated
+    async def job_chunk(self, experiment_id: str, job: str, index: int) -> str | None:
+        return await self.redis.lindex(_k(experiment_id, f"job:{job}:in"), index)
+
+    @translated
+    async def job_chunk_done(self, experiment_id: str, job: str, index: int, results: str,
+                             increments: dict[str, int]) -> bool:
+        base = _k(experiment_id, f"job:{job}")
+        out = await self._job_chunk_done(
+            keys={"job": base, "output": f"{base}:out"},
+            args={"index": index, "results": results,
+                  "increments": "".join(f"{k}\t{v}\n" for k, v in increments.items() if v)})
+        if out:
+            await self.redis.expire(f"{base}:out", JOB_TTL)
+        return bool(out)
+
+    @translated
+    async def job_results(self, experiment_id: str, job: str, start: int, count: int) -> list[str]:
+        return await self.redis.lrange(_k(experiment_id, f"job:{job}:out"), start, start + count - 1)
+
+    @translated
+    async def finish_job(self, experiment_id: str, job: str, status: str) -> None:
+        """Mark the job finished and drop its input (its results stay until they expire)."""
+        base = _k(experiment_id, f"job:{job}")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(base, "status", status)
+            pipe.delete(f"{base}:in")
+            await pipe.execute()
+
+    @translated
+    async def hold_job_lease(self, experiment_id: str, job: str, token: str, ttl_ms: int) -> bool:
+        """Take or renew the lease of processing a job (``lua/hold_lease.lua``)."""
+        return bool(await self._hold_lease(keys={"lease": _k(experiment_id, f"job:{job}:lease")},
+                                           args={"token": token, "ttl": ttl_ms}))
 
     # -- alerts and webhooks (router/alerts.py, router/monitor.py, router/webhooks.py) ------
 
@@ -801,13 +1171,14 @@ class Store:
             await self.redis.hdel(ALERT_OPEN, *episodes)
 
     @translated
-    async def hold_lease(self, token: str, ttl_ms: int) -> bool:
-        """Take the alerts lease, or renew it when ``token`` holds it; False when another holds it."""
-        return bool(await self._hold_lease(keys={"lease": ALERT_LEASE}, args={"token": token, "ttl": ttl_ms}))
+    async def hold_lease(self, token: str, ttl_ms: int, lease: str = "alerts") -> bool:
+        """Take a lease (``LEASES``: alerts, retrain), or renew it when ``token`` holds it; False when
+        another holds it."""
+        return bool(await self._hold_lease(keys={"lease": LEASES[lease]}, args={"token": token, "ttl": ttl_ms}))
 
     @translated
-    async def release_lease(self, token: str) -> bool:
-        return bool(await self._release_lease(keys={"lease": ALERT_LEASE}, args={"token": token}))
+    async def release_lease(self, token: str, lease: str = "alerts") -> bool:
+        return bool(await self._release_lease(keys={"lease": LEASES[lease]}, args={"token": token}))
 
     @translated
     async def ensure_alert_group(self) -> None:

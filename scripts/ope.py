@@ -64,22 +64,31 @@ def default_redis_url(run_dir: Path = DEFAULT_RUN_DIR) -> str:
         return Settings().redis_url
 
 
-async def read_stream(redis_url: str, experiment: str,
-                      progress: Progress) -> tuple[list[tuple[str, dict]], str, Reward | None]:
-    """The experiment's stream entries, its goal ('' when it is no longer in the registry) and
+def default_archive_dir(settings: Settings | None = None, run_dir: Path = DEFAULT_RUN_DIR) -> Path:
+    """CROUPIER_ARCHIVE_DIR, else the local stack's archive (run/archive)."""
+    configured = settings.archive_dir if settings else os.environ.get("CROUPIER_ARCHIVE_DIR", "")
+    return Path(configured) if configured else run_dir / "archive"
+
+
+async def read_stream(redis_url: str, experiment: str, progress: Progress,
+                      archive_dir: Path | None = None) -> tuple[list[tuple[str, dict]], str, Reward | None]:
+    """The experiment's events (the archive's in ``archive_dir``, then the stream's newer ones:
+    ``croupier.router.history_source``), its goal ('' when it is no longer in the registry) and
     the reward it optimises (None when it is no longer in the registry)."""
-    from croupier.router.store import Store  # Redis client only when reading from Redis
+    from croupier.router.history_source import iter_history  # Redis client only when reading from Redis
+    from croupier.router.store import Store
 
     store = Store(Settings(redis_url=redis_url))
     try:
         found = await store.get_experiment(experiment)
         total = await store.event_count(experiment)
-        progress.step(f"reading {total} entries of experiment {experiment!r}")
+        where = f" and the archive in {archive_dir}" if archive_dir else ""
+        progress.step(f"reading experiment {experiment!r}: {total} entries in its stream{where}")
         entries: list[tuple[str, dict]] = []
-        async for entry in store.iter_events(experiment, batch=5000):
+        async for entry in iter_history(store, experiment, archive_dir, batch=5000):
             entries.append(entry)
             if len(entries) % PROGRESS_EVERY == 0:
-                progress.note(f"{len(entries)} of ~{total}")
+                progress.note(f"{len(entries)} entries")
         return entries, found.goal if found else "", found.reward if found else None
     finally:
         await store.close()
@@ -209,6 +218,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--experiment", default="demo")
     parser.add_argument("--redis-url", default=None, help="default: CROUPIER_REDIS_URL, else the local stack's")
     parser.add_argument("--from-file", type=Path, help="read a JSONL export instead of Redis")
+    parser.add_argument("--archive", type=Path, default=None,
+                        help="the Parquet archive (croupier-archive) read before the stream: default "
+                             "CROUPIER_ARCHIVE_DIR, else the local stack's run/archive, when it exists")
+    parser.add_argument("--no-archive", action="store_true", help="read the stream alone")
     parser.add_argument("--export", type=Path, help="write the entries read as JSONL")
     parser.add_argument("--policy", action="append", default=[], help="a target policy (repeat for several)")
     parser.add_argument("--goal", help="default: the experiment's goal")
@@ -242,8 +255,13 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             progress.step(f"reading {args.from_file}")
             entries, goal, reward = list(read_file(args.from_file)), "", None
         else:
+            archive = None if args.no_archive else args.archive or default_archive_dir()
+            if archive is not None and not archive.is_dir():
+                if args.archive:
+                    raise UsageError(f"--archive {archive}: no such directory")
+                archive = None
             entries, goal, reward = asyncio.run(read_stream(args.redis_url or default_redis_url(), args.experiment,
-                                                            progress))
+                                                            progress, archive))
         reward = args.reward or reward or Reward()
         if args.export:
             progress.note(f"wrote {export(entries, args.export)} entries to {args.export}")
