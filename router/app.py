@@ -23,6 +23,7 @@ from croupier.router.alerts import Delivery, Lease, Outbox
 from croupier.router.alerts_api import AlertsAPI
 from croupier.router.assign import Assigner
 from croupier.router.beacon import Beacon
+from croupier.router.capacity_leases import CapacityLeases
 from croupier.router.fallback_report import FallbackReports
 from croupier.router.channels import ChannelsAPI
 from croupier.router.dashboard import Dashboard
@@ -30,9 +31,11 @@ from croupier.router.decide import DECIDE_PATH, Decider
 from croupier.router.decide_listener import DecideListener
 from croupier.router.loop_lag import LoopLagProbe
 from croupier.router.metrics import Metrics
-from croupier.router.monitor import Monitor
+from croupier.router.monitor import Monitor, default_checks
+from croupier.router.predict_api import PredictAPI
 from croupier.router.recorder import AssignmentRecorder
 from croupier.router.refresh import SnapshotKeeper
+from croupier.router.retrainer import Retrainer
 from croupier.router.server import configure_logging
 from croupier.router.settings import Settings
 from croupier.router.store import Store, StoreUnavailable
@@ -49,7 +52,8 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
                                settings.max_segments, metrics=metrics)
     loop_lag = LoopLagProbe(metrics.event_loop_lag.observe)
     recorder = AssignmentRecorder(store, metrics, settings.flush_interval, settings.max_pending)
-    core = Assigner(settings, snapshots, recorder, metrics)
+    capacity = CapacityLeases(store, snapshots, settings.refresh_interval)
+    core = Assigner(settings, snapshots, recorder, metrics, capacity=capacity)
     decider = Decider(settings, core)
     listener = DecideListener(decider.respond, settings.host, settings.decide_port) if settings.decide_port else None
     beacon = Beacon(settings, store, core)
@@ -62,7 +66,9 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     lease = Lease(store, settings.alert_lease_seconds)
     outbox = Outbox(store, metrics, settings.alert_stream_maxlen)
     delivery = Delivery(settings, store, lease, metrics, outbox)
-    monitor = Monitor(settings.monitor_interval, store, snapshots, outbox, lease, metrics)
+    monitor = Monitor(settings.monitor_interval, store, snapshots, outbox, lease, metrics,
+                      default_checks(metrics, settings))
+    retrainer = Retrainer(settings, store, snapshots, metrics)  # its own lease: CROUPIER_RETRAIN_INTERVAL
 
     async def livez(request: Request) -> Response:
         return PlainTextResponse("ok")  # never touches Redis: a Redis outage must not restart routers
@@ -87,12 +93,14 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             log.warning("Redis is not reachable at start-up (%s); deciding control until it is", exc)
         snapshots.start()
         recorder.start()
+        capacity.start()
         loop_lag.start()
         if listener is not None:
             await listener.start()
         if settings.alerts:
             delivery.start()
             monitor.start()
+        retrainer.start()
         try:
             yield
         finally:
@@ -100,7 +108,9 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
                 await listener.stop()
             await loop_lag.stop()
             await monitor.stop()
+            await retrainer.stop()  # gives the retrain lease up
             await delivery.stop()  # gives the lease up: another router delivers from now on
+            await capacity.stop()  # the decisions stopped: unused capacity units back
             await snapshots.stop()
             await recorder.stop()
             await store.close()
@@ -114,7 +124,8 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # channels: API keys, not the admin token; webhooks: the admin token
-            Mount("/api/v1", routes=[*channels.routes(), *admin.routes(), *webhooks.routes(), *guardrails.routes(),
+            Mount("/api/v1", routes=[*channels.routes(), *PredictAPI(channels).routes(), *admin.routes(),
+                                     *webhooks.routes(), *guardrails.routes(),
                                      *AlertsAPI(store, admin.guarded, admin.experiment).routes()]),
             Mount("/dashboard", routes=Dashboard(settings, store).routes(), name="dashboard"),
         ],
@@ -128,6 +139,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     app.state.outbox = outbox
     app.state.delivery = delivery
     app.state.monitor = monitor
+    app.state.retrainer = retrainer
     return RouterApp(app, decider)
 
 

@@ -1,15 +1,18 @@
 """The assignment core: every transport's decision is made here.
 
 NGINX's decide subrequest (``router/decide.py``), the channels API
-(``router/channels.py``) and the beacon only parse their input and format their
+(``router/channels.py``), the batch assignment of customer lists (``router/batch.py``)
+and the beacon only parse their input and format their
 answer; in between they share this one path (DESIGN §7):
 
 - the experiment's state → a fixed variant (ended: its winner; paused: control;
   a bot: control), nothing drawn or counted;
 - token verification with its rejection metric, under the experiment's tenant keys;
 - where a visitor's context places them (segment, contextual features);
-- the draw from the snapshot's allocation, and the queued assignment with every
-  arm's probability (the propensities the off-policy estimators read);
+- the draw from the snapshot's allocation (one visitor, or many at once for a batch),
+  without the variants whose capacity this router has used up (``router/capacity.py``),
+  and the queued assignment with every arm's probability (the propensities the
+  off-policy estimators read);
 - the signed token of an assignment.
 
 Drawing and recording are separate steps because the channels API records only
@@ -22,6 +25,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import numpy as np
+
+from croupier.router.capacity_leases import CapacityLeases
 from croupier.router.context import DEVICES, Context, feature_indices
 from croupier.router.experiments import Experiment, Variant
 from croupier.router.metrics import Metrics
@@ -81,13 +87,28 @@ def fixed_variant(experiment: Experiment, bot: bool = False) -> tuple[Variant, s
     return None
 
 
+def pick_many(arms: Arms, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Arms.pick`` for many uniform draws at once: each draw's variant index and whether it
+    is a holdout assignment."""
+    k, h = len(arms.variants), arms.holdout
+    in_holdout = u < h
+    scaled = (u - h) / (1.0 - h) if h else u
+    index = np.searchsorted(np.asarray(arms.cumulative), scaled, side="right")
+    if h:
+        index = np.where(in_holdout, np.minimum((u / h * k).astype(np.int64), k - 1), index)
+    return np.minimum(index, k - 1), in_holdout
+
+
 class Assigner:
     def __init__(self, settings: Settings, snapshots: SnapshotKeeper, recorder: AssignmentRecorder,
-                 metrics: Metrics, rand: random.Random | None = None) -> None:
+                 metrics: Metrics, rand: random.Random | None = None, capacity: CapacityLeases | None = None) -> None:
         self.snapshots = snapshots
         self.recorder = recorder
         self.metrics = metrics
         self.rand = rand or random.Random()
+        self.np_rand = np.random.default_rng(self.rand.getrandbits(64))
+        # without reservations (no store), a capped variant is never drawn by this core
+        self.capacity = capacity or CapacityLeases()
         self.max_age = settings.cookie_max_age
         # a tenant's tokens are signed with keys derived for that tenant (router/tenants.py)
         self.tenant_keys = TenantKeys(settings.signing_keys(), settings.secret_id)
@@ -143,10 +164,24 @@ class Assigner:
         placement's split when it has one). None while the experiment has no arms (no active
         variant, or not refreshed yet): the caller serves control, uncounted."""
         arms = placement.arms if placement.arms is not None else self.snapshots.current.arms.get(experiment.id)
+        if arms is not None and experiment.capped:
+            arms = self.capacity.split(experiment, arms)
         if arms is None:
             return None
         variant, in_holdout = arms.pick(self.rand.random())
+        if variant.capacity is not None:
+            self.capacity.take(experiment.id, variant.id)
         return Drawn(variant, in_holdout, arms)
+
+    def undraw(self, experiment: Experiment, drawn: Drawn) -> None:
+        """A drawn assignment that will not be recorded (another claim won): its capacity unit back."""
+        if drawn.variant.capacity is not None:
+            self.capacity.give_back(experiment.id, drawn.variant.id)
+
+    def draw_many(self, arms: Arms, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` draws from ``arms`` at once (a batch): variant indices and holdout flags.
+        Capacity is the batch's to take, with its claims in Redis (``router/batch.py``)."""
+        return pick_many(arms, self.np_rand.random(n))
 
     def record(self, experiment: Experiment, drawn: Drawn, visitor: str, reason: str, now: float,
                placement: Placement = NOWHERE, channel: str = "") -> None:

@@ -7,8 +7,9 @@ token the decision returned (or a web assignment cookie) or by customer id.
 
 Behind API keys (``CROUPIER_API_KEYS``), each acting for one tenant only. A
 customer keeps one assignment for the life of the experiment: it is stored in
-Redis under the experiment's hash tag and claimed with compare-and-set, so
-concurrent first calls agree, and it is drawn by the same assignment core as
+Redis under the experiment's hash tag (the same record the batch assignment of
+customer lists reads and writes, ``router/batch.py``) and claimed with
+compare-and-set, so concurrent first calls agree, and it is drawn by the same assignment core as
 the web decision (``router/assign.py``), so the bandit sees one population.
 Conversions go through the beacon's Lua script: counted once per visitor and goal.
 
@@ -179,8 +180,13 @@ class ChannelsAPI:
         labelled = drawn.arms.labelled()
         mine = CustomerAssignment(drawn.variant.id, visitor, int(now), dict(labelled)[drawn.variant.id], labelled,
                                   placement.segment, placement.features)
-        held, won = await self.store.claim_customer_assignment(experiment.id, customer, mine, stored)
+        try:
+            held, won = await self.store.claim_customer_assignment(experiment.id, customer, mine, stored)
+        except StoreUnavailable:
+            core.undraw(experiment, drawn)
+            raise
         if not won:  # a concurrent call claimed the customer first: its assignment holds, counted by it
+            core.undraw(experiment, drawn)
             return self.answer(experiment, experiment.variant(held.variant) or drawn.variant, held, "returning",
                                channel)
         core.record(experiment, drawn, visitor, reason, now, placement, channel)
@@ -192,7 +198,9 @@ class ChannelsAPI:
                                 Placement(held.segment, held.features))
         return JSONResponse({
             "experiment": experiment.id, "variant": variant.id, "params": variant.params,
-            "propensity": held.propensity, "probabilities": dict(held.probabilities),
+            # every arm's probability when drawn now; a stored assignment keeps its own only (the
+            # others are in its stream entry)
+            "propensity": held.propensity, "probabilities": dict(held.probabilities) or None,
             "token": token, "sticky": reason == "returning", "reason": reason, "channel": channel or None,
         })
 

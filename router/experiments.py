@@ -91,6 +91,11 @@ class Experiment:
     def active_variants(self) -> tuple[Variant, ...]:
         return tuple(v for v in self.variants if v.active)
 
+    @cached_property
+    def capped(self) -> bool:
+        """Whether any variant has a capacity (``router/capacity.py``)."""
+        return any(v.capacity is not None for v in self.variants)
+
     def to_dict(self) -> dict[str, Any]:
         """The record as the registry stores it and the admin API shows it. A factorial
         experiment gives its declaration (its one variant, ``factors`` and ``constraints``),
@@ -99,7 +104,7 @@ class Experiment:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "variants":
-                value = [asdict(v) for v in (self.variants if self.factorial is None else (self.factorial.base,))]
+                value = [_variant_dict(v) for v in (self.variants if self.factorial is None else (self.factorial.base,))]
             elif f.name == "factorial":
                 if value is not None:
                     data.update(value.declaration())
@@ -351,3 +356,12 @@ def without_level(experiment: Experiment, factor: str, level: str) -> Experiment
     data["factors"][factor] = {name: params for name, params in levels.items() if name != level}
     data["constraints"] = [c for c in data["constraints"] if c.get(factor) != level]
     return parse_experiment(data)
+
+
+def _variant_dict(variant: Variant) -> dict[str, Any]:
+    """A variant as stored and shown: without ``capacity`` when it has none, so records
+    written before capacities existed read back the same."""
+    data = asdict(variant)
+    if data["capacity"] is None:
+        del data["capacity"]
+    return data

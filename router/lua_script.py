@@ -11,7 +11,7 @@ the positional lists, and a missing or unknown name fails before Redis is asked.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,5 +78,7 @@ class LuaScript:
         self.keys, self.args = parse_header(path.name, text)
         self._script = client.register_script(text)
 
-    async def __call__(self, keys: Mapping[str, str], args: Mapping[str, Any]) -> Any:
-        return await self._script(keys=self.keys.ordered(keys), args=self.args.ordered(args))
+    async def __call__(self, keys: Mapping[str, str], args: Mapping[str, Any], more_keys: Sequence[str] = ()) -> Any:
+        """``more_keys``: keys after the header's last one, for a script whose header says its
+        last key is the first of a list (claim_customers.lua's buckets)."""
+        return await self._script(keys=self.keys.ordered(keys) + list(more_keys), args=self.args.ordered(args))

@@ -139,7 +139,9 @@ CHANNEL_SCHEMAS = {
             "params": {"type": "object", "description": "the variant's content parameters"},
             "propensity": {"type": "number", "minimum": 0, "maximum": 1,
                            "description": "the probability the policy gave the chosen variant (logged)"},
-            "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+            "probabilities": {"type": ["object", "null"], "additionalProperties": {"type": "number"},
+                              "description": "every arm's probability when drawn now; null for a stored "
+                                             "assignment (they are in its logged stream entry)"},
             "token": {"type": ["string", "null"], "description": "signed assignment, for /conversions; "
                                                                  "null when the experiment is paused or ended"},
             "sticky": {"type": "boolean", "description": "the customer's existing assignment"},

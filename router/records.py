@@ -15,7 +15,8 @@ from typing import Any
 from croupier.router.rules import ID, UPSTREAM, Rule
 
 VARIANT_STATUSES = ("active", "paused")
-VARIANT_FIELDS = {"id", "upstream", "status", "name", "prior_alpha", "prior_beta", "params"}
+VARIANT_FIELDS = {"id", "upstream", "status", "name", "prior_alpha", "prior_beta", "params", "capacity"}
+MAX_CAPACITY = 1_000_000_000
 MAX_PARAMS_BYTES = 8192
 
 
@@ -32,6 +33,8 @@ class Variant:
     prior_alpha: float = 1.0
     prior_beta: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
+    # at most this many assignments ever get it (web, channels and batches together); None: no limit
+    capacity: int | None = None
 
     @property
     def active(self) -> bool:
@@ -93,4 +96,14 @@ def parse_variant(data: Any, label: str = "variant") -> Variant:
         prior_alpha=number(data, "prior_alpha", 1.0, 1e-3, 1e6, label=f"{label}.prior_alpha"),
         prior_beta=number(data, "prior_beta", 1.0, 1e-3, 1e6, label=f"{label}.prior_beta"),
         params=params,
+        capacity=capacity(data.get("capacity"), f"{label}.capacity"),
     )
+
+
+def capacity(value: Any, label: str) -> int | None:
+    """A variant's capacity: a whole number of assignments, or null for none."""
+    if value is None:
+        return None
+    check(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CAPACITY,
+          f"{label}: must be a whole number of assignments between 1 and {MAX_CAPACITY}, or null for no limit")
+    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from croupier.router.settings import Settings
-from croupier.router.store import CustomerAssignment, Store, _k
+from croupier.router.store import CustomerAssignment, Store, _bucket_key, customer_bucket
 
 
 def drawn(variant: str, visitor: str) -> CustomerAssignment:
@@ -26,7 +26,7 @@ def test_concurrent_first_claims_agree_on_one_winner(redis_url):
     async def scenario(store):
         mine = [drawn("ab"[i % 2], f"visitor{i:012d}") for i in range(40)]
         return await asyncio.gather(*(store.claim_customer_assignment("promo", "c1", m, None) for m in mine)), \
-            await store.customer_assignment("promo", "c1"), await store.redis.ttl(_k("promo", "cust:c1"))
+            await store.customer_assignment("promo", "c1"), await store.redis.ttl(_bucket_key("promo", customer_bucket("c1")))
 
     results, stored, ttl = run(redis_url, scenario)
     assert sum(won for _, won in results) == 1
