@@ -905,7 +905,7 @@ class Store:
     @translated
     async def trim_archived(self, experiment_id: str, below: str) -> int:
         """Drop the stream's entries with ids below ``below`` (XTRIM MINID ~: whole nodes only, so a
-        few may stay); returns how many went."""
+        few may stay, and at most 100 nodes a call); returns how many went."""
         return int(await self.redis.xtrim(_k(experiment_id, "events"), minid=below, approximate=True))
 
     @translated
@@ -1142,6 +1142,10 @@ class Store:
             pipe.hset(base, "status", status)
             pipe.delete(f"{base}:in")
             await pipe.execute()
+
+    @translated
+    async def fail_job(self, experiment_id: str, job: str, error: str) -> None:
+        await self.redis.hset(_k(experiment_id, f"job:{job}"), mapping={"status": "failed", "error": error})
 
     @translated
     async def hold_job_lease(self, experiment_id: str, job: str, token: str, ttl_ms: int) -> bool:
