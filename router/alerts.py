@@ -131,9 +131,11 @@ class Outbox:
 class Lease:
     """One router at a time: a token in Redis that lapses unless its holder renews it."""
 
-    def __init__(self, store: Store, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Store, ttl: float, clock: Callable[[], float] = time.monotonic,
+                 name: str = "alerts") -> None:
         self.store = store
         self.ttl = ttl
+        self.name = name  # which job's lease (store.LEASES)
         self.clock = clock
         self.token = secrets.token_hex(8)
         self._until = 0.0
@@ -147,14 +149,14 @@ class Lease:
     async def hold(self) -> bool:
         """Take the lease or renew it; False when another router holds it."""
         asked = self.clock()
-        holding = await self.store.hold_lease(self.token, int(self.ttl * 1000))
+        holding = await self.store.hold_lease(self.token, int(self.ttl * 1000), self.name)
         self._until = asked + self.ttl if holding else 0.0
         return holding
 
     async def release(self) -> None:
         if self._until:
             self._until = 0.0
-            await self.store.release_lease(self.token)
+            await self.store.release_lease(self.token, self.name)
 
 
 @dataclass

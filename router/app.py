@@ -22,6 +22,9 @@ from croupier.router.admin import AdminAPI
 from croupier.router.alerts import Delivery, Lease, Outbox
 from croupier.router.alerts_api import AlertsAPI
 from croupier.router.assign import Assigner
+from croupier.router.batch import BatchAssigner
+from croupier.router.batch_api import BatchAPI
+from croupier.router.batch_jobs import Jobs
 from croupier.router.beacon import Beacon
 from croupier.router.capacity_leases import CapacityLeases
 from croupier.router.fallback_report import FallbackReports
@@ -60,6 +63,8 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     fallbacks = FallbackReports(settings, store)
     admin = AdminAPI(settings, store, snapshots)
     channels = ChannelsAPI(settings, store, core)
+    batch = BatchAssigner(store, core)
+    jobs = Jobs(store, snapshots, batch)
     webhooks = WebhooksAPI(store, admin.guarded)  # the admin API's token check
     guardrails = GuardrailsAPI(store, admin.guarded, admin.experiment)
     # alerts: raised by the monitor (and later checks), delivered by whichever router holds the lease
@@ -110,6 +115,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             await monitor.stop()
             await retrainer.stop()  # gives the retrain lease up
             await delivery.stop()  # gives the lease up: another router delivers from now on
+            await jobs.stop()  # another router resumes them
             await capacity.stop()  # the decisions stopped: unused capacity units back
             await snapshots.stop()
             await recorder.stop()
@@ -124,7 +130,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # channels: API keys, not the admin token; webhooks: the admin token
-            Mount("/api/v1", routes=[*channels.routes(), *PredictAPI(channels).routes(), *admin.routes(),
+            Mount("/api/v1", routes=[*channels.routes(), *BatchAPI(channels, batch, jobs).routes(), *PredictAPI(channels).routes(), *admin.routes(),
                                      *webhooks.routes(), *guardrails.routes(),
                                      *AlertsAPI(store, admin.guarded, admin.experiment).routes()]),
             Mount("/dashboard", routes=Dashboard(settings, store).routes(), name="dashboard"),

@@ -83,6 +83,17 @@ class Metrics:
         self.drift_detected = Gauge(
             "croupier_drift_detected", "1 while drift of a kind (rate, mix) is detected in an experiment.",
             ["experiment", "kind"], registry=self.registry)
+        # set by the retrainer (router/retrainer.py) on the router holding the retrain lease
+        self.model_version = Gauge(
+            "croupier_model_version", "The version a training round here made an experiment's current model.",
+            ["experiment"], registry=self.registry)
+        self.model_trained_at = Gauge(
+            "croupier_model_trained_at_seconds", "When the latest training round here ran for an experiment "
+            "(epoch seconds).", ["experiment"], registry=self.registry)
+        self.model_rounds = Counter(
+            "croupier_model_rounds", "Model training rounds, by trigger (schedule, drift) and outcome (accepted, "
+            "rejected by the validation gate, skipped: too little data, failed).", ["trigger", "outcome"],
+            registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

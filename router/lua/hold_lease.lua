@@ -1,9 +1,10 @@
--- Take or renew a lease: one router at a time does a job (delivering alerts).
+-- Take or renew a lease: one router at a time does a job (delivering alerts,
+-- retraining models: each job its own lease key).
 -- The holder renews it well before it lapses; when the holder stops renewing
 -- (stopped, crashed, cut off from Redis) the key expires and another router
 -- takes it with SET NX PX.
 --
--- KEYS[1]  lease           {croupier:alerts}:lease   the holder's token
+-- KEYS[1]  lease           {croupier:alerts}:lease (or another job's)   the holder's token
 --
 -- ARGV[1]  token           the caller's token (random per process)
 -- ARGV[2]  ttl             milliseconds the lease lasts from now

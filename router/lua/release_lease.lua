@@ -1,7 +1,7 @@
 -- Give a lease up (a graceful stop), so another router takes it at once instead
 -- of when it lapses; only the holder's token releases it.
 --
--- KEYS[1]  lease           {croupier:alerts}:lease   the holder's token
+-- KEYS[1]  lease           {croupier:alerts}:lease (or another job's)   the holder's token
 --
 -- ARGV[1]  token           the caller's token
 --

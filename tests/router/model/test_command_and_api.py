@@ -64,14 +64,55 @@ def test_train_prints_a_summary_and_stores_the_model(redis_url):
     code, text = run("train", "--experiment", "demo", "--redis-url", redis_url, "--quiet", "--json")
     assert code == 0, text
     doc = json.loads(text)
-    assert doc["join"]["assignments"] == 3000 and doc["model"]["version"] == 1 and doc["model"]["rows"] == 3000
+    assert doc["version"] == 1 and doc["current"] is True and doc["status"] == "accepted"
+    assert doc["trigger"] == "manual" and doc["rows"] == {**doc["rows"], "train": 2400, "holdout": 600}
+    assert doc["model"]["version"] == 1 and doc["model"]["rows"] == 2400
     for arm, rate in RATES.items():
         predicted = doc["model"]["arms"][arm]
         assert abs(predicted["rate"] - rate) < 4 * predicted["sd"] + 0.005, (arm, predicted)
+    # the same data again: no better than the current model on the same window, stored as rejected
     code, text = run("train", "--experiment", "demo", "--redis-url", redis_url, "--quiet")
-    assert code == 0 and "model version 2" in text and "rows 3000" in text and "\n  b " in text
+    assert code == 0 and "version 2 rejected: the current model stays" in text and "candidate" in text, text
     code, text = run("show", "--experiment", "demo", "--redis-url", redis_url)
-    assert code == 0 and "model version 2" in text
+    assert code == 0 and "model version 1" in text and "\n  b " in text
+    code, text = run("train", "--experiment", "demo", "--redis-url", redis_url, "--quiet", "--force")
+    assert code == 0 and "version 3 accepted" in text and "forced past the gate" in text, text
+
+    code, text = run("versions", "--experiment", "demo", "--redis-url", redis_url)
+    assert code == 0, text
+    lines = [line for line in text.splitlines() if "manual" in line]
+    assert [line.split()[1 if line.startswith("*") else 0] for line in lines] == ["1", "2", "3"]
+    assert "rejected" in lines[1] and lines[2].startswith("*")
+    code, text = run("versions", "--experiment", "demo", "--redis-url", redis_url, "--json")
+    listed = json.loads(text)["versions"]
+    assert [(v["version"], v["status"], v["current"], v["rollback"]) for v in listed] == [
+        (1, "accepted", False, True), (2, "rejected", False, False), (3, "accepted", True, True)]
+    assert all(v["validation"]["candidate"]["log_loss"] > 0 for v in listed)
+
+    code, text = run("rollback", "--experiment", "demo", "--to", "1", "--redis-url", redis_url)
+    assert code == 0 and "version 1 is the current model again" in text
+    code, text = run("show", "--experiment", "demo", "--redis-url", redis_url, "--json")
+    assert json.loads(text)["model"]["version"] == 1
+
+
+def test_rollback_and_gate_refusals(redis_url, capsys):
+    fill(redis_url)
+    assert run("train", "--experiment", "demo", "--redis-url", redis_url, "--quiet")[0] == 0
+    code, text = run("train", "--experiment", "demo", "--redis-url", redis_url, "--quiet", "--shuffle-labels",
+                     "--json")
+    assert code == 0 and json.loads(text)["status"] == "rejected" and json.loads(text)["shuffled_labels"]
+    assert run("rollback", "--experiment", "demo", "--to", "2", "--redis-url", redis_url)[0] == 1
+    assert "version 2 was rejected by the validation gate" in capsys.readouterr().err
+    assert run("rollback", "--experiment", "demo", "--to", "9", "--redis-url", redis_url)[0] == 1
+    assert "has no version 9 (versions: 1, 2)" in capsys.readouterr().err
+    assert run("versions", "--experiment", "nope", "--redis-url", redis_url)[0] == 1
+    assert "experiment 'nope' not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        run("rollback", "--experiment", "demo")
+    assert usage.value.code == 2
+    with pytest.raises(SystemExit) as usage:
+        run("train", "--holdout", "1.5")
+    assert usage.value.code == 2
 
 
 def test_train_errors_exit_1_with_a_message(redis_url, capsys):
@@ -81,7 +122,7 @@ def test_train_errors_exit_1_with_a_message(redis_url, capsys):
     assert "has no stored model" in capsys.readouterr().err
     asyncio.run(_create(redis_url))
     assert run("train", "--experiment", "demo", "--redis-url", redis_url, "--quiet")[0] == 1
-    assert "no assignments in its event stream" in capsys.readouterr().err
+    assert "has no events to train on" in capsys.readouterr().err
     down = f"redis://127.0.0.1:{free_port()}/0"
     assert run("train", "--experiment", "demo", "--redis-url", down, "--quiet")[0] == 1
     err = capsys.readouterr().err

@@ -45,7 +45,8 @@ def test_save_load_version_and_delete(redis_url):
         assert await store.load_model("demo") is None
         assert await store.save_model("demo", doc()) == 3  # a version is never handed out twice
         keys = await store.redis.keys("*")
-        assert keys == ["croupier:{demo}:model"]
+        # the current model, and every version's record and (for rollback) document
+        assert sorted(keys) == ["croupier:{demo}:model", "croupier:{demo}:modeldocs", "croupier:{demo}:modelversions"]
         with pytest.raises(ValueError, match="^model: .* bytes"):
             await store.save_model("demo", {"pad": "x" * MODEL_MAX_BYTES})
     run(with_store(redis_url, work))

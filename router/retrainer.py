@@ -1,0 +1,187 @@
+"""The retrainer: keeps each experiment's conversion model current, one router at a time.
+
+Every few seconds the router holding the retrain lease (``Lease(..., name="retrain")``,
+the alerts lease's Lua scripts under a key of its own) looks at the running experiments
+that use a model (``model_weight`` > 0) and starts a training round
+(``croupier.router.model_update.run_round``) for each that has events it has not read yet and
+
+- ``schedule``: had no round for ``CROUPIER_RETRAIN_INTERVAL`` seconds (or never had one), or
+- ``drift``: has an open rate-drift alert (the monitor's ``DriftCheck``; its episodes are in the
+  alerts' open hash) that no round was started for yet.
+
+When a round runs and whether it found anything is in Redis (``Store.model_heads``), so a
+router that takes the lease over goes on where the last one stopped: once per period,
+whichever router runs it. A round runs on a worker thread with its own event loop and Redis
+connection: reading, joining and fitting never hold the loop that answers decisions; its
+events are bounded (``CROUPIER_RETRAIN_MAX_EVENTS``). The lease is renewed while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from croupier.router.alerts import Lease, parse_episode
+from croupier.router.metrics import Metrics
+from croupier.router.model import ModelError
+from croupier.router.model_update import run_round
+from croupier.router.refresh import SnapshotKeeper
+from croupier.router.settings import Settings
+from croupier.router.store import ModelHead, Store, StoreUnavailable
+
+log = logging.getLogger("croupier.retrainer")
+
+
+@dataclass(frozen=True)
+class Due:
+    experiment: str
+    trigger: str  # schedule | drift
+    drift: str = ""  # the open drift alerts' ids it answers, comma-separated
+
+
+def drift_alerts(open_episodes: Mapping[str, str]) -> dict[str, str]:
+    """Experiment → the ids of its open rate-drift alerts, sorted and comma-separated."""
+    found: dict[str, list[str]] = {}
+    for episode, alert_id in open_episodes.items():
+        kind, experiment, _ = parse_episode(episode)
+        if kind == "drift":
+            found.setdefault(experiment, []).append(alert_id)
+    return {experiment: ",".join(sorted(ids)) for experiment, ids in found.items()}
+
+
+def due_rounds(heads: Mapping[str, ModelHead], drift: Mapping[str, str], interval: float, now: float) -> list[Due]:
+    """The experiments to train now (module docstring), drift first, then the longest waiting."""
+    out = []
+    for exp_id, head in heads.items():
+        if not head.last_event or head.last_event == head.through:
+            continue  # nothing new since the last round: the same data would give the same model
+        open_ids = drift.get(exp_id, "")
+        if open_ids and not set(open_ids.split(",")) <= set(head.drift.split(",")):
+            out.append(Due(exp_id, "drift", open_ids))
+        elif not head.attempted or now - head.attempted >= interval:
+            out.append(Due(exp_id, "schedule"))
+    return sorted(out, key=lambda d: (d.trigger != "drift", heads[d.experiment].attempted))
+
+
+class Retrainer:
+    def __init__(self, settings: Settings, store: Store, snapshots: SnapshotKeeper, metrics: Metrics,
+                 lease: Lease | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.snapshots = snapshots
+        self.metrics = metrics
+        self.lease = lease or Lease(store, settings.alert_lease_seconds, name="retrain")
+        self.interval = settings.retrain_interval
+        # drift alerts come at the monitor's pace; the lease is renewed well before it lapses
+        self.tick = min(self.interval, settings.monitor_interval, self.lease.ttl / 3)
+        # the archiver's directory, when this router's settings name one (history_source reads it)
+        archive = getattr(settings, "archive_dir", "")
+        self.archive_dir = Path(archive) if archive else None
+        self.rounds: list[dict[str, Any]] = []  # the latest rounds' records (tests and logs)
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task | None = None
+        self._last_error: str | None = None
+
+    def watched(self) -> list[str]:
+        """The running experiments that use a model."""
+        return sorted(e.id for e in self.snapshots.current.experiments.values()
+                      if e.status == "running" and e.model_weight > 0)
+
+    async def run_once(self) -> list[dict[str, Any]]:
+        """One look: the rounds it ran (their records)."""
+        if not await self.lease.hold():
+            return []
+        ids = self.watched()
+        if not ids:
+            return []
+        heads = await self.store.model_heads(ids)
+        due = due_rounds(heads, drift_alerts(await self.store.open_alerts()), self.interval, time.time())
+        done = []
+        for job in due:
+            if job.drift:
+                await self.store.mark_model_drift(job.experiment, job.drift)
+            try:
+                record = await self._while_leased(self._round, job.experiment, job.trigger)
+            except ModelError as exc:  # too little data yet: the next period tries again
+                log.info("experiment %s: no model trained (%s): %s", job.experiment, job.trigger, exc)
+                self.metrics.model_rounds.labels(trigger=job.trigger, outcome="skipped").inc()
+                continue
+            self._count(record)
+            done.append(record)
+            if not self.lease.held():
+                break  # lost it meanwhile: the new holder goes on
+        self.rounds = (self.rounds + done)[-20:]
+        return done
+
+    def _count(self, record: dict[str, Any]) -> None:
+        outcome = "accepted" if record["current"] else "rejected"
+        self.metrics.model_rounds.labels(trigger=record["trigger"], outcome=outcome).inc()
+        self.metrics.model_trained_at.labels(experiment=record["experiment"]).set(record["trained_at"])
+        if record["current"]:
+            self.metrics.model_version.labels(experiment=record["experiment"]).set(record["version"])
+        log.info("experiment %s: model version %s %s (%s): %s", record["experiment"], record["version"], outcome,
+                 record["trigger"], record["reason"])
+
+    def _round(self, experiment_id: str, trigger: str) -> dict[str, Any]:
+        """On the worker thread: a loop and a Redis connection of its own."""
+        async def go() -> dict[str, Any]:
+            store = Store(self.settings)
+            try:
+                return await run_round(store, experiment_id, trigger=trigger, archive_dir=self.archive_dir,
+                                       max_events=self.settings.retrain_max_events,
+                                       holdout=self.settings.retrain_holdout)
+            finally:
+                await store.close()
+        return asyncio.run(go())
+
+    async def _while_leased(self, fn, *args: Any) -> Any:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="croupier-retrain")
+        job = asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        while True:
+            done, _ = await asyncio.wait({job}, timeout=self.lease.ttl / 3)
+            if done:
+                return job.result()
+            try:
+                await self.lease.hold()  # a long round keeps the lease: no second router starts it
+            except StoreUnavailable:
+                pass
+
+    # -- the background task --------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            try:
+                await self.run_once()
+                self._last_error = None
+            except StoreUnavailable as exc:
+                if self._last_error is None:
+                    log.warning("retrainer: Redis is unavailable, trying again later: %s", exc)
+                self._last_error = str(exc)
+            except Exception:  # a bug must not stop retraining for good
+                log.exception("retrain round failed")
+                self.metrics.model_rounds.labels(trigger="any", outcome="failed").inc()
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._task = asyncio.create_task(self._run(), name="croupier-retrainer")
+
+    async def stop(self) -> None:
+        while self._task and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=0.1)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        try:
+            await self.lease.release()
+        except StoreUnavailable:
+            pass
