@@ -28,6 +28,10 @@ VALID = {
     "flush_interval": ("0.1", 0.1),
     "max_pending": ("500", 500),
     "stream_maxlen": ("5000", 5000),
+    "archive": ("on", True),
+    "archive_maxlen": ("6000000", 6_000_000),
+    "archive_keep_seconds": ("600", 600),
+    "archive_dir": ("/var/lib/croupier/archive", "/var/lib/croupier/archive"),
     "bucket_seconds": ("300", 300),
     "beacon_max_bytes": ("8192", 8192),
     "beacon_rate": ("5.5", 5.5),
@@ -41,6 +45,13 @@ VALID = {
     "api_keys": ("acme:" + "a" * 24, "acme:" + "a" * 24),
     "alerts": ("off", False),
     "monitor_interval": ("2.5", 2.5),
+    "drift_window": ("120", 120),
+    "drift_threshold": ("12.5", 12.5),
+    "drift_min_count": ("20", 20.0),
+    "mix_recent": ("30", 30),
+    "mix_reference": ("720", 720),
+    "mix_threshold": ("0.25", 0.25),
+    "mix_min_views": ("500", 500),
     "alert_poll_interval": ("0.5", 0.5),
     "alert_lease_seconds": ("30", 30.0),
     "alert_timeout": ("2", 2.0),
@@ -71,6 +82,9 @@ BAD = {
     "flush_interval": ["0", "61"],
     "max_pending": ["0"],
     "stream_maxlen": ["99"],
+    "archive": ["sometimes"],
+    "archive_maxlen": ["999999"],  # under the default CROUPIER_STREAM_MAXLEN
+    "archive_keep_seconds": ["-1", "2592001"],
     "bucket_seconds": ["0"],
     "beacon_max_bytes": ["63", "1048577"],
     "beacon_rate": ["-1", "fast"],
@@ -84,6 +98,13 @@ BAD = {
     "api_keys": ["Acme:" + "a" * 24, "acme:short", "nocolon"],
     "alerts": ["sometimes"],
     "monitor_interval": ["0", "3601"],
+    "drift_window": ["1", "100001"],
+    "drift_threshold": ["0", "1001"],
+    "drift_min_count": ["0.5", "1000001"],
+    "mix_recent": ["0", "100001"],
+    "mix_reference": ["0", "100001"],
+    "mix_threshold": ["0", "10.5"],
+    "mix_min_views": ["0", "100000001"],
     "alert_poll_interval": ["0", "61"],
     "alert_lease_seconds": ["0.1", "601", "2"],  # 2: under 3 x the default poll interval
     "alert_timeout": ["0", "61"],
@@ -94,7 +115,7 @@ BAD = {
     "alert_max_inflight": ["0", "100001"],
     "alert_stream_maxlen": ["99"],
 }
-ANY_TEXT = {"host", "admin_token"}  # taken as given: there is no value to refuse
+ANY_TEXT = {"host", "admin_token", "archive_dir"}  # taken as given: there is no value to refuse
 
 
 def env(name: str) -> str:
