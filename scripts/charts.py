@@ -186,10 +186,13 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
     return fig
 
 
-def traffic_share(x: Sequence, trials: np.ndarray, variant_ids: Sequence[str], *,
+def traffic_share(x: Sequence, trials: np.ndarray, variant_ids: Sequence[str], *, end: object = None,
                   colour_of: Mapping[str, str] | None = None, events: Sequence[Event] = (),
                   title: str = "Traffic share per variant", x_label: str = "time (UTC)") -> Figure:
-    """Stacked areas: each variant's share of the visitors of each period (``trials``: ``(T, K)``)."""
+    """Stacked areas: each variant's share of the visitors of each period (``trials``: ``(T, K)``).
+
+    ``end``: where the last period ends; then ``x`` are the periods' starts and each period is
+    drawn as a flat block (a single period too), else the shares are joined by straight lines."""
     trials = np.asarray(trials, dtype=np.float64).reshape(len(x), len(variant_ids))
     totals = trials.sum(axis=1, keepdims=True)
     shares = np.divide(trials, totals, out=np.zeros_like(trials), where=totals > 0)
@@ -197,10 +200,14 @@ def traffic_share(x: Sequence, trials: np.ndarray, variant_ids: Sequence[str], *
     ax = axes[0, 0]
     colour_of = colour_of or colours(variant_ids)
     if len(x):
+        steps = {}
+        if end is not None:
+            x, shares, steps = [*x, end], np.vstack([shares, shares[-1:]]), {"step": "post"}
         ax.stackplot(x, shares.T, labels=list(variant_ids), colors=[colour_of[v] for v in variant_ids],
-                     alpha=0.85, linewidth=0)
+                     alpha=0.85, linewidth=0, **steps)
         _time_axis(ax, x)
-        ax.set_xlim(x[0], x[-1])
+        if len(x) > 1:
+            ax.set_xlim(x[0], x[-1])
     else:
         _no_data(ax)
     ax.set_ylim(0, 1)

@@ -161,3 +161,11 @@ def test_png_data_uri_and_svg():
     text = charts.svg(fig)
     assert text.startswith("<svg") and "http://www.w3.org/2000/svg" in text
     assert "href=\"http" not in text  # nothing fetched from outside
+
+
+def test_traffic_share_in_periods_draws_blocks_even_for_one_period():
+    fig = drawn(charts.traffic_share(TIMES[:1], np.array([[1.0, 3.0, 0.0]]), IDS, end=TIMES[1]))
+    ax = fig.axes[0]
+    widths = [poly.get_paths()[0].get_extents().width for poly in ax.collections]
+    assert len(widths) == 3 and all(w > 0 for w in widths)
+    assert_legend_outside(fig)
