@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from croupier.router import rules
 from croupier.router.assign import Assigner
+from croupier.router.context import device_class
 from croupier.router.engagement import FIELDS as ENGAGEMENT_FIELDS, Engagement, parse_engagement
 from croupier.router.passes import token_of
 from croupier.router.ratelimit import TokenBuckets, client_key, retry_after
@@ -134,8 +135,12 @@ class Beacon:
         # the segment and features the visitor was assigned with (from the signed token): a
         # contextual policy learns only from its experiment's own goal
         features = held.features if goal == experiment.goal else ()
+        # the device class the assignment was counted under, from the same browser's User-Agent
+        # (no bot test: a bot never got an assignment cookie), so a conversion lands in its stratum
+        device = device_class(headers.get("user-agent", ""))
         return BeaconEvent(experiment.id, held.variant, held.visitor, fields["type"], goal,
-                           fields["value"], fields["id"], time.time(), held.segment, features), fields["engagement"]
+                           fields["value"], fields["id"], time.time(), held.segment, features,
+                           device), fields["engagement"]
 
     async def script_endpoint(self, request: Request) -> Response:
         return Response(self.script, media_type="application/javascript",

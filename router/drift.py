@@ -110,17 +110,24 @@ def rate_drift(trials, conversions, *, stratified: bool = False, threshold: floa
     c = np.asarray(conversions, dtype=np.float64)
     if n.shape != c.shape:
         raise ValueError(f"rate_drift: trials {n.shape} and conversions {c.shape} differ in shape")
-    c = np.minimum(c, n)
     if n.ndim < (3 if stratified else 2):
         raise ValueError(f"rate_drift: trials must be (T, {'S, ' if stratified else ''}..., K), got {n.shape}")
     if not stratified:
         n, c = n[:, None], c[:, None]
+    # A conversion is counted in the bucket it happened in, its trial in the one it was assigned
+    # in: a bucket (or a device's share of it) may hold more conversions than trials, a side of
+    # tau as good as never; so the counts are clipped per side, not per bucket. Conversions of a
+    # stratum with no trial in the window (a visitor whose device class changed) predict nothing
+    # and are left out.
+    totals = n.sum(axis=0)  # (S, ..., K)
+    c = np.where(totals > 0, c, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        stratum_rate = np.nan_to_num(c.sum(axis=0) / n.sum(axis=0))  # (S, ..., K)
+        stratum_rate = np.minimum(np.nan_to_num(c.sum(axis=0) / totals), 1.0)
     expected = (n * stratum_rate).sum(axis=1)  # (T, ..., K): conversions the window's rates predict
     n, c = n.sum(axis=1), c.sum(axis=1)
     n1, o1, e1 = (np.cumsum(x, axis=0)[:-1] for x in (n, c, expected))  # before tau = 1 .. T-1
     n2, o2, e2 = n.sum(axis=0) - n1, c.sum(axis=0) - o1, expected.sum(axis=0) - e1
+    o1, o2 = np.minimum(o1, n1), np.minimum(o2, n2)
     eligible = (np.minimum(e1, n1 - e1) >= min_count) & (np.minimum(e2, n2 - e2) >= min_count)
     llr = np.where(eligible, _binomial_llr(o1, e1, n1) + _binomial_llr(o2, e2, n2), 0.0)
     batch = n.shape[1:]

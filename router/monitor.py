@@ -56,9 +56,10 @@ from croupier.router.experiments import Experiment
 from croupier.router.history import bucket_arrays
 from croupier.router.metrics import Metrics
 from croupier.router.refresh import SnapshotKeeper
+from croupier.router.settings import Settings
 from croupier.router.statistics import SRM_ALERT_P, srm_check
 from croupier.router.store import (Store, StoreUnavailable, parse_breaches, parse_buckets, parse_counters,
-                                   parse_mix_buckets)
+                                   parse_device_buckets, parse_mix_buckets)
 
 log = logging.getLogger("croupier.monitor")
 LOOK_BATCH = 100  # experiments a look checks at most (the others wait for the next looks)
@@ -111,6 +112,8 @@ READERS: dict[str, Reader] = {
     "engagement": Reader(lambda store, ids: store.engagement_hashes(ids), parse_counters),
     # variant → its guardrail breach, held or cleared (router/guardrail_check.py)
     "breaches": Reader(lambda store, ids: store.breach_hashes(ids), parse_breaches),
+    # bucket start → device class → variant → trials and conversions (the rate-drift strata)
+    "devices": Reader(lambda store, ids: store.device_bucket_hashes(ids), parse_device_buckets),
     # bucket start → context field → value → assignments (the traffic's mix)
     "mix": Reader(lambda store, ids: store.mix_hashes(ids), parse_mix_buckets),
 }
@@ -169,10 +172,11 @@ class SampleRatioCheck(Check):
             _remove(self.metrics.srm_mismatch, experiment_id)
 
 
-def default_checks(metrics: Metrics | None) -> list[Check]:
-    """The checks every router runs."""
-    from croupier.router.monitor_checks import DriftCheck, GuardrailCheck, MixDriftCheck  # they build on this module
-    return [SampleRatioCheck(metrics), GuardrailCheck(metrics), DriftCheck(metrics), MixDriftCheck(metrics)]
+def default_checks(metrics: Metrics | None, settings: Settings | None = None) -> list[Check]:
+    """The checks every router runs; ``settings`` configure the drift checks (CROUPIER_DRIFT_*,
+    CROUPIER_MIX_*; their defaults without)."""
+    from croupier.router.monitor_checks import GuardrailCheck, drift_checks  # they build on this module
+    return [SampleRatioCheck(metrics), GuardrailCheck(metrics), *drift_checks(metrics, settings)]
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ new ones before they are raised:
   caps the variant in every router's next split; the alert's episode lasts as long as the
   breach is held, and ends when a marketer clears it.
 - ``DriftCheck``: a change in an arm's conversion rate over the recent time buckets
-  (``croupier.router.drift.rate_drift``, a change-point test; the buckets count per arm,
-  not per device, so the rate is not mix-adjusted here and a shift in who visits can move
-  it too: ``MixDriftCheck`` reports that shift apart). With ``on_drift:
-  "forget"`` the arm's evidence from before the change is set aside (its counts then,
-  kept in the stats hash and subtracted by ``croupier.router.snapshot.arm_stats``).
+  (``croupier.router.drift.rate_drift``, a change-point test), stratified by device class:
+  trials and conversions are counted per bucket, arm and device, and the test compares each
+  side of a change with the rate the window's per-device rates predict for that side's mix,
+  so a shift in who visits does not read as a rate change (``MixDriftCheck`` reports it).
+  With ``on_drift: "forget"`` the arm's evidence from before the change is set aside (its
+  counts then, kept in the stats hash and subtracted by ``croupier.router.snapshot.arm_stats``).
 - ``MixDriftCheck``: a change in who visits (the share of each device class among the
   assignments of the recent buckets against the buckets before them,
   ``croupier.router.drift.mix_drift``), raised apart from any rate change, as kind
@@ -26,17 +27,28 @@ from __future__ import annotations
 import numpy as np
 
 from croupier.router.alerts import Alert
-from croupier.router.drift import MIN_MIX_VIEWS, PSI_SIGNIFICANT, mix_drift, rate_drift
+from croupier.router.drift import (DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, MIN_MIX_VIEWS, PSI_SIGNIFICANT, mix_drift,
+                                   rate_drift)
 from croupier.router.experiments import Experiment
 from croupier.router.guardrail_check import check as guardrail_breaches
-from croupier.router.history import bucket_arrays
 from croupier.router.metrics import Metrics
 from croupier.router.monitor import Check, Observation, _remove
+from croupier.router.settings import Settings
 from croupier.router.store import Store
 
-DRIFT_WINDOW = 360  # time buckets the detector looks back over (6 hours of 60 s buckets)
-MIX_RECENT = 60  # time buckets whose traffic mix is compared (an hour of 60 s buckets) ...
-MIX_REFERENCE = 1440  # ... with that of the buckets before them (a day of 60 s buckets)
+# the defaults of the checks' windows and thresholds are the settings' (CROUPIER_DRIFT_*, CROUPIER_MIX_*)
+DRIFT_WINDOW = Settings.drift_window
+MIX_RECENT = Settings.mix_recent
+MIX_REFERENCE = Settings.mix_reference
+
+
+def drift_checks(metrics: Metrics | None, settings: Settings | None) -> list[Check]:
+    """The drift checks as the settings configure them (their defaults without settings)."""
+    if settings is None:
+        return [DriftCheck(metrics), MixDriftCheck(metrics)]
+    return [DriftCheck(metrics, settings.drift_window, settings.drift_threshold, settings.drift_min_count),
+            MixDriftCheck(metrics, settings.mix_recent, settings.mix_reference, settings.mix_threshold,
+                          settings.mix_min_views)]
 
 
 class GuardrailCheck(Check):
@@ -88,13 +100,24 @@ class GuardrailCheck(Check):
 
 
 class DriftCheck(Check):
+    """A change in an arm's conversion rate over the last ``window`` time buckets, adjusted for
+    the traffic's mix: trials and conversions are counted per device class (the ``devices``
+    reader), and ``drift.rate_drift(stratified=True)`` compares each side of a candidate change
+    with what the window's per-device rates predict for that side's own mix. Buckets without a
+    visitor are not stored, so a quiet experiment's window reaches further back."""
+
     name = "drift"
     kinds = ("drift",)
-    reads = ("buckets",)
+    reads = ("devices",)
 
-    def __init__(self, metrics: Metrics | None = None, window: int = DRIFT_WINDOW) -> None:
+    def __init__(self, metrics: Metrics | None = None, window: int = DRIFT_WINDOW,
+                 threshold: float = DEFAULT_THRESHOLD, min_count: float = DEFAULT_MIN_COUNT) -> None:
+        if window < 2:
+            raise ValueError(f"DriftCheck: window ({window}) must be at least 2 buckets")
         self.metrics = metrics
         self.window = window
+        self.threshold = threshold
+        self.min_count = min_count
 
     def run(self, seen: Observation) -> list[Alert]:
         e = seen.experiment
@@ -103,32 +126,33 @@ class DriftCheck(Check):
             return []
         ids = [v.id for v in variants]
         conv = f"conv:{e.goal}"
-        starts, arrays = bucket_arrays(seen.data["buckets"], ids, ["trials", conv])
-        starts = list(starts)[-self.window:]
-        trials, conversions = arrays["trials"][-self.window:], arrays[conv][-self.window:]
+        starts, arrays = device_arrays(seen.data["devices"], ids, ["trials", conv], self.window)
+        trials, conversions = arrays["trials"], arrays[conv]
         alerts = []
         if len(starts) >= 2:
-            found = rate_drift(trials, conversions)
+            found = rate_drift(trials, conversions, stratified=True, threshold=self.threshold,
+                               min_count=self.min_count)
             for k, vid in enumerate(ids):
                 if not bool(found.detected[k]):
                     continue
                 at = int(found.change_at[k])
                 change = float(found.relative_change[k])
                 # the counts the arm had before the change (its lifetime totals but the buckets
-                # from the change on): what "forget" sets aside
-                since = len(arrays["trials"]) - len(starts) + at
+                # from the change on, every device's): what "forget" sets aside
                 held = seen.counters.get(vid, {})
-                before = {name: max(float(held.get(name, 0.0)) - float(arrays[name][since:, k].sum()), 0.0)
+                before = {name: max(float(held.get(name, 0.0)) - float(arrays[name][at:, :, k].sum()), 0.0)
                           for name in ("trials", conv)}
                 alerts.append(Alert(
                     "drift", e.id, f"Conversion rate of variant {vid} in experiment {e.id} changed "
                                    f"{change:+.0%} since {_when(starts[at])} "
-                                   f"({float(found.rate_before[k]):.2%} -> {float(found.rate_after[k]):.2%})"
+                                   f"({float(found.rate_before[k]):.2%} -> {float(found.rate_after[k]):.2%}, "
+                                   f"adjusted for the device mix)"
                                    + ("; its evidence from before is set aside" if e.on_drift == "forget" else ""),
                     tenant=e.tenant, variant=vid,
                     details={"kind": "rate", "changed_at": int(starts[at]), "direction": int(found.direction[k]),
                              "rate_before": float(found.rate_before[k]), "rate_after": float(found.rate_after[k]),
                              "relative_change": change, "statistic": float(found.statistic[k]),
+                             "threshold": self.threshold, "stratified_by": "device",
                              "on_drift": e.on_drift, "before": before}))
         _flag_drift(self.metrics, e.id, "rate", bool(alerts))
         return alerts
@@ -141,6 +165,27 @@ class DriftCheck(Check):
     def forget(self, experiment_id: str) -> None:
         if self.metrics is not None:
             _remove(self.metrics.drift_detected, experiment_id, "rate")
+
+
+def device_arrays(buckets: dict[int, dict[str, dict[str, dict[str, float]]]], variant_ids: list[str],
+                  counters: list[str], last: int) -> tuple[list[int], dict[str, np.ndarray]]:
+    """The last ``last`` buckets' starts (oldest first) and, per counter, an array ``(T, S, K)``
+    (``S`` the device classes seen in them, sorted) from ``bucket → device → variant → counter``
+    (``store.parse_device_buckets``)."""
+    starts = list(buckets)[-last:]
+    strata = sorted({device for start in starts for device in buckets[start]})
+    arrays = {c: np.zeros((len(starts), len(strata), len(variant_ids))) for c in counters}
+    for i, start in enumerate(starts):
+        for s, device in enumerate(strata):
+            row = buckets[start].get(device)
+            if not row:
+                continue
+            for k, vid in enumerate(variant_ids):
+                values = row.get(vid)
+                if values:
+                    for c in counters:
+                        arrays[c][i, s, k] = values.get(c, 0.0)
+    return starts, arrays
 
 
 def _flag_drift(metrics: Metrics | None, experiment_id: str, kind: str, detected: bool) -> None:

@@ -1,6 +1,6 @@
 -- Record a batch of one experiment's assignments atomically, at most once: trial
--- counters, per-bucket trials and expected trials, per-bucket device counts, and
--- one stream entry per assignment. Atomic per experiment, so a batch that fails
+-- counters, per-bucket trials and expected trials, per-bucket device counts (of the
+-- whole traffic, and per arm), and one stream entry per assignment. Atomic per experiment, so a batch that fails
 -- part-way across cluster nodes leaves each experiment either fully written or
 -- untouched; once, because a router may send a write again when it could not tell
 -- whether Redis applied it (router/ledger.py).
@@ -13,6 +13,8 @@
 -- KEYS[6]  linear          croupier:{exp}:linear   hash <variant>|<i>|<j> (x x^T of a contextual policy)
 -- KEYS[7]  revision        croupier:{exp}:revision counter bumped on every change of the counters above
 -- KEYS[8]  mixbuckets      croupier:{exp}:mixbuckets hash <bucket>:device=<device class> (the traffic's mix)
+-- KEYS[9]  devbuckets      croupier:{exp}:devbuckets hash <bucket>:<device class>|<variant>:<counter>
+--                          (the rate-drift check's strata)
 --
 -- ARGV[1]  writer          router id, random per router process
 -- ARGV[2]  seq             increasing per router; a number at or below the last applied one is a repeat
@@ -31,14 +33,16 @@
 --          batch, not six per assignment: the router spent ~4 µs a decision encoding
 --          those (profiled), Redis a little on each too.
 -- ARGV[11] mix_trials      integer increments of mixbuckets, like trials
+-- ARGV[12] device_trials   integer increments of devbuckets, like trials: one line per bucket, arm and
+--                          device class of the batch
 --
 -- Returns the number of stream entries written, or -1 when this write was applied before.
 
 local stats, buckets, events, writers, segstats, linear, revision = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local mixbuckets = KEYS[8]
+local mixbuckets, devbuckets = KEYS[8], KEYS[9]
 local writer, seq, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local trials, bucket_trials, segment_trials, feature_pairs = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local expected, splits, entries, mix_trials = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local expected, splits, entries, mix_trials, device_trials = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 
 local last = tonumber(redis.call('HGET', writers, writer) or '0')
 if seq <= last then
@@ -58,6 +62,7 @@ increment('HINCRBY', segstats, segment_trials)
 increment('HINCRBY', linear, feature_pairs)
 increment('HINCRBYFLOAT', buckets, expected)
 increment('HINCRBY', mixbuckets, mix_trials)
+increment('HINCRBY', devbuckets, device_trials)
 
 local probs, count = {}, 0
 for split in string.gmatch(splits, '([^\n]*)\n') do

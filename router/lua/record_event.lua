@@ -6,7 +6,9 @@
 -- KEYS[4]  segstats        croupier:{exp}:segstats hash <segment>|<variant>:<counter>
 -- KEYS[5]  linear          croupier:{exp}:linear   hash <variant>|b|<i> (a contextual policy's sum r x)
 -- KEYS[6]  revision        croupier:{exp}:revision counter bumped on every change of the counters above
--- KEYS[7]  dedupe (optional) croupier:{exp}:conv:<visitor>:<goal> or croupier:{exp}:eid:<id>
+-- KEYS[7]  devbuckets      croupier:{exp}:devbuckets hash <bucket>:<device class>|<variant>:<counter>
+--                          (a conversion's, the rate-drift check's strata)
+-- KEYS[8]  dedupe (optional) croupier:{exp}:conv:<visitor>:<goal> or croupier:{exp}:eid:<id>
 --
 -- ARGV[1]  kind            view | click | convert
 -- ARGV[2]  variant         variant id
@@ -20,13 +22,15 @@
 -- ARGV[10] event_id        '' for none
 -- ARGV[11] segment         the segment the visitor was assigned in, '' for none
 -- ARGV[12] features        (convert of the experiment's goal only) hashed feature indices 'i,j,k', '' for none
+-- ARGV[13] device          the device class of the request that reported it ('unknown' when not known)
 --
 -- Returns 1 when counted, 0 when it was a duplicate (nothing changed).
 
-local stats, buckets, events, segstats, linear, revision, dedupe = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local stats, buckets, events, segstats, linear, revision = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local devbuckets, dedupe = KEYS[7], KEYS[8]
 local kind, variant, goal, value, visitor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ttl, bucket, maxlen, ts, event_id = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local segment, features = ARGV[11], ARGV[12]
+local segment, features, device = ARGV[11], ARGV[12], ARGV[13]
 
 if dedupe then
   if not redis.call('SET', dedupe, '1', 'NX', 'EX', ttl) then
@@ -37,6 +41,7 @@ end
 local counter = kind
 if kind == 'convert' then
   counter = 'conv:' .. goal
+  redis.call('HINCRBY', devbuckets, bucket .. ':' .. device .. '|' .. variant .. ':' .. counter, 1)
 end
 redis.call('HINCRBY', stats, variant .. ':' .. counter, 1)
 redis.call('INCR', revision)  -- routers recompute only the experiments whose revision moved

@@ -41,3 +41,18 @@ def test_a_quick_run_prints_the_table_and_goal_lines(capsys):
     assert names == ["cap", "cap-holds", "aa-false-breach", "drift-delay", "false-drift-alarms", "mix-shift",
                      "runtime"]
     assert all(re.search(r" \([^()]+\) (met|not met)$", line) for line in goals), goals
+
+
+def test_the_mix_goal_runs_the_routers_own_checks():
+    result = bench.run_mix(runs=3, before=20_000, after=20_000, seed=2)
+    assert result["mix_flagged"].all() and not result["steady_flagged"].any()
+    assert not result["rate_alarm"].any()  # DriftCheck, by device: the rates held
+
+
+def test_the_routers_rate_check_in_the_bench_sees_a_real_change():
+    rates = np.array(bench.DEVICE_RATES)
+    dropped = rates * np.array([1.0, 0.4])  # the better arm loses 60% on every device, the mix holds
+    trials, conversions = bench._bucketed(2, 40_000, 3, lambda t: rates if t < 20_000 else dropped,
+                                          mix_at=lambda t: np.array(bench.MIX_BEFORE))
+    checked = bench.watch_checks(trials, conversions, shift=20, width=10)
+    assert checked["rate_alarm"].all() and not (checked["mix_flagged"] | checked["steady_flagged"]).any()

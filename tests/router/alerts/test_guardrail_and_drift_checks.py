@@ -58,13 +58,13 @@ def test_a_step_change_raises_drift_and_forget_sets_the_old_evidence_aside(redis
             for t in range(120):
                 for k, v in enumerate("ab"):
                     rate = rates[t >= 60][k]
-                    n, c = 300, int(rng.binomial(300, rate))
-                    fields[f"{start + t * BUCKET}:{v}:trials"] = n
-                    fields[f"{start + t * BUCKET}:{v}:conv:signup"] = c
-                    fields[f"{start + t * BUCKET}:{v}:expected"] = n  # the split gave each half
-                    totals[f"{v}:trials"] = totals.get(f"{v}:trials", 0) + n
-                    totals[f"{v}:conv:signup"] = totals.get(f"{v}:conv:signup", 0) + c
-            await h.store.redis.hset(f"croupier:{{{exp_id}}}:buckets", mapping=fields)
+                    for device, n in (("mobile", 100), ("desktop", 200)):  # the drift check's strata
+                        c = int(rng.binomial(n, rate))
+                        fields[f"{start + t * BUCKET}:{device}|{v}:trials"] = n
+                        fields[f"{start + t * BUCKET}:{device}|{v}:conv:signup"] = c
+                        totals[f"{v}:trials"] = totals.get(f"{v}:trials", 0) + n
+                        totals[f"{v}:conv:signup"] = totals.get(f"{v}:conv:signup", 0) + c
+            await h.store.redis.hset(f"croupier:{{{exp_id}}}:devbuckets", mapping=fields)
             await counters(h, exp_id, totals)
         assert await h.look() == 1
         assert await h.kinds_raised() == [("drift", "spring", "a")]
