@@ -8,6 +8,16 @@ the rate the logging policy observed.
     python -m croupier.scripts.ope --experiment demo --policy uniform --policy fixed:b --policy thompson
     python -m croupier.scripts.ope --from-file demo.jsonl --policy epsilon_greedy:epsilon=0.1 --json
     python -m croupier.scripts.ope --experiment demo --export demo.jsonl
+    python -m croupier.scripts.ope --experiment demo --compare
+
+Events are read from the Parquet archive (croupier-archive; ``--archive``, by default
+CROUPIER_ARCHIVE_DIR or the local stack's run/archive when it exists), then from the
+stream past it, so the horizon is not the stream's cap.
+
+--compare: the strategy comparison (croupier.router.strategies): what Thompson sampling,
+UCB1, epsilon-greedy, every fixed variant, the even split and the conversion model's
+choice per visitor (the experiment's stored model, ``--compare-model``) would have
+converted on the logged traffic, by doubly robust with intervals, best first.
 
 Target policies:
   uniform                    an even split over the arms offered
@@ -41,6 +51,7 @@ from croupier.router.policies import PolicyError, make_policy
 from croupier.router.records import InvalidExperiment
 from croupier.router.reward import Reward, parse_reward
 from croupier.router.settings import Settings, SettingsError
+from croupier.router.strategies import StrategyEstimate, compare_strategies
 from croupier.scripts.local_stack import DEFAULT_RUN_DIR
 from croupier.scripts.progress import Progress
 
@@ -182,6 +193,37 @@ def _pct(e: Estimate) -> str:
     return f"{e.value:6.2%} [{e.ci_low:6.2%}, {e.ci_high:6.2%}]"
 
 
+def print_comparison(found: list[StrategyEstimate], n: int, seen: Estimate, out: TextIO) -> None:
+    confidence = found[0].confidence if found else 0.95
+    print(f"strategy comparison on {n} logged assignments (doubly robust, {confidence:.0%} intervals); "
+          f"observed {seen.value:.2%}", file=out)
+    print(f"{'strategy':<30} {'kind':<9} {'rate':>7}   {'interval':<18} {'effective rows':>14}", file=out)
+    for e in sorted(found, key=lambda e: -e.value):
+        note = f"  ({e.unsupported:.0%} on arms never offered: biased)" if e.unsupported > 0 else ""
+        print(f"{e.label:<30} {e.kind:<9} {e.value:>7.2%}   [{e.low:6.2%}, {e.high:6.2%}] {e.n_effective:>14.0f}{note}",
+              file=out)
+
+
+async def read_model(redis_url: str, experiment: str) -> Any:
+    """The experiment's stored conversion model (None when it has none)."""
+    from croupier.router.hybrid import decode
+    from croupier.router.model import ModelError
+    from croupier.router.store import Store
+
+    store = Store(Settings(redis_url=redis_url))
+    try:
+        found = await store.load_model(experiment)
+    finally:
+        await store.close()
+    if not found:
+        return None
+    try:
+        return decode(found[1], found[0]).model
+    except ModelError as exc:
+        print(f"croupier-ope: the stored model is left out of the comparison: {exc}", file=sys.stderr)
+        return None
+
+
 def print_table(report: JoinReport, goal: str, seen: Estimate, results: dict[str, dict[str, Estimate] | str],
                 out: TextIO) -> None:
     print(f"goal {goal}  assignments {report.assignments} (holdout {report.holdout})  "
@@ -234,10 +276,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (0: normal intervals)")
     parser.add_argument("--refresh", type=int, default=100, help="rows between splits of sequential/replay")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--compare", action="store_true",
+                        help="the strategy comparison: adaptive policies, fixed variants, even split, model's choice")
+    parser.add_argument("--compare-model", choices=("stored", "fit", "none"), default="stored",
+                        help="--compare's personalised strategy: the experiment's stored conversion model (none "
+                             "when it has none or the log is a file), one fitted on this log (optimistic: judged "
+                             "on what it learnt from), or none")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
     args = parser.parse_args(argv)
-    if not args.policy and not args.export:
+    if not args.policy and not args.export and not args.compare:
         args.policy = list(DEFAULT_POLICIES)
     if not 0 < args.confidence < 1:
         parser.error("--confidence must be between 0 and 1")
@@ -267,7 +315,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             progress.note(f"wrote {export(entries, args.export)} entries to {args.export}")
         goal = args.goal or goal or infer_goal(entries)
         log, report = join_log(entries, goal, reward=reward)
-        if not args.policy:
+        if not args.policy and not args.compare:
             return 0
         if log.n == 0:
             print(f"croupier-ope: no assignments in {args.from_file or repr(args.experiment)}", file=sys.stderr)
@@ -279,6 +327,17 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         if args.dr_model == "logistic":
             from croupier.router.model import fit_log
             reward_model = fit_log(log).predict_log(log.contexts, log.arms, log.n)
+        comparison: list[StrategyEstimate] = []
+        if args.compare:
+            model = None
+            if args.compare_model == "fit":
+                from croupier.router.model import fit_log
+                model = fit_log(log)
+            elif args.compare_model == "stored" and not args.from_file:
+                model = asyncio.run(read_model(args.redis_url or default_redis_url(), args.experiment))
+            progress.step(f"comparing strategies on {log.n} assignments")
+            comparison = compare_strategies(log, model=model, rng=rng, confidence=args.confidence,
+                                            refresh=args.refresh)
         specs = [s for spec in args.policy
                  for s in ([f"fixed:{arm}" for arm in log.arms] if spec == "fixed:*" else [spec])]
         for spec in specs:
@@ -302,12 +361,16 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         raise
     if args.json:
         doc = {"experiment": args.experiment, "goal": goal, "reward": reward.to_json(), "join": report.to_dict(), "observed": seen.to_dict(),
+               "strategies": [e.to_dict() for e in comparison],
                "policies": {spec: {"error": r} if isinstance(r, str) else {k: e.to_dict() for k, e in r.items()}
                             for spec, r in results.items()}}
         json.dump(doc, out, indent=2)
         out.write("\n")
     else:
-        print_table(report, goal, seen, results, out)
+        if results or not comparison:
+            print_table(report, goal, seen, results, out)
+        if comparison:
+            print_comparison(comparison, log.n, seen, out)
     return 1 if any(isinstance(r, str) for r in results.values()) else 0
 
 

@@ -105,3 +105,23 @@ def test_end_to_end_on_a_real_stack(stack, tmp_path):
     code, again = run("--from-file", str(export), "--json", "--seed", "0", "--confidence", "0.999",
                       "--policy", "fixed:*", "--policy", "replay:thompson:draws=500", "--refresh", "20")
     assert json.loads(again)["policies"]["fixed:b"] == doc["policies"]["fixed:b"]
+
+
+def test_compare_strategies_from_a_file(tmp_path):
+    log = bandit_logging(3, ThompsonSampling(draws=500), n=3000, holdout=0.2)
+    path = tmp_path / "log.jsonl"
+    write_export(path, log)
+    code, text = run("--from-file", str(path), "--compare", "--json", "--seed", "0", "--confidence", "0.999")
+    assert code == 0, text
+    doc = json.loads(text)
+    assert doc["policies"] == {}  # --compare alone: the comparison only
+    found = {s["name"]: s for s in doc["strategies"]}
+    assert list(found) == ["thompson", "ucb1", "epsilon_greedy", "fixed:a", "fixed:b", "fixed:c", "even"]
+    for arm, rate in zip(ARMS, RATES):
+        assert found[f"fixed:{arm}"]["low"] <= rate <= found[f"fixed:{arm}"]["high"]
+    code, text = run("--from-file", str(path), "--compare", "--compare-model", "fit", "--seed", "0")
+    assert code == 0, text
+    table = text[text.index("strategy comparison on 3000 logged assignments"):].splitlines()
+    assert table[2].startswith("Always b") or table[2].split()[0] in ("Thompson", "UCB1", "Epsilon-greedy")
+    assert any(line.startswith("Model's choice per visitor") for line in table)
+    assert len(table) == 2 + 8
