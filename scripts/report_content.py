@@ -58,12 +58,12 @@ def build(g: Gathered, *, default_bucket_seconds: int, rng: np.random.Generator,
     periods = report_stats.periods(g.buckets, ids, e.goal, default_bucket_seconds)
     trials_total = np.array([g.counters.get(v, {}).get("trials", 0.0) for v in ids])
     conversions_total = np.array([g.counters.get(v, {}).get(f"conv:{e.goal}", 0.0) for v in ids])
-    keep = report_stats.shown(trials_total, ids)
-    kept_ids = [ids[i] for i in keep]
     timeline = report_stats.timeline(g.entries, g.alerts)
     events = [Event(when, label) for when, label in timeline]
     first, last = (periods.starts[0], periods.starts[-1]) if periods.starts else (None, None)
     leader = report_stats.leader(e, posterior["p_best"], periods)
+    keep = report_stats.shown(trials_total, ids, always=(ids.index(leader["id"]), ids.index(e.control)))
+    kept_ids = [ids[i] for i in keep]
     report = Report(summary={
         "experiment": e.id, "name": e.name or e.id, "status": e.status, "goal": e.goal, "policy": e.policy,
         "visitors": int(trials_total.sum()), "conversions": int(conversions_total.sum()),

@@ -95,11 +95,14 @@ def cumulative_rates(trials: np.ndarray, conversions: np.ndarray) -> tuple[np.nd
     return rate, low, high
 
 
-def shown(trials: np.ndarray, variant_ids: list[str], limit: int = MAX_LINES) -> list[int]:
-    """Indices of the variants a chart shows: all, or the ``limit`` busiest in registry order."""
+def shown(trials: np.ndarray, variant_ids: list[str], limit: int = MAX_LINES, always: tuple[int, ...] = ()) -> list[int]:
+    """Indices of the variants a chart shows, in registry order: all, or ``always`` (the leader,
+    the control) and the busiest of the others up to ``limit``."""
     if len(variant_ids) <= limit:
         return list(range(len(variant_ids)))
-    return sorted(np.argsort(-np.asarray(trials), kind="stable")[:limit].tolist())
+    always = tuple(dict.fromkeys(always))[:limit]
+    busiest = [i for i in np.argsort(-np.asarray(trials), kind="stable").tolist() if i not in always]
+    return sorted([*always, *busiest[:limit - len(always)]])
 
 
 def leader(experiment: Experiment, p_best: np.ndarray, periods: Periods) -> dict:

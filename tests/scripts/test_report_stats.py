@@ -79,3 +79,4 @@ def test_shown_keeps_the_busiest_in_registry_order():
     trials = np.array([5, 1, 9, 0, 7, 3, 8, 2, 6, 4])
     assert report_stats.shown(trials, ids, limit=3) == [2, 4, 6]
     assert report_stats.shown(trials[:3], ids[:3], limit=8) == [0, 1, 2]
+    assert report_stats.shown(trials, ids, limit=3, always=(3, 3)) == [2, 3, 6]  # the leader without visitors yet
