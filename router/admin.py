@@ -24,6 +24,7 @@ from croupier.router.session import CsrfRefused, session_authorizes
 from croupier.router.history import bucket_arrays
 from croupier.router.hybrid import StoredModel, decode
 from croupier.router.model import ModelError
+from croupier.router.model_validation import accuracy_over_time
 from croupier.router import engagement
 from croupier.router.experiments import (Experiment, InvalidExperiment, merge, parse_new_experiment, parse_variant, touched,
                                 with_variant, without_variant)
@@ -293,7 +294,9 @@ class AdminAPI:
             else:
                 if stored is not None:
                     extra["model"] = {**stored.summary([v.id for v in experiment.variants]),
-                                      "weight": experiment.model_weight}
+                                      "weight": experiment.model_weight,
+                                      # per version: validation figures and live log loss on later events
+                                      "accuracy": accuracy_over_time(await self.store.model_records(exp_id))}
         return JSONResponse({**extra,
             "experiment": exp_id, "status": experiment.status, "goal": experiment.goal,
             "policy": experiment.policy, "policy_params": experiment.policy_params,

@@ -126,3 +126,19 @@ def judge(candidate: Figures, current: Figures | None, base: Figures, *, margin:
     gain = 1.0 - candidate.log_loss / against.log_loss if against.log_loss > 0 else math.inf
     return Verdict(True, f"log loss {candidate.log_loss:.5f} against {name}'s {against.log_loss:.5f} "
                          f"({gain:.1%} lower); calibration error {candidate.ece:.4f} against {against.ece:.4f}")
+
+
+def accuracy_over_time(records: list[dict]) -> list[dict]:
+    """The stats' view of a model's versions (``Store.model_records``), oldest first: each one's
+    validation figures when it was trained and, once later events came, its live figures on them."""
+    out = []
+    for r in records:
+        v, live = r.get("validation") or {}, r.get("live") or {}
+        candidate, against = v.get("candidate") or {}, v.get("current") or v.get("base_rate") or {}
+        out.append({"version": r["version"], "status": r.get("status"), "trigger": r.get("trigger"),
+                    "trained_at": r.get("trained_at"), "current": r.get("current", False),
+                    "validation_log_loss": candidate.get("log_loss"), "validation_ece": candidate.get("ece"),
+                    "judged_against_log_loss": against.get("log_loss"),
+                    "live_log_loss": live.get("log_loss"), "live_ece": live.get("ece"), "live_rows": live.get("rows"),
+                    "live_measured_at": live.get("measured_at")})
+    return out
