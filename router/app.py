@@ -43,6 +43,7 @@ from croupier.router.server import configure_logging
 from croupier.router.settings import Settings
 from croupier.router.store import Store, StoreUnavailable
 from croupier.router.guardrails_api import GuardrailsAPI
+from croupier.router.strategies_api import StrategiesAPI
 from croupier.router.webhooks import WebhooksAPI
 
 log = logging.getLogger("croupier")
@@ -132,6 +133,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             # channels: API keys, not the admin token; webhooks: the admin token
             Mount("/api/v1", routes=[*channels.routes(), *BatchAPI(channels, batch, jobs).routes(), *PredictAPI(channels).routes(), *admin.routes(),
                                      *webhooks.routes(), *guardrails.routes(),
+                                     *StrategiesAPI(store, admin.guarded, admin.experiment, admin.stored_model).routes(),
                                      *AlertsAPI(store, admin.guarded, admin.experiment).routes()]),
             Mount("/dashboard", routes=Dashboard(settings, store).routes(), name="dashboard"),
         ],

@@ -167,6 +167,27 @@ CHANNEL_SCHEMAS = {
                        "counted": {"type": "boolean", "description": "false: already counted for this "
                                                                      "customer and goal"}},
     },
+    "PredictRequest": {
+        "type": "object", "additionalProperties": False, "description": "experiment or slot (one of them)",
+        "properties": {
+            "experiment": _ID, "slot": _ID,
+            "context": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 64},
+                        "description": "the customer's context, read as /decide reads it"},
+        },
+    },
+    "Prediction": {
+        "type": "object", "required": ["experiment", "model_version", "variants", "interval", "inference_ms"],
+        "properties": {
+            "experiment": _ID, "model_version": {"type": "integer", "minimum": 1},
+            "trained_at": {"type": "number"}, "goal": {"type": "string"},
+            "context": {"type": "object", "description": "the context as the model read it"},
+            "variants": {"type": "object", "description": "per active variant: p (predicted conversion "
+                         "probability), sd, low and high (95% interval, normal on the logit scale), seen (the "
+                         "model was trained on it)", "additionalProperties": {"type": "object"}},
+            "interval": {"type": "string"},
+            "inference_ms": {"type": "number", "description": "time to predict, measured in the handler"},
+        },
+    },
 }
 CHANNEL_PATHS = {
     "/decide": {"post": {
@@ -179,6 +200,12 @@ CHANNEL_PATHS = {
         "security": [{"apiKey": []}], "requestBody": _json_body("ConversionRequest"),
         "responses": {"202": {"description": "accepted", "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/ConversionAccepted"}}}}, **_CHANNEL_ERRORS}}},
+    "/predict": {"post": {
+        "summary": "Each variant's predicted conversion probability for a context, from the current conversion "
+                   "model (404 no_model: none trained; 409 model_unreadable)",
+        "security": [{"apiKey": []}], "requestBody": _json_body("PredictRequest"),
+        "responses": {"200": {"description": "the prediction", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Prediction"}}}}, **_CHANNEL_ERRORS}}},
 }
 
 # What requests may send: the server's fields (updated_at) are refused, and an id never changes.
@@ -412,6 +439,32 @@ OPENAPI = {
                                         "schema": _string(rules.ARM)}],
             "delete": {"summary": "Clear a variant's guardrail breach: it competes again, and is not breached again",
                        "responses": {"204": {"description": "cleared"}, **_errors(404)}},
+        },
+        "/experiments/{id}/strategies": {
+            "parameters": [_EXP_PARAM, _query("events", {"type": "integer", "minimum": 1, "maximum": 50_000,
+                                                         "default": 50_000},
+                                              "compare on the stream's latest this many events")],
+            "get": {"summary": "Strategy comparison: what Thompson sampling, UCB1, epsilon-greedy, each fixed variant, "
+                               "the even split and the model's choice per visitor would have converted on the logged "
+                               "traffic, each with its interval (computed off the request path, kept a minute)",
+                    "responses": {"200": {"description": "the strategies, in the order adaptive, fixed, model",
+                                          "content": {"application/json": {"schema": {
+                                              "type": "object", "required": ["experiment", "strategies"],
+                                              "properties": {
+                                                  "experiment": {"type": "string"}, "events": {"type": "integer"},
+                                                  "assignments": {"type": "integer"},
+                                                  "observed": {"type": ["object", "null"]},
+                                                  "cached": {"type": "boolean"}, "age": {"type": "number"},
+                                                  "strategies": {"type": "array", "items": {
+                                                      "type": "object", "properties": {
+                                                          "name": {"type": "string"}, "label": {"type": "string"},
+                                                          "kind": {"type": "string",
+                                                                   "enum": ["adaptive", "fixed", "model"]},
+                                                          "value": {"type": "number"}, "low": {"type": "number"},
+                                                          "high": {"type": "number"},
+                                                          "n_effective": {"type": "number"},
+                                                          "estimator": {"type": "string"}}}}}}}}},
+                                  **_errors(400, 404, 422)}},
         },
         "/experiments/{id}/alerts": {
             "parameters": [_EXP_PARAM],

@@ -863,9 +863,19 @@ class Store:
         return int(await self.redis.xlen(_k(experiment_id, "events")))
 
     @translated
-    async def recent_events(self, experiment_id: str, count: int) -> list[tuple[str, dict]]:
-        """The stream's latest ``count`` entries, oldest first."""
-        return list(reversed(await self.redis.xrevrange(_k(experiment_id, "events"), count=count)))
+    async def recent_events(self, experiment_id: str, count: int, page: int = 2000) -> list[tuple[str, dict]]:
+        """The stream's latest ``count`` entries, oldest first; read newest first ``page`` at a
+        time, so a router's event loop parses one page's reply between other work."""
+        key, found, start = _k(experiment_id, "events"), [], "+"
+        while len(found) < count:
+            want = min(page, count - len(found))
+            got = await self.redis.xrevrange(key, max=start, count=want)
+            found.extend(got)
+            if len(got) < want:
+                break
+            start = f"({got[-1][0]}"
+        found.reverse()
+        return found
 
     # -- the event archive (router/archive.py) -----------------------------
 

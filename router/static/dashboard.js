@@ -1,7 +1,7 @@
 /* Croupier dashboard: the experiments list, a page at a time, and live numbers and charts
  * for one experiment (its pages' engagement too; its guardrails, their breaches and its
- * recent alerts, drift marked on the rate chart; for a factorial one, its rollups per factor
- * and a heatmap).
+ * recent alerts, drift marked on the rate chart; the strategy comparison; for a factorial
+ * one, its rollups per factor and a heatmap).
  *
  * Served by the router with the pages; talks only to the router's admin API on
  * the same origin, authorized by the HttpOnly session cookie. Writes carry the
@@ -23,6 +23,8 @@
   var HEAT_LOW = [239, 246, 255], HEAT_HIGH = [29, 78, 216];  // the heatmap's lowest and highest rate
   // the alerts are read every ALERT_POLLS polls: each read scans the outbox all experiments share
   var ALERT_POLLS = 5;
+  // the strategy comparison is computed by the router and kept a minute: read it that often
+  var STRATEGY_POLL_MS = 60000;
   var ALERT_KINDS = { srm: 'sample ratio', guardrail: 'guardrail', drift: 'drift' };
   var METRIC_WORDS = { bounce_rate: 'bounce rate', engaged_rate: 'engaged rate', active_time: 'active time',
                        conversion_value: 'conversion value', error_rate: 'error rate' };
@@ -569,6 +571,48 @@
     });
     var segmentBody = document.querySelector('#engagement-segments-table tbody');
     segmentBody.replaceChildren.apply(segmentBody, segmentRows);
+  };
+
+  /* ---- strategy comparison -------------------------------------------- */
+
+  Page.prototype.loadStrategies = function () {
+    var self = this;
+    clearTimeout(this.strategyTimer);
+    return this.api.call('GET', '/strategies')
+      .then(function (doc) { self.renderStrategies(doc); },
+            function (err) { setText('strategies-note', 'Could not compare strategies: ' + err.message); })
+      .then(function () {
+        if (!document.hidden) self.strategyTimer = setTimeout(function () { self.loadStrategies(); }, STRATEGY_POLL_MS);
+      });
+  };
+
+  /* Best first; each row's interval drawn on one scale, the observed rate named in the note. */
+  Page.prototype.renderStrategies = function (doc) {
+    var tbody = document.querySelector('#strategies-table tbody');
+    var rows = (doc.strategies || []).slice().sort(function (a, b) { return b.value - a.value; });
+    if (!rows.length) {
+      tbody.replaceChildren(el('tr', {}, [el('td', { colspan: '6', className: 'empty',
+                                                     text: doc.note || 'No assignments logged yet.' })]));
+      return;
+    }
+    var scaleMax = niceMax(Math.max.apply(null, rows.map(function (r) { return r.high; })) || 0.01);
+    var kinds = { adaptive: 'adaptive', fixed: 'fixed', model: 'model' };
+    tbody.replaceChildren.apply(tbody, rows.map(function (r, k) {
+      var bar = intervalBar({ ci95: [r.low, r.high], posterior_mean: r.value,
+                              color: r.kind === 'adaptive' ? PALETTE[0] : r.kind === 'model' ? PALETTE[3] : PALETTE[7] },
+                            scaleMax);
+      return el('tr', { 'data-strategy': r.name, className: k === 0 ? 'best-row' : '' }, [
+        el('td', { text: r.label }),
+        el('td', { className: 'muted', text: kinds[r.kind] || r.kind }),
+        el('td', { className: 'num strong', text: pct(r.value) }),
+        el('td', { className: 'num muted', text: interval(r.low, r.high) }),
+        el('td', {}, [bar]),
+        el('td', { className: 'num', text: NUMBER.format(Math.round(r.n_effective)) })
+      ]);
+    }));
+    setText('strategies-note', 'on the latest ' + NUMBER.format(doc.assignments) + ' assignments' +
+            (doc.observed ? '; observed ' + pct(doc.observed.value) : '') +
+            (doc.model ? '' : '; no trained model, so no personalised strategy'));
   };
 
   /* ---- guardrails and alerts ------------------------------------------ */
@@ -1199,10 +1243,16 @@
     window.croupierDashboard = page;  // for debugging from the console
     page.bind();
     page.refresh();
+    page.loadStrategies();
     // polling a hidden tab costs the router for nothing; catch up when it shows again
     document.addEventListener('visibilitychange', function () {
-      if (document.hidden) clearTimeout(page.timer);
-      else page.refresh();
+      if (document.hidden) {
+        clearTimeout(page.timer);
+        clearTimeout(page.strategyTimer);
+      } else {
+        page.refresh();
+        page.loadStrategies();
+      }
     });
   }
 
