@@ -61,6 +61,9 @@ VALID = {
     "alert_concurrency": ("4", 4),
     "alert_max_inflight": ("200", 200),
     "alert_stream_maxlen": ("5000", 5000),
+    "retrain_interval": ("0", 0.0),
+    "retrain_max_events": ("5000", 5000),
+    "retrain_holdout": ("0.3", 0.3),
 }
 
 # Per setting: values the router must refuse to start with (an empty variable means the default).
@@ -114,6 +117,9 @@ BAD = {
     "alert_concurrency": ["0", "257"],
     "alert_max_inflight": ["0", "100001"],
     "alert_stream_maxlen": ["99"],
+    "retrain_interval": ["0.5", "-1", "2592001"],
+    "retrain_max_events": ["999", "10000001"],
+    "retrain_holdout": ["0", "0.6"],
 }
 ANY_TEXT = {"host", "admin_token", "archive_dir"}  # taken as given: there is no value to refuse
 
