@@ -146,6 +146,7 @@ def test_openapi_document_lists_every_route(api):
                                  "/experiments/{id}/variants/{vid}", "/experiments/{id}/model",
                                  "/experiments/{id}/model/prior", "/experiments/{id}/guardrails",
                                  "/experiments/{id}/guardrails/{variant}", "/experiments/{id}/alerts",
+                                 "/experiments/{id}/strategies",
                                  "/webhooks", "/webhooks/{id}"}
 
 
