@@ -81,11 +81,13 @@ Keys:
 - ``croupier:archive-lease``         the token of the archiver writing the Parquet archive (``lua/hold_lease.lua``)
 
 The engagement hashes are apart from the bandit's counters: the decision path never reads
-them, and writing them does not bump ``revision``.
+them. A report that changed them counts in the stats hash (``<variant>:engagement``) and bumps
+``revision`` like any event, so routers and the monitor look at the experiment again.
 
 Counters: ``trials``, ``expected`` (sum of the propensities the policy gave the
 arm: the expected number of trials, for the sample-ratio check), ``view``,
-``click``, ``conv:<goal>``, ``value:<goal>``, ``value2:<goal>``.
+``click``, ``conv:<goal>``, ``value:<goal>``, ``value2:<goal>``; in the stats hash
+also ``engagement`` (engagement reports that changed something).
 """
 
 from __future__ import annotations
@@ -962,7 +964,8 @@ class Store:
         ts = event.ts or time.time()
         keys = {"engagement": _k(exp, "engagement"), "segengagement": _k(exp, "segengagement"),
                 "engbuckets": _k(exp, "engbuckets"), "events": _k(exp, "events"),
-                "pageview": _k(exp, f"pv:{event.visitor}:{engagement.page_view}")}
+                "pageview": _k(exp, f"pv:{event.visitor}:{engagement.page_view}"),
+                "stats": _k(exp, "stats"), "revision": _k(exp, "revision")}
         args = {"variant": event.variant, "segment": event.segment, "visitor": event.visitor,
                 "page_view": engagement.page_view, "active_ms": engagement.active_ms, "scroll": engagement.scroll,
                 "clicks": engagement.clicks, "engaged": int(engagement.engaged), "scroll_buckets": SCROLL_BUCKETS,

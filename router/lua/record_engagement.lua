@@ -10,11 +10,18 @@
 -- Later reports are credited to the variant, segment and time bucket of the view's
 -- first report, even if the visitor's cookie changed in between.
 --
+-- A report that changed something also counts in the stats hash (<variant>:engagement,
+-- the reports folded in) and bumps the revision, as record_event.lua does: routers read
+-- an experiment's counters again only when its revision moved, and the monitor checks it
+-- only when they did, so a guardrail on engagement alone (bounce rate) is looked at again.
+--
 -- KEYS[1]  engagement      croupier:{exp}:engagement     hash <variant>:<counter>
 -- KEYS[2]  segengagement   croupier:{exp}:segengagement  hash <segment>|<variant>:<counter>
 -- KEYS[3]  engbuckets      croupier:{exp}:engbuckets     hash <bucket>:<variant>:<counter>
 -- KEYS[4]  events          croupier:{exp}:events         the event stream
 -- KEYS[5]  pageview        croupier:{exp}:pv:<visitor>:<page view id>  hash: the view's last state (expires)
+-- KEYS[6]  stats           croupier:{exp}:stats          hash <variant>:<counter>
+-- KEYS[7]  revision        croupier:{exp}:revision       counter bumped on every change of the counters
 --
 -- ARGV[1]  variant         variant id from the visitor's cookie
 -- ARGV[2]  segment         the segment the visitor was assigned in, '' for none
@@ -38,6 +45,7 @@
 -- 0 when the report held nothing new (nothing changed but the state's expiry).
 
 local engagement, segengagement, engbuckets, events, pageview = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local stats, revision = KEYS[6], KEYS[7]
 local variant, segment, visitor, page_view = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local active_ms, scroll, clicks, engaged = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local scroll_buckets, bucket, ttl, maxlen, ts = tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13]
@@ -94,6 +102,9 @@ if squares ~= 0 then
     redis.call('HINCRBYFLOAT', segengagement, segment .. '|' .. variant .. ':active_sq', squares)
   end
 end
+
+redis.call('HINCRBY', stats, variant .. ':engagement', 1)
+redis.call('INCR', revision)  -- routers recompute only the experiments whose revision moved
 
 redis.call('HSET', pageview, 'variant', variant, 'segment', segment, 'bucket', bucket, 'active', active_ms,
   'scroll', scroll, 'clicks', clicks, 'engaged', engaged)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from croupier.router.engagement import Engagement
 from croupier.router.experiments import parse_experiment
+from croupier.router.store import BeaconEvent
 from tests.router.alerts.conftest import experiment
 from tests.router.alerts.test_monitor import Harness, scenario
 
@@ -75,4 +77,30 @@ def test_a_step_change_raises_drift_and_forget_sets_the_old_evidence_aside(redis
         assert 55 * 300 <= kept <= 65 * 300  # about the 60 buckets since the change
         snapshot = await h.snapshots.refresh()
         assert snapshot.counters["spring"]["a"]["forgot:trials"] == float(stats["a:forgot:trials"])
+    scenario(redis_url, work)
+
+
+def test_engagement_reports_alone_bring_the_guardrail_check_back(redis_url):
+    async def work(h: Harness) -> None:
+        await h.store.create_experiment(parse_experiment(experiment(
+            "spring", guardrails=[{"metric": "bounce_rate", "threshold": 0.05}])))
+        # as bouncy as control so far: no breach
+        await counters(h, "spring", {"a:trials": 3000, "b:trials": 3000, "a:conv:signup": 100, "b:conv:signup": 100},
+                       {"a:views": 2000, "a:engaged": 1200, "b:views": 2000, "b:engaged": 1200})
+        assert await h.look() == 0
+        revision = await h.store.redis.get("croupier:{spring}:revision")
+        # then only page views of b that leave at once: no assignment, no conversion
+        for i in range(800):
+            report = Engagement(f"pv-{i:04d}", active_ms=1500, scroll=5, clicks=0, engaged=False)
+            assert await h.store.record_engagement(BeaconEvent("spring", "b", f"v{i}", "engagement"), report) == 1
+        assert await h.store.redis.get("croupier:{spring}:revision") != revision
+        assert await h.look() == 1
+        assert await h.kinds_raised() == [("guardrail", "spring", "b")]
+        stats = await h.store.redis.hgetall("croupier:{spring}:stats")
+        assert stats["b:engagement"] == "800" and "a:engagement" not in stats
+        # a report that changes nothing moves nothing
+        revision = await h.store.redis.get("croupier:{spring}:revision")
+        report = Engagement("pv-0000", active_ms=1500, scroll=5, clicks=0, engaged=False)
+        assert await h.store.record_engagement(BeaconEvent("spring", "b", "v0", "engagement"), report) == 0
+        assert await h.store.redis.get("croupier:{spring}:revision") == revision
     scenario(redis_url, work)
