@@ -2,7 +2,8 @@
 
 Simulates Bernoulli visitors against every policy in ``croupier.router.policies``,
 vectorised across runs (see ``bench.simulate``), prints one table per scenario
-and writes ``bench/out/policies.svg``. It ends with one line per goal of the
+and draws the regret curves into ``bench/out/policies.png`` (scripts/charts.py, the
+reports' plotting code). It ends with one line per goal of the
 policy engine: ``goal <name>: <figure> met`` or ``... not met``.
 
 Regret is the pseudo-regret ``sum_k (mu* - mu_k) n_k`` (expected conversions
@@ -26,8 +27,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bench.simulate import Controls, Scenario, Trace, checkpoint_grid, simulate
-from bench.svg import Panel, write_svg
 from croupier.router.policies import POLICIES, bernoulli_kl, make_policy
+from croupier.scripts import charts
 
 SLOPE_FROM = 30_000  # the slope of regret against ln T is measured from here to the horizon
 REFRESH = 100  # visitors per state refresh in "router mode"
@@ -220,25 +221,44 @@ def print_tables(results: dict[str, Result], out=None) -> None:
                       f"first {DRIFT_BOUND:,} after the change {within:.1%}, of the last quarter {late:.1%}", file=out)
 
 
-def plot(results: dict[str, Result], path: str) -> None:
-    panels = []
+BOUND = "C ln T (Lai & Robbins)"
+
+
+def _label(result: Result) -> str:
+    return f"{result.case.policy} ({result.case.feedback})"
+
+
+def figure(results: dict[str, Result]):
+    """One panel per scenario: each case's mean regret over the runs (and C ln T, the bound)."""
     by_scenario: dict[str, list[Result]] = {}
     for r in results.values():
         by_scenario.setdefault(r.case.scenario.name, []).append(r)
-    for name, rows in by_scenario.items():
+    labels = dict.fromkeys(_label(r) for rows in by_scenario.values() for r in rows)
+    style_of = {**charts.styles(labels), BOUND: {"color": charts.EVENT_COLOUR, "linestyle": ":"}}
+    fig, axes = charts.new_figure(width=11.0, height=4.2 * len(by_scenario), nrows=len(by_scenario))
+    for ax, (name, rows) in zip(axes[:, 0], by_scenario.items()):
         sc = rows[0].case.scenario
-        lines = []
-        for r in rows:
-            x = tuple(float(v) for v in r.trace.checkpoints)
-            lines.append((f"{r.case.policy} ({r.case.feedback})", x, tuple(r.trace.regret.mean(axis=0))))
+        series = [charts.Series(_label(r), r.trace.checkpoints, r.trace.regret.mean(axis=0)) for r in rows]
         c = lai_robbins(sc.rates)
-        if c > 0 and sc.rates_after is None:
-            x = lines[0][1]
-            lines.append(("C ln T", x, tuple(c * math.log(v) for v in x)))
-        panels.append(Panel(name, "visitors", "regret (conversions)", tuple(lines), log_x=sc.rates_after is None,
-                            y_max=3 * c * math.log(sc.horizon) if sc.rates_after is None else None))
+        stationary = sc.rates_after is None
+        if c > 0 and stationary:
+            x = series[0].x
+            series.append(charts.Series(BOUND, x, c * np.log(x)))
+        charts.line_chart(series, title=name, x_label="visitors", y_label="regret (conversions)", log_x=stationary,
+                          y_max=3 * c * math.log(sc.horizon) if stationary else None, ax=ax, style_of=style_of)
+    return fig
+
+
+def plot(results: dict[str, Result], path: str) -> None:
+    """``figure`` as PNG, or SVG when ``path`` ends in .svg."""
+    fig = figure(results)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    write_svg(path, panels)
+    if path.endswith(".svg"):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(charts.svg(fig))
+    else:
+        with open(path, "wb") as f:
+            f.write(charts.png(fig))
 
 
 def goals(results: dict[str, Result], seconds: float, horizon: int) -> list[tuple[str, str, bool]]:
@@ -275,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--delay", type=float, default=5000.0, help="mean conversion delay, visitors")
-    parser.add_argument("--svg", default="bench/out/policies.svg")
+    parser.add_argument("--plot", default="bench/out/policies.png", help="the regret curves: .png or .svg")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     todo = cases(args.horizon, args.delay)
@@ -291,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
             results[case.key] = _run(case, args.runs)
     ordered = {c.key: results[c.key] for c in cases(args.horizon, args.delay)}
     print_tables(ordered)
-    plot(ordered, args.svg)
+    plot(ordered, args.plot)
     seconds = time.perf_counter() - started
     print("\nlost vs A/B: against a fixed uniform split; negative means conversions gained")
-    print(f"plot: {args.svg}; {len(todo)} simulations, {seconds:.0f} s with {args.workers} workers")
+    print(f"plot: {args.plot}; {len(todo)} simulations, {seconds:.0f} s with {args.workers} workers")
     for name, figure, ok in goals(ordered, seconds, args.horizon):
         print(f"goal {name}: {figure} {'met' if ok else 'not met'}")
     return 0

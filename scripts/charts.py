@@ -84,6 +84,12 @@ def style(index: int) -> dict:
     return {"color": PALETTE[index % len(PALETTE)], "linestyle": LINE_STYLES[(index // len(PALETTE)) % len(LINE_STYLES)]}
 
 
+def styles(labels: Iterable[str]) -> dict[str, dict]:
+    """``style(i)`` per label, in order: pass every label of a multi-panel figure once, and a
+    series looks the same in each panel it appears in (``line_chart``'s ``style_of``)."""
+    return {label: style(n) for n, label in enumerate(labels)}
+
+
 def new_figure(width: float = WIDTH, height: float = HEIGHT, *, nrows: int = 1, ncols: int = 1) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -158,15 +164,20 @@ def svg(fig: Figure) -> str:
 
 def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: str,
                colour_of: Mapping[str, str] | None = None, events: Sequence[Event] = (), percent: bool = False,
-               log_x: bool = False, y_max: float | None = None, ax: Axes | None = None) -> Figure:
+               log_x: bool = False, y_max: float | None = None, ax: Axes | None = None,
+               style_of: Mapping[str, dict] | None = None) -> Figure:
     """Lines (with their bands) over a common x: the base of every time chart.
 
     ``colour_of``: label → colour (``colours``), else the series take ``style(i)`` in order.
+    ``style_of``: label → colour and line style (``styles``), before either.
     ``y_max`` clips the y axis, so one line far above the rest does not flatten them."""
     fig, axes = (ax.figure, None) if ax is not None else new_figure()
     ax = ax if ax is not None else axes[0, 0]
     for i, s in enumerate(series):
-        look = {"color": colour_of[s.label], "linestyle": "-"} if colour_of and s.label in colour_of else style(i)
+        if style_of and s.label in style_of:
+            look = dict(style_of[s.label])
+        else:
+            look = {"color": colour_of[s.label], "linestyle": "-"} if colour_of and s.label in colour_of else style(i)
         ax.plot(s.x, s.y, label=s.label, linewidth=1.6, **look)
         if s.low is not None and s.high is not None:
             ax.fill_between(s.x, s.low, s.high, color=look["color"], alpha=BAND_ALPHA, linewidth=0)

@@ -45,11 +45,33 @@ def test_controls_go_through_allocate():
 
 
 def test_main_prints_tables_and_goal_lines(tmp_path, capsys):
-    svg = tmp_path / "policies.svg"
-    assert bench.main(["--horizon", "6000", "--runs", "3", "--workers", "1", "--svg", str(svg)]) == 0
+    png = tmp_path / "policies.png"
+    assert bench.main(["--horizon", "6000", "--runs", "3", "--workers", "1", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     goal_lines = [line for line in out.splitlines() if line.startswith("goal ")]
     assert len(goal_lines) == 9
     assert all(line.endswith(" met") for line in goal_lines)  # "met" or "not met": always a verdict
     assert "Chapelle & Li" in out and "drift" in out
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_draws_a_panel_per_scenario_with_its_legend_beside_it(tmp_path):
+    sc = Scenario("two arms", (0.3, 0.1), 2000)
+    drift = Scenario("drift", (0.3, 0.1), 2000, batch=100, rates_after=(0.1, 0.3), change_at=1000)
+    results = {}
+    for scenario, name in ((sc, "thompson"), (sc, "ucb1"), (drift, "thompson")):
+        case = bench.Case(scenario, name)
+        results[case.key] = bench.Result(case, simulate(make_policy(name), scenario, runs=2, seed=1))
+    fig = bench.figure(results)
+    fig.canvas.draw()
+    assert [ax.get_title() for ax in fig.axes] == ["two arms", "drift"]
+    for ax in fig.axes:
+        lines = ax.get_lines()
+        assert len({(line.get_color(), line.get_linestyle()) for line in lines}) == len(lines)  # distinct
+        legend, plotted = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert legend.x0 >= plotted.x1  # beside the lines, never over them
+    thompson = [line for ax in fig.axes for line in ax.get_lines() if line.get_label() == "thompson (each visitor)"]
+    assert len({(line.get_color(), line.get_linestyle()) for line in thompson}) == 1  # one look in every panel
+    svg = tmp_path / "policies.svg"
+    bench.plot(results, str(svg))
     assert svg.read_text().startswith("<svg")
