@@ -28,6 +28,7 @@ import httpx
 import redis
 
 from bench.goals import print_goals
+from bench.experiments import cpu_seconds
 from bench.load import LOAD_CORE, SERVER_CORE, pin
 from croupier.scripts.processes import Process, free_port, start_redis, start_router, stop_all
 
@@ -101,6 +102,11 @@ def wait_for_trials(rds: redis.Redis, expected: int, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def redis_cpu(rds: redis.Redis) -> float:
+    info = rds.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def key_bytes(rds: redis.Redis, pattern: str) -> int:
     total = 0
     keys = list(rds.scan_iter(match=pattern, count=5000))
@@ -142,7 +148,9 @@ def measure(args: argparse.Namespace) -> dict:
         time.sleep(0.5)  # its first split
         rds = redis.Redis(port=redis_port, decode_responses=True)
         before = rds.info("memory")["used_memory"]
+        cpu_before = cpu_seconds(router), redis_cpu(rds)
         first = Pass(url, args.customers, args.request).run()
+        cpu = cpu_seconds(router) - cpu_before[0], redis_cpu(rds) - cpu_before[1]
         recorded_s = first.seconds + wait_for_trials(rds, args.customers, timeout=120)
         counted = trials(rds)
         after = rds.info("memory")["used_memory"]
@@ -153,7 +161,7 @@ def measure(args: argparse.Namespace) -> dict:
         counted_again = trials(rds)
         return {"customers": args.customers, "first": first, "second": second, "recorded_s": recorded_s,
                 "trials": counted, "new_trials": counted_again - counted, "memory": after - before,
-                "records": records, "stream": stream}
+                "records": records, "stream": stream, "router_cpu": cpu[0], "redis_cpu": cpu[1]}
     finally:
         stop_all(processes)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -165,6 +173,8 @@ def report(f: dict) -> list[tuple[str, str, str, bool]]:
     print(f"\nbatch benchmark: {n:,} customers, {os.cpu_count()} cores; the router on core {SERVER_CORE}, "
           f"Redis and the client on core {LOAD_CORE}")
     print(f"  first pass   {first.seconds:8.2f} s  {rate:10,.0f} assignments/s  reasons {first.reasons}")
+    print(f"               CPU: the router {f['router_cpu']:.2f} s ({n / max(f['router_cpu'], 1e-9):,.0f} assignments "
+          f"per CPU-second), Redis {f['redis_cpu']:.2f} s ({n / max(f['redis_cpu'], 1e-9):,.0f} per CPU-second)")
     print(f"               every trial counted after {f['recorded_s']:.2f} s ({f['trials']:,} trials)")
     print(f"  second pass  {second.seconds:8.2f} s  {n / second.seconds:10,.0f} customers/s  reasons {second.reasons}")
     print(f"  Redis used_memory +{f['memory'] / 2**20:.1f} MiB: {f['memory'] / n:.0f} bytes per customer, of which "

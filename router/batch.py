@@ -86,7 +86,10 @@ class BatchAssigner:
         core = self.core
         now = time.time()
         issued = int(now)
-        pending = [_Pending(line, self._place(experiment, line.context)) for line in lines]
+        if core.uses_context(experiment):
+            pending = [_Pending(line, core.place(experiment, line.context or Context())) for line in lines]
+        else:  # only the device class, for the traffic-mix counts
+            pending = [_Pending(line, by_device(line.context.device) if line.context else NOWHERE) for line in lines]
         base = core.snapshots.current.arms.get(experiment.id)
         caps = capacities(experiment.active_variants)
         full: frozenset[str] = frozenset()
@@ -137,11 +140,6 @@ class BatchAssigner:
                                                  p.reason)
             figures["returning" if p.reason == "returning" else "new"] += 1
             figures[f"variant:{p.variant.id}"] += 1
-
-    def _place(self, experiment: Experiment, context: Context | None) -> Placement:
-        if self.core.uses_context(experiment):
-            return self.core.place(experiment, context or Context())
-        return by_device(context.device) if context else NOWHERE
 
     def _draw(self, todo: list[_Pending], base: Arms | None, full: frozenset[str]) -> None:
         """Draw a variant for each, from its placement's split without the ``full`` variants;

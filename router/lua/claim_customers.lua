@@ -52,18 +52,24 @@ end
 local out, taken, touched = {}, {}, {}
 for customer, index, drawn in string.gmatch(claims, '([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\n') do
   local bucket = KEYS[1 + tonumber(index)]
-  local current = redis.call('HGET', bucket, customer)
-  if current then
-    out[#out + 1] = current
+  local variant = string.match(drawn, '^([^|]*)|')
+  if capped[variant] == nil then
+    -- one command for a new customer, the common case of a list sent once
+    if redis.call('HSETNX', bucket, customer, drawn) == 1 then
+      touched[bucket] = true
+      out[#out + 1] = ''
+    else
+      out[#out + 1] = redis.call('HGET', bucket, customer)
+    end
   else
-    local variant = string.match(drawn, '^([^|]*)|')
-    if capped[variant] ~= nil and free(variant) < 1 then
+    local current = redis.call('HGET', bucket, customer)
+    if current then
+      out[#out + 1] = current
+    elseif free(variant) < 1 then
       out[#out + 1] = '!'
     else
-      if capped[variant] ~= nil then
-        left[variant] = left[variant] - 1
-        taken[variant] = (taken[variant] or 0) + 1
-      end
+      left[variant] = left[variant] - 1
+      taken[variant] = (taken[variant] or 0) + 1
       redis.call('HSET', bucket, customer, drawn)
       touched[bucket] = true
       out[#out + 1] = ''
