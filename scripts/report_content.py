@@ -61,7 +61,7 @@ def build(g: Gathered, *, default_bucket_seconds: int, rng: np.random.Generator,
     timeline = report_stats.timeline(g.entries, g.alerts)
     events = [Event(when, label) for when, label in timeline]
     first, last = (periods.starts[0], periods.starts[-1]) if periods.starts else (None, None)
-    leader = report_stats.leader(e, posterior["p_best"], periods)
+    leader = report_stats.leader(e, arms.alpha, arms.beta, posterior["p_best"], rng)
     keep = report_stats.shown(trials_total, ids, always=(ids.index(leader["id"]), ids.index(e.control)))
     kept_ids = [ids[i] for i in keep]
     report = Report(summary={

@@ -80,3 +80,23 @@ def test_shown_keeps_the_busiest_in_registry_order():
     assert report_stats.shown(trials, ids, limit=3) == [2, 4, 6]
     assert report_stats.shown(trials[:3], ids[:3], limit=8) == [0, 1, 2]
     assert report_stats.shown(trials, ids, limit=3, always=(3, 3)) == [2, 3, 6]  # the leader without visitors yet
+
+
+def experiment(**changes):
+    from croupier.router.experiments import parse_experiment
+    return parse_experiment({"id": "x", "path_prefix": "/x/", **changes,
+                             "variants": [{"id": v, "upstream": "127.0.0.1:9"} for v in "abc"]})
+
+
+def test_leader_lift_is_the_posterior_ratio_with_its_interval():
+    alpha, beta = np.array([51.0, 101.0, 41.0]), np.array([951.0, 901.0, 961.0])  # 5%, 10%, 4% of 1000
+    p_best = np.array([0.0, 1.0, 0.0])
+    got = report_stats.leader(experiment(), alpha, beta, p_best, np.random.default_rng(1))
+    assert got["id"] == "b" and got["control"] == "a" and not got["declared"]
+    assert got["lift"] == pytest.approx((101 / 1002) / (51 / 1002) - 1)
+    assert 0.3 < got["lift_low"] < got["lift"] < got["lift_high"] < 2.0
+    declared = report_stats.leader(experiment(status="ended", winner="c"), alpha, beta, p_best,
+                                   np.random.default_rng(1))
+    assert declared["id"] == "c" and declared["declared"] and declared["lift_high"] < 0.5
+    control = report_stats.leader(experiment(), alpha, beta, np.array([1.0, 0.0, 0.0]), np.random.default_rng(1))
+    assert control["id"] == "a" and control["lift"] is None
