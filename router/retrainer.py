@@ -112,6 +112,7 @@ class Retrainer:
             except ModelError as exc:  # too little data yet: the next period tries again
                 log.info("experiment %s: no model trained (%s): %s", job.experiment, job.trigger, exc)
                 self.metrics.model_rounds.labels(trigger=job.trigger, outcome="skipped").inc()
+                await self.store.mark_model_attempt(job.experiment, heads[job.experiment].last_event)
                 continue
             self._count(record)
             done.append(record)

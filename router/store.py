@@ -72,6 +72,9 @@ Keys:
                                      the delivering router reads it through the consumer group ``delivery``
 - ``{croupier:alerts}:open``         hash episode ``<kind>|<experiment>|<variant>`` → the id of the alert that
                                      opened it (``lua/raise_alert.lua``): an episode is alerted once until it clears
+- ``{croupier:alerts}:experiment:<exp>``  list of the outbox entry ids of the experiment's alerts, newest
+                                     first, the latest ``EXPERIMENT_ALERTS_KEEP`` (``lua/raise_alert.lua``):
+                                     what ``GET /api/v1/experiments/{id}/alerts`` reads
 - ``{croupier:alerts}:sent:<alert>`` hash webhook id → ``delivered`` | ``dropped``: the receivers an alert is
                                      done with, so a new delivering router sends it to the others only (expires)
 - ``{croupier:alerts}:lease``        the token of the router delivering alerts and running the monitor
@@ -127,6 +130,7 @@ ALERT_GROUP = "delivery"
 # one router at a time does each of these jobs, under its own lease (lua/hold_lease.lua)
 LEASES = {"alerts": ALERT_LEASE, "retrain": "{croupier:retrain}:lease"}
 WEBHOOKS = "croupier:webhooks"
+EXPERIMENT_ALERTS_KEEP = 100  # entries of an experiment's index of its alerts
 ARCHIVE_GROUP = "archive"  # the event streams' consumer group of the archiver (router/archive.py)
 ARCHIVE_LEASE = "croupier:archive-lease"
 CHANGE_LOG_KEEP = 10_000  # a router further behind than this many experiments' changes reloads all
@@ -763,6 +767,12 @@ class Store:
         return heads
 
     @translated
+    async def mark_model_attempt(self, experiment_id: str, through: str) -> None:
+        """A training round that stored nothing (too little data): the next waits for new events
+        and the schedule, as after a stored one."""
+        await self.redis.hset(_k(experiment_id, "model"), mapping={"through": through, "attempted": repr(time.time())})
+
+    @translated
     async def mark_model_drift(self, experiment_id: str, alert_id: str) -> None:
         """The drift alert a training round was started for: not acted on again."""
         await self.redis.hset(_k(experiment_id, "model"), "drift", alert_id)
@@ -1169,11 +1179,27 @@ class Store:
     # -- alerts and webhooks (router/alerts.py, router/monitor.py, router/webhooks.py) ------
 
     @translated
-    async def raise_alert(self, alert_id: str, doc: str, episode: str, maxlen: int) -> bool:
-        """Append an alert to the outbox; False when its episode ('' none) was already open."""
-        return bool(await self._raise_alert(keys={"outbox": ALERT_OUTBOX, "open": ALERT_OPEN},
-                                            args={"id": alert_id, "alert": doc, "episode": episode,
-                                                  "maxlen": maxlen}))
+    async def raise_alert(self, alert_id: str, doc: str, episode: str, maxlen: int, experiment: str = "") -> bool:
+        """Append an alert to the outbox (and to ``experiment``'s index of its alerts, unless '');
+        False when its episode ('' none) was already open."""
+        keys = {"outbox": ALERT_OUTBOX, "open": ALERT_OPEN}
+        args = {"id": alert_id, "alert": doc, "episode": episode, "maxlen": maxlen}
+        if experiment:
+            keys["index"], args["keep"] = _alert_index(experiment), EXPERIMENT_ALERTS_KEEP
+        return bool(await self._raise_alert(keys=keys, args=args))
+
+    @translated
+    async def experiment_alerts(self, experiment_id: str, count: int) -> list[dict]:
+        """The experiment's latest ``count`` alerts, newest first (as JSON documents), from its
+        index; those the outbox's cap has trimmed since are gone."""
+        entries = await self.redis.lrange(_alert_index(experiment_id), 0, count - 1)
+        if not entries:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.xrange(ALERT_OUTBOX, min=entry, max=entry, count=1)
+            found = await pipe.execute()
+        return [json.loads(fields["alert"]) for reply in found for _, fields in reply]
 
     @translated
     async def open_alerts(self) -> dict[str, str]:
@@ -1292,6 +1318,10 @@ class Store:
 
 def _alert_sent(alert_id: str) -> str:
     return f"{{croupier:alerts}}:sent:{alert_id}"
+
+
+def _alert_index(experiment_id: str) -> str:
+    return f"{{croupier:alerts}}:experiment:{experiment_id}"
 
 
 class WebhookLimit(Exception):

@@ -979,6 +979,25 @@
     legend(document.getElementById('legend-rate'), pick(ids), this.colors);
   };
 
+  /* The conversion model's versions (docs/model.md): validation and live log loss, the current one marked. */
+  Page.prototype.renderModelAccuracy = function (stats) {
+    var section = document.getElementById('model-accuracy'), rows = stats.model && stats.model.accuracy;
+    if (!rows || !rows.length) { section.hidden = true; return; }
+    section.hidden = false;
+    var loss = function (x) { return x === null || x === undefined ? '–' : x.toFixed(4); };
+    var tbody = document.querySelector('#model-accuracy-table tbody');
+    tbody.replaceChildren.apply(tbody, rows.slice().reverse().map(function (r) {
+      return el('tr', { 'data-version': String(r.version) }, [
+        el('td', { className: 'mono', text: r.version + (r.current ? ' (current)' : '') }),
+        el('td', { className: r.status === 'rejected' ? 'muted' : '', text: r.status }),
+        el('td', { text: r.trigger }),
+        el('td', { className: 'num', text: loss(r.validation_log_loss) }),
+        el('td', { className: 'num', text: loss(r.judged_against_log_loss) }),
+        el('td', { className: 'num', text: loss(r.live_log_loss) + (r.live_rows ? ' (' + r.live_rows + ' rows)' : '') })
+      ]);
+    }));
+  };
+
   /* Everything from the last answers; also after the marketer changes what is shown. */
   Page.prototype.render = function () {
     var stats = this.stats;
@@ -987,6 +1006,7 @@
     this.renderEngagement(stats);
     this.renderSrm(stats);
     this.renderLift(stats);
+    this.renderModelAccuracy(stats);
     this.renderSegments(stats);
     this.renderFactorial(stats);
     this.renderGuardrails(this.guardrails);
