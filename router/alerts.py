@@ -111,7 +111,8 @@ class Outbox:
         """Write ``alert`` to the outbox; False when its episode was already open (nothing written).
         Raises StoreUnavailable when Redis did not take it."""
         added = await self.store.raise_alert(alert.id, json.dumps(alert.to_dict(), separators=(",", ":")),
-                                             alert.episode if once_per_episode else "", self.maxlen)
+                                             alert.episode if once_per_episode else "", self.maxlen,
+                                             alert.experiment)
         if added:
             self.metrics.alerts_raised.labels(kind=alert.kind).inc()
             log.warning("alert %s raised: [%s] %s", alert.id, alert.kind, alert.summary)

@@ -8,10 +8,11 @@ The dashboard lists them and marks each drift's change point (``details.changed_
 its conversion-rate chart: a drift raises an alert but writes nothing to the experiment's
 event stream, so the alerts are where the page learns of it.
 
-Every experiment's alerts share one capped stream, the outbox (``router/alerts.py``): the
-route reads its newest ``SCANNED`` entries and keeps this experiment's. Alerts are rare
-(one per episode), so that reaches well back; an experiment's alerts older than the last
-``SCANNED`` raised anywhere are not listed (webhooks received them when they were raised).
+Every experiment's alerts share one capped stream, the outbox (``router/alerts.py``); each
+experiment also has its own index of them, written with the outbox entry
+(``lua/raise_alert.lua``), which the route reads: however many alerts other experiments
+raise, this one's latest are listed, as long as the outbox (``CROUPIER_ALERT_STREAM_MAXLEN``
+entries) still holds them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from croupier.router.experiments import Experiment
 from croupier.router.store import Store
 
 Handler = Callable[[Request], Awaitable[Response]]
-SCANNED = 1000  # outbox entries read per request
 LIMIT = 50  # alerts listed per experiment
 FIELDS = ("id", "kind", "variant", "time", "summary", "details")
 
@@ -44,6 +44,5 @@ class AlertsAPI:
     async def list_alerts(self, request: Request) -> Response:
         e = await self.experiment(request.path_params["id"])
         found = [{name: doc.get(name) for name in FIELDS}
-                 for doc in await self.store.recent_alerts(SCANNED)
-                 if isinstance(doc, dict) and doc.get("experiment") == e.id]
-        return JSONResponse({"experiment": e.id, "alerts": found[:LIMIT]})
+                 for doc in await self.store.experiment_alerts(e.id, LIMIT) if isinstance(doc, dict)]
+        return JSONResponse({"experiment": e.id, "alerts": found})
