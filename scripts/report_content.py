@@ -52,7 +52,7 @@ def build(g: Gathered, *, default_bucket_seconds: int, rng: np.random.Generator,
     e = g.experiment
     ids = [v.id for v in e.variants]
     colour_of = charts.colours(ids)
-    arms = arm_stats(e, e.variants, g.counters)
+    arms = arm_stats(e, e.variants, g.counters, g.engagement)  # the posterior of the reward the bandit optimises
     draws = 20_000 if len(ids) <= 64 else 2_000
     posterior = posterior_summary(arms, rng, draws=draws)
     periods = report_stats.periods(g.buckets, ids, e.goal, default_bucket_seconds)

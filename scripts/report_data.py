@@ -34,6 +34,7 @@ class Gathered:
     segment_counters: dict[str, dict[str, dict[str, float]]]
     entries: list[tuple[str, dict]]
     alerts: list[dict] = field(default_factory=list)
+    engagement: dict[str, dict[str, float]] = field(default_factory=dict)  # variant → engagement totals
     max_segments: int = 50
     read_at: float = field(default_factory=time.time)
 
@@ -54,6 +55,7 @@ async def gather(settings: Settings, experiment_id: str, progress: Progress, *,
         counters = (await store.counters([experiment_id]))[experiment_id]
         if not any(c.get("trials", 0.0) for c in counters.values()):
             raise ReportError(f"experiment {experiment_id!r} has no visitors yet: nothing to report")
+        engagement, _ = await store.engagement_counters(experiment_id)
         buckets = await store.buckets(experiment_id)
         segments = (await store.segment_counters([experiment_id]))[experiment_id]
         total = await store.event_count(experiment_id)
@@ -65,6 +67,6 @@ async def gather(settings: Settings, experiment_id: str, progress: Progress, *,
                 progress.note(f"{len(entries)} of ~{total}")
         alerts = [a for a in await store.recent_alerts(settings.alert_stream_maxlen)
                   if a.get("experiment") == experiment_id and a.get("kind") in ALERT_KINDS]
-        return Gathered(experiment, counters, buckets, segments, entries, alerts, settings.max_segments)
+        return Gathered(experiment, counters, buckets, segments, entries, alerts, engagement, settings.max_segments)
     finally:
         await store.close()
