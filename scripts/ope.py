@@ -195,13 +195,13 @@ def _pct(e: Estimate) -> str:
 
 def print_comparison(found: list[StrategyEstimate], n: int, seen: Estimate, out: TextIO) -> None:
     confidence = found[0].confidence if found else 0.95
-    print(f"strategy comparison on {n} logged assignments (doubly robust, {confidence:.0%} intervals); "
-          f"observed {seen.value:.2%}", file=out)
-    print(f"{'strategy':<30} {'kind':<9} {'rate':>7}   {'interval':<18} {'effective rows':>14}", file=out)
+    print(f"strategy comparison on {n} logged assignments ({confidence:.0%} intervals; dr: doubly robust, "
+          f"replay: on the holdout); observed {seen.value:.2%}", file=out)
+    print(f"{'strategy':<30} {'kind':<9} {'rate':>7}   {'interval':<18} {'by':<7} {'effective rows':>14}", file=out)
     for e in sorted(found, key=lambda e: -e.value):
         note = f"  ({e.unsupported:.0%} on arms never offered: biased)" if e.unsupported > 0 else ""
-        print(f"{e.label:<30} {e.kind:<9} {e.value:>7.2%}   [{e.low:6.2%}, {e.high:6.2%}] {e.n_effective:>14.0f}{note}",
-              file=out)
+        print(f"{e.label:<30} {e.kind:<9} {e.value:>7.2%}   [{e.low:6.2%}, {e.high:6.2%}] {e.estimator:<7} "
+              f"{e.n_effective:>14.0f}{note}", file=out)
 
 
 async def read_model(redis_url: str, experiment: str) -> Any:
