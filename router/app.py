@@ -117,6 +117,7 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
             await retrainer.stop()  # gives the retrain lease up
             await delivery.stop()  # gives the lease up: another router delivers from now on
             await jobs.stop()  # another router resumes them
+            await batch.drain()  # chunks under way finish: their new assignments reach the recorder
             await capacity.stop()  # the decisions stopped: unused capacity units back
             await snapshots.stop()
             await recorder.stop()

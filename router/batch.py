@@ -58,8 +58,22 @@ class BatchAssigner:
         self.store = store
         self.core = core
         self._params: dict[tuple[str, str], tuple[dict, str]] = {}  # variant params as JSON, once
+        self.in_flight: set[asyncio.Task] = set()
 
     async def assign(self, experiment: Experiment, channel: str, lines: list[Line | LineError]) -> ChunkResult:
+        """Assign one chunk. Once started it runs to its end, even when its caller is cancelled
+        (a client that hung up, a shutdown): claims written without the records of their new
+        assignments would be customers assigned but never counted."""
+        task = asyncio.ensure_future(self._chunk(experiment, channel, lines))
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Wait for the chunks under way (at shutdown, before the recorder's last flush)."""
+        await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    async def _chunk(self, experiment: Experiment, channel: str, lines: list[Line | LineError]) -> ChunkResult:
         result = ChunkResult()
         fixed = fixed_variant(experiment)
         answered: dict[int, str] = {}

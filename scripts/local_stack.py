@@ -33,6 +33,7 @@ class RunningStack:
     nginx_pid: int | None
     decide_timeout: str
     saved_options: dict | None = None  # croupier.nginx.render Options as the stack rendered them, when stack.json has them
+    api_key: str = ""  # the channels and batch API's key (the default tenant's)
 
     def nginx_options(self) -> Options:
         if self.saved_options:
@@ -81,7 +82,8 @@ def load_stack(run_dir: Path | None = None) -> RunningStack:
             run_dir=Path(state.get("run_dir") or run_dir), admin_url=state["admin_url"],
             admin_token=state["admin_token"], http_port=int(state["http_port"]), routers=list(state["routers"]),
             nginx_conf=Path(state["nginx_conf"]), nginx_pid=state.get("nginx_pid"),
-            decide_timeout=state.get("decide_timeout", "250ms"), saved_options=state.get("nginx_options"))
+            decide_timeout=state.get("decide_timeout", "250ms"), saved_options=state.get("nginx_options"),
+            api_key=state.get("api_key", ""))
     except (KeyError, TypeError, ValueError) as exc:
         raise StackNotFound(f"{path}: incomplete stack state (missing or bad {exc}); restart the stack") from None
 

@@ -52,6 +52,7 @@ class StackConfig:
     redis_cluster_bus_port: int = 0  # first cluster bus port; 0: Redis's default, redis_port + 10000
     variant_base_port: int = 9101
     admin_token: str = ""
+    api_key: str = ""  # the channels and batch API's key of the default tenant; default: a new random one
     secret: str = ""
     pass_key: str = ""  # shared by the routers and NGINX (routing passes); default: a new random one
     appendonly: bool = True
@@ -111,6 +112,7 @@ class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.config.admin_token = config.admin_token or secrets.token_urlsafe(18)
+        self.config.api_key = config.api_key or secrets.token_urlsafe(24)
         self.config.secret = config.secret or secrets.token_urlsafe(32)
         self.config.pass_key = config.pass_key or secrets.token_urlsafe(32)
         self.processes: list[Process] = []
@@ -128,7 +130,8 @@ class LocalStack:
     def router_env(self) -> dict[str, str]:
         c = self.config
         return {"CROUPIER_REDIS_URL": c.redis_url, "CROUPIER_SECRET": c.secret,
-                "CROUPIER_ADMIN_TOKEN": c.admin_token, "CROUPIER_PASS_KEY": c.pass_key, **c.router_env}
+                "CROUPIER_ADMIN_TOKEN": c.admin_token, "CROUPIER_PASS_KEY": c.pass_key,
+                "CROUPIER_API_KEYS": f"default:{c.api_key}", **c.router_env}
 
     def admin(self) -> httpx.Client:
         return httpx.Client(base_url=f"{self.config.admin_url}/api/v1", timeout=5,
@@ -241,6 +244,7 @@ class LocalStack:
         admin token, so it is readable by this user only."""
         c = self.config
         state = {"base_url": c.base_url, "admin_url": c.admin_url, "admin_token": c.admin_token,
+                 "api_key": c.api_key,
                  "run_dir": str(c.run_dir), "http_port": c.http_port,
                  "routers": [f"127.0.0.1:{p}" for p in c.router_ports],
                  "nginx_conf": str(self.nginx_conf), "nginx_pid": self.nginx.pid if self.nginx else None,
@@ -305,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                          routers=args.routers, redis_port=args.redis_port, redis_cluster=args.redis_cluster,
                          variant_base_port=args.variant_base_port,
                          admin_token=os.environ.get("CROUPIER_ADMIN_TOKEN", ""),
+                         api_key=os.environ.get("CROUPIER_API_KEY", ""),
                          secret=os.environ.get("CROUPIER_SECRET", ""),
                          pass_key=os.environ.get("CROUPIER_PASS_KEY", ""))
     generated = not config.admin_token
@@ -333,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  metrics        {config.admin_url}/metrics")
         print(f"  admin token    {config.admin_token}" + ("  (generated; set CROUPIER_ADMIN_TOKEN to choose)"
                                                          if generated else ""))
+        print(f"  API key        {config.api_key}  (channels and batch API; croupier-campaign reads it "
+              f"from {config.run_dir / 'stack.json'})")
         print(f"ready: {config.base_url}/", flush=True)
         if args.simulate:
             from croupier.scripts.simulate import parse_rates, run_simulation
