@@ -91,7 +91,8 @@ def build(g: Gathered, *, default_bucket_seconds: int, rng: np.random.Generator,
               f"How the visitors of each period were split; in the last period {ids[top]} got "
               f"{_pct(last_share[top], 0)} of them.", fig))
     rate, low, high = report_stats.cumulative_rates(periods.trials, periods.conversions)
-    series = [Series(ids[k], x, rate[:, k], low[:, k], high[:, k]) for k in keep]
+    ends = [start + timedelta(seconds=periods.seconds) for start in x]  # the rate so far, at each period's end
+    series = [Series(ids[k], ends, rate[:, k], low[:, k], high[:, k]) for k in keep]
     fig = charts.line_chart(series, title="Conversion rate so far, per variant", x_label="time (UTC)",
                             y_label="conversion rate (95% interval)", colour_of=colour_of, events=events,
                             percent=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from croupier.router.experiments import Experiment
 from croupier.router.history_source import iter_history
 from croupier.router.settings import Settings
-from croupier.router.store import Store
+from croupier.router.store import EXPERIMENT_ALERTS_KEEP, Store
 from croupier.scripts.progress import Progress
 
 PROGRESS_EVERY = 50_000
@@ -65,8 +65,8 @@ async def gather(settings: Settings, experiment_id: str, progress: Progress, *,
             entries.append(entry)
             if len(entries) % PROGRESS_EVERY == 0:
                 progress.note(f"{len(entries)} of ~{total}")
-        alerts = [a for a in await store.recent_alerts(settings.alert_stream_maxlen)
-                  if a.get("experiment") == experiment_id and a.get("kind") in ALERT_KINDS]
+        alerts = [a for a in await store.experiment_alerts(experiment_id, EXPERIMENT_ALERTS_KEEP)
+                  if a.get("kind") in ALERT_KINDS]
         return Gathered(experiment, counters, buckets, segments, entries, alerts, engagement, settings.max_segments)
     finally:
         await store.close()

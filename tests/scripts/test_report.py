@@ -5,11 +5,13 @@ errors a marketer can hit."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 
 import numpy as np
 
+from croupier.router.alerts import Alert
 from croupier.router.experiments import parse_experiment
 from croupier.router.settings import Settings
 from croupier.router.store import AssignmentRecord, BeaconEvent, Store
@@ -55,6 +57,14 @@ async def record(redis_url: str, doc: dict, visitors: int, rate, segment=lambda 
         await store.close()
 
 
+async def alert(redis_url: str, raised: Alert) -> None:
+    store = Store(Settings(redis_url=redis_url))
+    try:
+        await store.raise_alert(raised.id, json.dumps(raised.to_dict()), raised.episode, 1000, raised.experiment)
+    finally:
+        await store.close()
+
+
 def report(redis_url: str, experiment: str, out, *extra: str) -> int:
     return main(["--experiment", experiment, "--redis-url", redis_url, "--out", str(out), "--quiet", "--seed", "2",
                  *extra])
@@ -86,11 +96,15 @@ def test_segmented_report_shows_segments(redis_url, tmp_path):
            "variants": [{"id": "a", "upstream": "127.0.0.1:9"}, {"id": "b", "upstream": "127.0.0.1:9"}]}
     run(record(redis_url, doc, 1500, {"a": 0.04, "b": 0.08}.get,
                segment=lambda i: "device=mobile" if i % 3 else "device=desktop"))
+    run(alert(redis_url, Alert("drift", "seg", "b's rate changed", variant="b", time=T0 + 1800)))
+    run(alert(redis_url, Alert("drift", "other", "not this experiment's", variant="a", time=T0 + 1800)))
     out = tmp_path / "seg.html"
     assert report(redis_url, "seg", out) == 0
     text = out.read_text()
     assert 'id="segments"' in text and "2 busiest segments (device)" in text
     assert "1,500" in text
+    events = text[text.index('<table id="events">'):]
+    assert "drift: b" in events and "drift: a" not in events
 
 
 def test_unknown_experiment_names_the_option_and_what_exists(redis_url, tmp_path, capsys):
