@@ -169,3 +169,17 @@ def test_traffic_share_in_periods_draws_blocks_even_for_one_period():
     widths = [poly.get_paths()[0].get_extents().width for poly in ax.collections]
     assert len(widths) == 3 and all(w > 0 for w in widths)
     assert_legend_outside(fig)
+
+
+def test_panels_in_a_grid_keep_their_legends_off_every_axes():
+    fig, axes = charts.new_figure(12, 7, nrows=2, ncols=2)
+    x = np.arange(1, 50)
+    for n, ax in enumerate(axes.flat):
+        series = [Series(f"policy {k}", x, np.log(x) * (k + 1)) for k in range(4)]
+        charts.line_chart(series, title=f"panel {n}", x_label="visitors", y_label="regret", ax=ax, log_x=n % 2 == 1)
+    drawn(fig)
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_window_extent(renderer) for ax in axes.flat]
+    for ax in axes.flat:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not any(legend.overlaps(box) for box in boxes), "a legend covers a panel"
