@@ -12,6 +12,10 @@ window's rate for every model alike, so the comparison stays fair.
 The current model's live figures are its figures on the rows assigned after the last
 event its own training read: data it was never fitted nor selected on.
 
+``since_ms`` (a drift round: when the detected change began) leaves out the assignments
+before it, so the candidate learns the relationship as it is now, not a mix of before and
+after; when too few assignments came since, the whole window is used.
+
 ``shuffle_labels`` fits on the training rows with their outcomes permuted: a model that
 learnt nothing real, which the gate must reject (a check of the gate, never for use).
 Pure: numpy and the standard library; the I/O is ``croupier.router.model_update``.
@@ -55,15 +59,15 @@ def entry_ms(entry_id: str) -> int:
     return int(entry_id.partition("-")[0])
 
 
+def _ts(fields: dict) -> int:
+    try:
+        return int(fields["ts"])
+    except (KeyError, ValueError):
+        return -1
+
+
 def _assign_times(entries: Sequence[tuple[str, dict]]) -> list[int]:
-    times = []
-    for _, f in entries:
-        if f.get("type") == "assign":
-            try:
-                times.append(int(f["ts"]))
-            except (KeyError, ValueError):
-                continue
-    return sorted(times)
+    return sorted(t for t in (_ts(f) for _, f in entries if f.get("type") == "assign") if t >= 0)
 
 
 def _row_predictions(model, contexts, arms: Sequence[str], actions: np.ndarray) -> np.ndarray:
@@ -77,7 +81,7 @@ def _row_predictions(model, contexts, arms: Sequence[str], actions: np.ndarray) 
 def train_round(entries: Sequence[tuple[str, dict]], goal: str, *, trigger: str, current: StoredModel | None = None,
                 live_after_ms: int | None = None, reward: Reward | None = None, holdout: float = HOLDOUT,
                 l2: float = 1.0, bits: int = 18, force: bool = False, shuffle_labels: bool = False,
-                now: float | None = None, seed: int = 0) -> Round:
+                now: float | None = None, seed: int = 0, since_ms: int | None = None) -> Round:
     """Fit a candidate on ``entries`` and judge it against ``current`` (module docstring).
 
     ``live_after_ms``: the end of the data ``current`` was trained on; its rows after that give
@@ -87,6 +91,12 @@ def train_round(entries: Sequence[tuple[str, dict]], goal: str, *, trigger: str,
     if not 0 < holdout < 1:
         raise ModelError(f"holdout: must be in (0, 1), got {holdout}")
     now = time.time() if now is None else now
+    if since_ms is not None:
+        recent = [e for e in entries if not (e[1].get("type") == "assign" and _ts(e[1]) < since_ms)]
+        if len(_assign_times(recent)) * (1 - holdout) >= MIN_TRAIN_ROWS:
+            entries = recent
+        else:
+            since_ms = None  # too little since the change: the whole window, mix and all
     log, report = join_log(entries, goal, reward=reward)
     n = log.n
     cut = n - max(int(round(n * holdout)), 1)
@@ -129,7 +139,8 @@ def train_round(entries: Sequence[tuple[str, dict]], goal: str, *, trigger: str,
         "data": {"first_id": entries[0][0], "last_id": entries[-1][0],
                  "first_ms": times[0] if aligned else entry_ms(entries[0][0]),
                  "last_ms": times[-1] if aligned else entry_ms(entries[-1][0]),
-                 "holdout_from_ms": times[cut] if aligned else None, "events": len(entries)},
+                 "holdout_from_ms": times[cut] if aligned else None, "events": len(entries),
+                 "since_ms": since_ms},
         "validation": {"candidate": cand.to_dict(), "base_rate": base.to_dict(),
                        "current": cur.to_dict() if cur is not None else None,
                        "current_version": current.version if current is not None else None},

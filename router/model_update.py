@@ -41,7 +41,8 @@ async def current_model(store: Store, experiment_id: str) -> tuple[StoredModel |
 
 async def run_round(store: Store, experiment_id: str, *, trigger: str, archive_dir: Path | None = None,
                     max_events: int = MAX_EVENTS, holdout: float = HOLDOUT, l2: float = 1.0, bits: int = 18,
-                    force: bool = False, shuffle_labels: bool = False, progress: Any = None) -> dict[str, Any]:
+                    force: bool = False, shuffle_labels: bool = False, since_ms: int | None = None,
+                    progress: Any = None) -> dict[str, Any]:
     """One round for one experiment; returns the stored version's record (with ``version``,
     ``experiment`` and ``live``). Raises ``ModelError`` naming what is missing."""
     experiment = await store.get_experiment(experiment_id)
@@ -61,7 +62,7 @@ async def run_round(store: Store, experiment_id: str, *, trigger: str, archive_d
     now = time.time()
     found = train_round(list(entries), experiment.goal, trigger=trigger, current=current, live_after_ms=live_after,
                         reward=experiment.reward, holdout=holdout, l2=l2, bits=bits, force=force,
-                        shuffle_labels=shuffle_labels, now=now)
+                        shuffle_labels=shuffle_labels, now=now, since_ms=since_ms)
     record = found.record
     expected = None if force else (current.version if current is not None else 0)
     version, accepted = await store.save_model_version(experiment_id, found.doc, record, accept=found.accepted,

@@ -7,7 +7,8 @@ that use a model (``model_weight`` > 0) and starts a training round
 
 - ``schedule``: had no round for ``CROUPIER_RETRAIN_INTERVAL`` seconds (or never had one), or
 - ``drift``: has an open rate-drift alert (the monitor's ``DriftCheck``; its episodes are in the
-  alerts' open hash) that no round was started for yet.
+  alerts' open hash) that no round was started for yet. The round learns from the assignments
+  since the change the alert dates (its ``changed_at``), when enough came since.
 
 When a round runs and whether it found anything is in Redis (``Store.model_heads``), so a
 router that takes the lease over goes on where the last one stopped: once per period,
@@ -70,6 +71,14 @@ def due_rounds(heads: Mapping[str, ModelHead], drift: Mapping[str, str], interva
     return sorted(out, key=lambda d: (d.trigger != "drift", heads[d.experiment].attempted))
 
 
+def change_start(alerts: list[dict | None]) -> int | None:
+    """The earliest change (milliseconds) the drift alerts date (``details.changed_at``, seconds);
+    None when none of them says (trimmed from the outbox, or raised without it)."""
+    starts = [float(a["details"]["changed_at"]) for a in alerts
+              if a and isinstance(a.get("details"), dict) and "changed_at" in a["details"]]
+    return int(min(starts) * 1000) if starts else None
+
+
 class Retrainer:
     def __init__(self, settings: Settings, store: Store, snapshots: SnapshotKeeper, metrics: Metrics,
                  lease: Lease | None = None) -> None:
@@ -104,11 +113,15 @@ class Retrainer:
         heads = await self.store.model_heads(ids)
         due = due_rounds(heads, drift_alerts(await self.store.open_alerts()), self.interval, time.time())
         done = []
+        raised = {doc.get("id"): doc for doc in await self.store.recent_alerts(200)} if any(
+            job.drift for job in due) else {}
         for job in due:
+            since = None
             if job.drift:
                 await self.store.mark_model_drift(job.experiment, job.drift)
+                since = change_start([raised.get(alert_id) for alert_id in job.drift.split(",")])
             try:
-                record = await self._while_leased(self._round, job.experiment, job.trigger)
+                record = await self._while_leased(self._round, job.experiment, job.trigger, since)
             except ModelError as exc:  # too little data yet: the next period tries again
                 log.info("experiment %s: no model trained (%s): %s", job.experiment, job.trigger, exc)
                 self.metrics.model_rounds.labels(trigger=job.trigger, outcome="skipped").inc()
@@ -130,14 +143,14 @@ class Retrainer:
         log.info("experiment %s: model version %s %s (%s): %s", record["experiment"], record["version"], outcome,
                  record["trigger"], record["reason"])
 
-    def _round(self, experiment_id: str, trigger: str) -> dict[str, Any]:
+    def _round(self, experiment_id: str, trigger: str, since_ms: int | None) -> dict[str, Any]:
         """On the worker thread: a loop and a Redis connection of its own."""
         async def go() -> dict[str, Any]:
             store = Store(self.settings)
             try:
                 return await run_round(store, experiment_id, trigger=trigger, archive_dir=self.archive_dir,
                                        max_events=self.settings.retrain_max_events,
-                                       holdout=self.settings.retrain_holdout)
+                                       holdout=self.settings.retrain_holdout, since_ms=since_ms)
             finally:
                 await store.close()
         return asyncio.run(go())

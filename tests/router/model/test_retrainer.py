@@ -25,3 +25,11 @@ def test_an_open_drift_alert_not_acted_on_comes_first_and_only_once():
     assert due_rounds(heads, drift, interval=600, now=1100.0) == [Due("b", "drift", "x1,x2"), Due("a", "schedule")]
     # a drift alert with no new events since the last round: nothing to learn from yet
     assert due_rounds({"b": head(through="9-0")}, drift, interval=600, now=1100.0) == []
+
+
+def test_a_drift_round_starts_at_the_earliest_change_its_alerts_date():
+    from croupier.router.retrainer import change_start
+    alerts = [{"details": {"changed_at": 1_700_000_600}}, None, {"details": {"changed_at": 1_700_000_060}},
+              {"details": {"kind": "rate"}}]
+    assert change_start(alerts) == 1_700_000_060_000
+    assert change_start([None, {"details": {}}]) is None

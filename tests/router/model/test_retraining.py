@@ -132,12 +132,15 @@ def test_an_open_drift_alert_starts_a_round(tmp_path: Path):
         assert len(records(redis_url)) == 1  # new events, but the next scheduled round is an hour away
 
         # the monitor's DriftCheck raises this alert (its episode stays open while the drift holds)
-        alert = Alert("drift", "demo", "Conversion rate of variant a changed", variant="a")
+        alert = Alert("drift", "demo", "Conversion rate of variant a changed", variant="a",
+                      details={"kind": "rate", "changed_at": 1_700_001_000})
         raised = with_store(redis_url, lambda store: store.raise_alert(alert.id, json.dumps(alert.to_dict()),
                                                                        alert.episode, 1000))
         assert raised
         second = eventually(lambda: len(rs := records(redis_url)) == 2 and rs[1], timeout=30)
         assert second["trigger"] == "drift" and second["status"] == "accepted"
+        # it learnt from the assignments since the change the alert dates: the 4,000 flipped ones
+        assert second["data"]["since_ms"] == 1_700_001_000_000 and second["rows"]["train"] == 3200
         heads = with_store(redis_url, lambda store: store.model_heads(["demo"]))
         assert heads["demo"].drift == alert.id
         # the same open alert starts no second round, even with new events

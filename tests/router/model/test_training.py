@@ -63,3 +63,19 @@ def test_too_little_data_and_bad_arguments_name_the_problem():
         train_round(entries(500), "signup", trigger="cron")
     with pytest.raises(ModelError, match="holdout"):
         train_round(entries(500), "signup", trigger="manual", holdout=1.0)
+
+
+def test_a_drift_round_learns_from_the_events_since_the_change():
+    first = entries(3000, seed=1)
+    change = first[-1][1]["ts"]
+    history = first + entries(6000, seed=3, flipped=True, start_ms=int(change) + 10, prefix="w")
+    mixed = train_round(history, "signup", trigger="drift")
+    since = train_round(history, "signup", trigger="drift", since_ms=int(change) + 10)
+    assert mixed.record["data"]["since_ms"] is None and since.record["data"]["since_ms"] == int(change) + 10
+    assert since.record["rows"]["train"] == 4800  # the 6,000 since the change, less the held-out fifth
+    m, s = mixed.record["validation"]["candidate"], since.record["validation"]["candidate"]
+    assert s["log_loss"] < m["log_loss"] * 0.95  # the relationship as it is now, not a mix
+    assert abs(s["slope"] - 1) < abs(m["slope"] - 1)
+    # a change too recent to learn from: the whole window
+    late = train_round(history, "signup", trigger="drift", since_ms=int(history[-20][1]["ts"]))
+    assert late.record["data"]["since_ms"] is None and late.record["rows"]["train"] == 7200
