@@ -25,7 +25,7 @@ from croupier.router.store import Store, StoreUnavailable
 
 log = logging.getLogger("croupier.batch")
 
-LEASE_MS = 15_000  # a job whose router stopped is resumed this long after its last chunk at most
+LEASE_MS = 5_000  # a job whose router stopped is resumed this long after its last chunk at most
 _JOB = re.compile(r"[0-9a-f]{16}")
 
 

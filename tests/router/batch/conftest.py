@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from croupier.router.app import create_app
-from tests.router.channels.conftest import Api, experiment, key, settings_for  # noqa: F401
+from tests.router.channels.conftest import KEYS, Api, experiment, key, settings_for  # noqa: F401
 
 
 def lines(rows: list[dict]) -> bytes:
