@@ -58,6 +58,7 @@ class StackConfig:
     appendonly: bool = True
     router_env: dict[str, str] = field(default_factory=dict)
     decide_timeout: str = "250ms"
+    archive: bool = False  # run croupier-archive into run_dir/archive, the routers with CROUPIER_ARCHIVE=on
 
     @property
     def router_ports(self) -> list[int]:
@@ -131,7 +132,8 @@ class LocalStack:
         c = self.config
         return {"CROUPIER_REDIS_URL": c.redis_url, "CROUPIER_SECRET": c.secret,
                 "CROUPIER_ADMIN_TOKEN": c.admin_token, "CROUPIER_PASS_KEY": c.pass_key,
-                "CROUPIER_API_KEYS": f"default:{c.api_key}", **c.router_env}
+                "CROUPIER_API_KEYS": f"default:{c.api_key}", **({"CROUPIER_ARCHIVE": "on"} if c.archive else {}),
+                **c.router_env}
 
     def admin(self) -> httpx.Client:
         return httpx.Client(base_url=f"{self.config.admin_url}/api/v1", timeout=5,
@@ -150,6 +152,8 @@ class LocalStack:
                 self.redis = self._keep(start_redis(c.run_dir, c.redis_port, appendonly=c.appendonly))
             for i, port in enumerate(c.router_ports):
                 self.start_router(i, port)
+            if c.archive:
+                self.start_archiver()
             if variants:
                 for i, vid in enumerate(DEMO_VARIANTS):
                     self.variants[vid] = self._keep(start_variant(
@@ -167,6 +171,13 @@ class LocalStack:
     def start_router(self, index: int, port: int) -> Process:
         env = {**self.router_env(), "CROUPIER_DECIDE_PORT": str(self.config.decide_ports[index])}
         return self._keep(start_router(self.config.run_dir, port, env, name=f"router-{index}"), self.routers, index)
+
+    def start_archiver(self) -> Process:
+        """croupier-archive into run/archive; small files often, as suits a demo (docs/archive.md)."""
+        c = self.config
+        argv = [sys.executable, "-m", "croupier.scripts.archive", "run", "--dir", str(c.run_dir / "archive"),
+                "--redis-url", c.redis_url, "--interval", "2", "--flush-seconds", "10"]
+        return self._keep(Process("archiver", argv, c.run_dir / "archiver.log", env=self.router_env()).start())
 
     def start_redis_node(self, index: int) -> Process:
         """Start (or restart, with its data and cluster configuration) the cluster's ``index``-th master."""
@@ -288,6 +299,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variant-base-port", type=int, default=int(env.get("CROUPIER_VARIANT_PORT", 9101)))
     parser.add_argument("--run-dir", type=Path, default=ROOT / "run", help="logs, Redis data, NGINX config")
     parser.add_argument("--simulate", action="store_true", help="send simulated visitors through NGINX")
+    parser.add_argument("--archive", action="store_true",
+                        help="also run croupier-archive, writing the event streams to run/archive (docs/archive.md)")
     parser.add_argument("--visitors", type=int, default=20000, help="simulated visitors (with --simulate)")
     parser.add_argument("--rates", default="a=0.04,b=0.09,c=0.05",
                         help="true conversion rates of the simulated visitors")
@@ -307,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     config = StackConfig(router_env=router_env, run_dir=args.run_dir, http_port=args.http_port,
                          router_port=args.router_port, decide_port=args.decide_port,
                          routers=args.routers, redis_port=args.redis_port, redis_cluster=args.redis_cluster,
-                         variant_base_port=args.variant_base_port,
+                         variant_base_port=args.variant_base_port, archive=args.archive,
                          admin_token=os.environ.get("CROUPIER_ADMIN_TOKEN", ""),
                          api_key=os.environ.get("CROUPIER_API_KEY", ""),
                          secret=os.environ.get("CROUPIER_SECRET", ""),
