@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from croupier.router.settings import Settings, SettingsError
-from croupier.scripts.ope import default_redis_url
+from croupier.scripts.ope import default_archive_dir, default_redis_url
 from croupier.scripts.progress import Progress
 from croupier.scripts.report_data import ReportError, gather
 
@@ -66,8 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "or <experiment>-report/)")
     parser.add_argument("--format", choices=("html", "png"), default="html")
     parser.add_argument("--redis-url", default=None, help="default: CROUPIER_REDIS_URL, else the local stack's")
-    parser.add_argument("--archive-dir", type=Path, default=None,
-                        help="the event archive (Parquet), read before the stream")
+    parser.add_argument("--archive", type=Path, default=None,
+                        help="the Parquet archive (croupier-archive) read before the stream: default "
+                             "CROUPIER_ARCHIVE_DIR, else the local stack's run/archive, when it exists")
+    parser.add_argument("--no-archive", action="store_true", help="read the stream alone")
     parser.add_argument("--seed", type=int, default=None, help="seed of the posterior and strategy draws")
     parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
     args = parser.parse_args(argv)
@@ -77,6 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--out {args.out}: --format png writes a folder of charts, and this is a file")
     if args.format == "html" and args.out.is_dir():
         parser.error(f"--out {args.out}: is a folder; give the HTML file's name (or use --format png)")
+    if args.archive is not None and not args.archive.is_dir():
+        parser.error(f"--archive {args.archive}: no such directory")
     return args
 
 
@@ -86,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     redis_url = args.redis_url or default_redis_url()
     try:
         settings = Settings(redis_url=redis_url)
-        gathered = asyncio.run(gather(settings, args.experiment, progress, archive_dir=args.archive_dir))
+        archive = None if args.no_archive else args.archive or default_archive_dir()
+        gathered = asyncio.run(gather(settings, args.experiment, progress,
+                                      archive_dir=archive if archive is not None and archive.is_dir() else None))
         progress.step("computing the estimates and drawing the charts")
         from croupier.scripts.report_content import build  # matplotlib only once there is something to draw
 

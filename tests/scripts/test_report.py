@@ -10,6 +10,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 
 from croupier.router.alerts import Alert
 from croupier.router.experiments import parse_experiment
@@ -132,3 +133,22 @@ def test_redis_unreachable_says_where_it_looked(tmp_path, capsys):
     assert report(url, "demo", tmp_path / "r.html") == 1
     err = capsys.readouterr().err
     assert f"Redis is unreachable at {url}" in err and "--redis-url" in err
+
+
+def test_usage_errors_name_the_option(tmp_path, capsys):
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--archive", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")])
+    assert exit_.value.code == 2 and "--archive" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "folder")])
+    assert "--out" in capsys.readouterr().err
+
+
+def test_a_report_read_without_the_archive(redis_url, tmp_path):
+    doc = {"id": "plain", "path_prefix": "/plain/",
+           "variants": [{"id": "a", "upstream": "127.0.0.1:9"}, {"id": "b", "upstream": "127.0.0.1:9"}]}
+    run(record(redis_url, doc, 400, {"a": 0.05, "b": 0.1}.get))
+    assert report(redis_url, "plain", tmp_path / "p.html", "--no-archive") == 0
+    assert "400 logged visitors" in (tmp_path / "p.html").read_text()
