@@ -136,7 +136,6 @@ def test_redis_unreachable_says_where_it_looked(tmp_path, capsys):
 
 
 def test_usage_errors_name_the_option(tmp_path, capsys):
-
     with pytest.raises(SystemExit) as exit_:
         main(["--archive", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")])
     assert exit_.value.code == 2 and "--archive" in capsys.readouterr().err
