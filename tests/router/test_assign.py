@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from croupier.router.assign import NOWHERE, Assigner, by_device, fixed_variant
+from croupier.router.assign import NOWHERE, Assigner, by_device, fixed_variant, pick_many
 from croupier.router.context import Context
 from croupier.router.experiments import parse_experiment
 from croupier.router.metrics import Metrics
@@ -100,3 +100,30 @@ def test_tokens_verify_for_their_experiment_and_tenant_only():
     too_late = NOW + SETTINGS.cookie_max_age + 10
     with pytest.raises(TokenError):
         core.verify(token, shop, too_late)
+
+
+def test_many_draws_at_once_pick_what_one_draw_picks_for_the_same_uniform():
+    for holdout in (0.0, 0.3):
+        core = core_for(experiment(holdout=holdout))
+        arms = core.snapshots.current.arms["demo"]
+        u = np.random.default_rng(1).random(5000)
+        index, in_holdout = pick_many(arms, u)
+        one_by_one = [arms.pick(x) for x in u]
+        assert [arms.variants[i].id for i in index] == [v.id for v, _ in one_by_one]
+        assert in_holdout.tolist() == [h for _, h in one_by_one]
+
+
+def test_a_capped_variant_is_drawn_only_while_this_router_holds_units_of_it():
+    e = parse_experiment({"id": "demo", "path_prefix": "/demo/", "variants": [
+        {"id": "a", "upstream": "a:80"}, {"id": "b", "upstream": "b:80", "capacity": 5}]})
+    core = core_for(e)
+    assert {core.draw(e).variant.id for _ in range(200)} == {"a"}  # no reservation yet
+    core.capacity.budget[("demo", "b")] = 3
+    drawn = [core.draw(e) for _ in range(200)]
+    assert sum(d.variant.id == "b" for d in drawn) == 3  # then full again
+    late = drawn[-1]
+    assert late.variant.id == "a" and late.arms.labelled() == (("a", 1.0), ("b", 0.0))  # logged renormalised
+    assert core.capacity.used[("demo", "b")] == 3
+    b = next(d for d in drawn if d.variant.id == "b")
+    core.undraw(e, b)  # its claim lost: the unit is this router's again
+    assert core.capacity.budget[("demo", "b")] == 1 and core.capacity.used[("demo", "b")] == 2
