@@ -2,10 +2,13 @@
 
 The experiment-level controls live here, not in the policies: a burn-in (uniform
 until every arm has ``burn_in`` trials), a minimum share per arm, and a holdout
-that always stays on a fixed uniform split. Pure.
+that always stays on a fixed split (uniform, but never more than a guardrail's
+limit to a breached arm). Pure.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -73,4 +76,26 @@ def allocate(policy: Policy, arms: ArmStats, rng: np.random.Generator, *,
     """
     probs, share = allocate_with_holdout(policy, arms, rng, min_share=min_share, burn_in=burn_in,
                                          holdout=holdout, burn_in_trials=burn_in_trials)
-    return (1.0 - share) * probs + share / arms.n_arms
+    return with_holdout(probs, share)
+
+
+def with_holdout(bandit: np.ndarray, holdout: float, fixed: np.ndarray | None = None) -> np.ndarray:
+    """Each arm's probability, holdout included: ``(1 - holdout) * bandit + holdout * fixed``.
+
+    ``fixed`` is the holdout's own split (``(K,)``): uniform over the arms by default. A
+    guardrail's limit must hold for the total, so under a breach the holdout's split gives the
+    breached arm at most its limit too (``holdout_split``): with the bandit's part capped at the
+    same limit, the mixture stays within it, and a paused arm gets nothing from either part.
+    """
+    bandit = np.asarray(bandit, dtype=np.float64)
+    k = bandit.shape[-1]
+    fixed = np.full(k, 1.0 / k) if fixed is None else np.asarray(fixed, dtype=np.float64)
+    return (1.0 - holdout) * bandit + holdout * fixed
+
+
+def holdout_split(k: int, limit: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """The holdout's fixed split over ``k`` arms: uniform, then ``limit`` (the split with every
+    breached arm held at its limit, ``guardrail_check.capped``) applied to it, so what a
+    breached arm loses goes evenly to the open ones."""
+    uniform = np.full(k, 1.0 / k)
+    return uniform if limit is None else np.asarray(limit(uniform), dtype=np.float64)

@@ -89,14 +89,8 @@ def fixed_variant(experiment: Experiment, bot: bool = False) -> tuple[Variant, s
 
 def pick_many(arms: Arms, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``Arms.pick`` for many uniform draws at once: each draw's variant index and whether it
-    is a holdout assignment."""
-    k, h = len(arms.variants), arms.holdout
-    in_holdout = u < h
-    scaled = (u - h) / (1.0 - h) if h else u
-    index = np.searchsorted(np.asarray(arms.cumulative), scaled, side="right")
-    if h:
-        index = np.where(in_holdout, np.minimum((u / h * k).astype(np.int64), k - 1), index)
-    return np.minimum(index, k - 1), in_holdout
+    is a holdout assignment (``Arms.pick_many``, which knows the holdout's split)."""
+    return arms.pick_many(u)
 
 
 class Assigner:

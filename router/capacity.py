@@ -31,7 +31,8 @@ def restrict(arms: Arms, full: frozenset[str]) -> Arms | None:
     bandit = np.diff(np.concatenate(([0.0], arms.cumulative)))[keep]
     total = bandit.sum()
     bandit = bandit / total if total > 0 else np.full(len(keep), 1.0 / len(keep))
-    narrowed = Arms.build(tuple(arms.variants[i] for i in keep), bandit, arms.holdout)
+    narrowed = Arms.build(tuple(arms.variants[i] for i in keep), bandit, arms.holdout,
+                          arms.holdout_shares()[keep] if arms.holdout_cumulative else None)
     left = dict(narrowed.labels)
     return replace(narrowed, labels=tuple((v.id, left.get(v.id, 0.0)) for v in arms.variants))
 

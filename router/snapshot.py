@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from croupier.router.allocation import allocate_with_holdout, apply_floor
+from croupier.router.allocation import allocate_with_holdout, apply_floor, holdout_split, with_holdout
 from croupier.router.experiments import Experiment, Variant
-from croupier.router.guardrail_check import capped
+from croupier.router.guardrail_check import capped, limits
 from croupier.router.guardrails import required_burn_in
 from croupier.router.history import Buckets, bucket_arrays
 from croupier.router.hybrid import StoredModel, blend_overall, blend_segments
@@ -45,29 +45,80 @@ class Arms:
     # (variant id, probability) pairs, built once: every assignment of this
     # snapshot shares the same tuple, so the store can encode it once per batch
     labels: tuple[tuple[str, float], ...] = ()
-    holdout: float = 0.0  # share of visitors on the fixed uniform split
+    holdout: float = 0.0  # share of visitors on the fixed split
+    # the holdout's split, cumulative, when it is not uniform over every variant: a guardrail
+    # breach holds its variant to its limit there too (allocation.holdout_split)
+    holdout_cumulative: tuple[float, ...] = ()
 
     @classmethod
-    def build(cls, variants: tuple[Variant, ...], bandit: np.ndarray, holdout: float = 0.0) -> Arms:
-        """``bandit``: the policy's split outside the holdout. The logged propensity of
-        every assignment is the mixture ``(1 - holdout) * bandit + holdout / K``."""
-        cumulative = np.cumsum(bandit)
-        cumulative[-1] = 1.0  # guard against rounding leaving a gap at the top
-        mixed = (1.0 - holdout) * np.asarray(bandit) + holdout / len(variants)
+    def build(cls, variants: tuple[Variant, ...], bandit: np.ndarray, holdout: float = 0.0,
+              holdout_split: np.ndarray | None = None) -> Arms:
+        """``bandit``: the policy's split outside the holdout; ``holdout_split``: the holdout's
+        (None: uniform). The logged propensity of every assignment is the mixture
+        ``(1 - holdout) * bandit + holdout * holdout_split`` (``allocation.with_holdout``)."""
+        fixed = None
+        if holdout_split is not None:
+            fixed = np.asarray(holdout_split, dtype=np.float64)
+            total = fixed.sum()
+            fixed = fixed / total if total > 0 else None  # no arm left open: uniform, never empty
+        mixed = with_holdout(bandit, holdout, fixed)
         probs = tuple(float(p) for p in mixed)
-        return cls(variants, probs, tuple(float(c) for c in cumulative),
-                   tuple((v.id, p) for v, p in zip(variants, probs)), float(holdout))
+        return cls(variants, probs, _cumulative(bandit), tuple((v.id, p) for v, p in zip(variants, probs)),
+                   float(holdout), () if fixed is None else _cumulative(fixed))
 
     def pick(self, u: float) -> tuple[Variant, bool]:
         """The variant for a uniform draw ``u`` in [0, 1), and whether it is a holdout assignment."""
         h = self.holdout
-        if u < h:  # the holdout: a uniform arm, analysable as a plain A/B split
+        if u < h:  # the holdout: a fixed split, analysable as a plain A/B split
+            if self.holdout_cumulative:
+                index = bisect.bisect_right(self.holdout_cumulative, u / h)
+                return self.variants[min(index, len(self.variants) - 1)], True
             return self.variants[min(int(u / h * len(self.variants)), len(self.variants) - 1)], True
         u = (u - h) / (1.0 - h) if h else u
         return self.variants[bisect.bisect_right(self.cumulative, u)], False
 
+    def pick_many(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``pick`` for many uniform draws at once: each draw's variant index and whether it is
+        a holdout assignment."""
+        k, h = len(self.variants), self.holdout
+        in_holdout = u < h
+        scaled = (u - h) / (1.0 - h) if h else u
+        index = np.searchsorted(np.asarray(self.cumulative), scaled, side="right")
+        if h:
+            fixed = np.searchsorted(np.asarray(self.holdout_cumulative), u / h, side="right") \
+                if self.holdout_cumulative else (u / h * k).astype(np.int64)
+            index = np.where(in_holdout, fixed, index)
+        return np.minimum(index, k - 1), in_holdout
+
+    def holdout_shares(self) -> np.ndarray:
+        """The holdout's split, ``(K,)``."""
+        if not self.holdout_cumulative:
+            return np.full(len(self.variants), 1.0 / len(self.variants))
+        return np.diff(np.concatenate(([0.0], self.holdout_cumulative)))
+
     def labelled(self) -> tuple[tuple[str, float], ...]:
         return self.labels
+
+
+def _cumulative(split: np.ndarray) -> tuple[float, ...]:
+    """The split's cumulative sums for ``bisect``, ending at exactly 1 from the last arm with a
+    share on: rounding never leaves a gap at the top, nor a sliver for a trailing arm with none
+    (a paused one)."""
+    split = np.asarray(split, dtype=np.float64)
+    cumulative = np.cumsum(split)
+    open_arms = np.flatnonzero(split > 0)
+    cumulative[open_arms[-1] if len(open_arms) else -1:] = 1.0
+    return tuple(float(c) for c in cumulative)
+
+
+def holdout_split_of(experiment: Experiment, variants: tuple[Variant, ...],
+                     counters: dict[str, dict[str, float]] | None) -> np.ndarray | None:
+    """The holdout's split of an experiment: None (uniform) unless it has a holdout and a
+    guardrail breach is held; then every breached variant at most its limit of it
+    (``allocation.holdout_split``), as in the bandit's split."""
+    if not experiment.holdout or not limits(experiment, variants, counters or {}):
+        return None
+    return holdout_split(len(variants), lambda split: capped(experiment, variants, split, counters))
 
 
 @dataclass(frozen=True)
@@ -88,9 +139,11 @@ class ContextualArms:
     CACHE = 4096
 
     def __init__(self, variants: tuple[Variant, ...], policy: LinearThompson, pool: np.ndarray | None,
-                 min_share: float, holdout: float) -> None:
+                 min_share: float, holdout: float, limit: Callable[[np.ndarray], np.ndarray] | None = None,
+                 holdout_split: np.ndarray | None = None) -> None:
         self.variants, self.policy, self.pool = variants, policy, pool
         self.min_share, self.holdout = min_share, holdout
+        self.limit, self.holdout_split = limit, holdout_split  # the guardrail breaches held
         self._cache: dict[tuple[int, ...], Arms] = {}
 
     def arms_for(self, features: tuple[int, ...]) -> Arms:
@@ -100,9 +153,11 @@ class ContextualArms:
             # pool None: burning in, every arm alike
             shares = np.full(k, 1.0 / k) if self.pool is None or k == 1 else \
                 apply_floor(pool_shares(self.pool, features), self.min_share)
+            if self.limit is not None:
+                shares = self.limit(shares)
             if len(self._cache) >= self.CACHE:
                 self._cache.clear()
-            found = self._cache[features] = Arms.build(self.variants, shares, self.holdout)
+            found = self._cache[features] = Arms.build(self.variants, shares, self.holdout, self.holdout_split)
         return found
 
 
@@ -310,7 +365,8 @@ def allocate_many(items: list[tuple[Policy, Evidence]], rng: np.random.Generator
                 burn_in=burn_in(first.experiment), burn_in_trials=np.stack([p.lifetime_trials for p in part]))
             for p, row in zip(part, probs):
                 row = capped(p.experiment, p.variants, row, p.counters)
-                out[p.experiment.id] = Arms.build(p.variants, row, p.experiment.holdout)
+                out[p.experiment.id] = Arms.build(p.variants, row, p.experiment.holdout,
+                                                  holdout_split_of(p.experiment, p.variants, p.counters))
     return out
 
 
@@ -358,7 +414,8 @@ def compute_factorial(experiment: Experiment, counters: dict[str, dict[str, floa
     probs = state.probs
     if burn_in(experiment) and (level_sums(stats.trials, levels, n_levels) < burn_in(experiment)).any():
         probs = np.full(len(variants), 1.0 / len(variants))
-    return Arms.build(variants, capped(experiment, variants, probs, counters), experiment.holdout), state
+    return Arms.build(variants, capped(experiment, variants, probs, counters), experiment.holdout,
+                      holdout_split_of(experiment, variants, counters)), state
 
 
 def compute_arms(experiment: Experiment, counters: dict[str, dict[str, float]], rng: np.random.Generator,
@@ -395,7 +452,8 @@ def compute_segment_arms(experiment: Experiment, counters: dict[str, dict[str, f
                                            burn_in=burn_in(experiment), holdout=experiment.holdout,
                                            burn_in_trials=np.broadcast_to(overall.trials, trials.shape))
     probs = capped(experiment, variants, probs, counters)
-    return SegmentArms({s: Arms.build(variants, probs[i], holdout) for i, s in enumerate(chosen)}, full)
+    fixed = holdout_split_of(experiment, variants, counters)
+    return SegmentArms({s: Arms.build(variants, probs[i], holdout, fixed) for i, s in enumerate(chosen)}, full)
 
 
 def linear_arrays(variants: tuple[Variant, ...], state: dict[str, dict], dimensions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -425,7 +483,10 @@ def compute_contextual(experiment: Experiment, counters: dict[str, dict[str, flo
     if not (trials < experiment.burn_in).any():
         gram, rewards = linear_arrays(variants, state, policy.dimensions)
         pool = policy.posterior_pool(gram, rewards, rng)
-    return ContextualArms(variants, policy, pool, experiment.min_share, experiment.holdout)
+    limit = (lambda split: capped(experiment, variants, split, counters)) \
+        if limits(experiment, variants, counters) else None
+    return ContextualArms(variants, policy, pool, experiment.min_share, experiment.holdout, limit,
+                          holdout_split_of(experiment, variants, counters))
 
 
 def __getattr__(name: str):

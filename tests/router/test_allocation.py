@@ -72,3 +72,59 @@ def test_invalid_controls_name_the_field(controls, field):
     with pytest.raises(PolicyError) as err:
         allocate(UCB1(), ArmStats.from_counts([1, 1], [0, 0]), np.random.default_rng(0), **controls)
     assert str(err.value).startswith(field)
+
+
+# -- the holdout under a guardrail breach ------------------------------------------------
+
+def _held(code: int) -> tuple:
+    """An experiment with a 20% holdout and a 5% floor whose variant b holds a breach
+    (``code``: 1 capped, 2 paused) although it converts best, as the snapshot computes it."""
+    from croupier.router.experiments import parse_experiment
+    from croupier.router.snapshot import compute_arms
+    e = parse_experiment({"id": "spring", "path_prefix": "/spring/", "holdout": 0.2, "min_share": 0.05,
+                          "variants": [{"id": v, "upstream": f"127.0.0.1:{9101 + i}"} for i, v in enumerate("abc")]})
+    counters = {"a": {"trials": 1000, "conv:signup": 20}, "b": {"trials": 1000, "conv:signup": 300, "guardrail": code},
+                "c": {"trials": 1000, "conv:signup": 20}}
+    return e, compute_arms(e, counters, np.random.default_rng(0))
+
+
+def _shares(arms, draws: int = 100_000) -> dict[str, float]:
+    """Each variant's share of an even grid of draws through both ``pick`` and ``pick_many``."""
+    u = (np.arange(draws) + 0.5) / draws
+    picked = [arms.pick(x)[0].id for x in u]
+    index, _ = arms.pick_many(u)
+    assert picked == [arms.variants[i].id for i in index]
+    return {v.id: picked.count(v.id) / draws for v in arms.variants}
+
+
+def test_a_paused_variant_gets_no_visitor_from_the_holdout_either():
+    _, arms = _held(2)
+    probs = dict(arms.labelled())
+    assert probs["b"] == 0.0 and sum(probs.values()) == pytest.approx(1.0)
+    shares = _shares(arms)
+    assert shares["b"] == 0.0
+    assert shares["a"] == pytest.approx(probs["a"], abs=1e-4) and shares["c"] == pytest.approx(probs["c"], abs=1e-4)
+    np.testing.assert_allclose(arms.holdout_shares(), [0.5, 0.0, 0.5])  # the holdout: even over the open arms
+
+
+def test_a_capped_variant_gets_at_most_the_floor_holdout_included():
+    e, arms = _held(1)
+    probs = dict(arms.labelled())
+    assert probs["b"] == pytest.approx(e.min_share) and sum(probs.values()) == pytest.approx(1.0)
+    assert _shares(arms)["b"] <= e.min_share + 1e-4
+    np.testing.assert_allclose(arms.holdout_shares(), [0.475, 0.05, 0.475])
+
+
+def test_the_holdout_is_uniform_while_no_breach_is_held():
+    _, arms = _held(-1)  # cleared by a marketer
+    assert arms.holdout_cumulative == ()
+    np.testing.assert_allclose(arms.holdout_shares(), [1 / 3] * 3)
+    assert dict(arms.labelled())["b"] > 0.75  # 0.8 x (1 - 2 x 5%) + 0.2 / 3
+
+
+def test_with_holdout_mixes_the_fixed_split_in():
+    from croupier.router.allocation import holdout_split, with_holdout
+    np.testing.assert_allclose(with_holdout(np.array([0.5, 0.5]), 0.2), [0.5, 0.5])
+    np.testing.assert_allclose(with_holdout(np.array([1.0, 0.0]), 0.5, np.array([0.25, 0.75])), [0.625, 0.375])
+    np.testing.assert_allclose(holdout_split(4), [0.25] * 4)
+    np.testing.assert_allclose(holdout_split(2, lambda p: p * [2.0, 0.0]), [1.0, 0.0])
