@@ -124,6 +124,7 @@ def measure(args: argparse.Namespace) -> dict:
             raise SystemExit(f"bench.batch: {tool} is missing (util-linux, procps)")
     run_dir = Path(tempfile.mkdtemp(prefix="croupier-bench-batch-"))
     processes: list[Process] = []
+    affinity = os.sched_getaffinity(0)
     try:
         redis_port, router_port = free_port(), free_port()
         redis_process = start_redis(run_dir, redis_port)
@@ -163,6 +164,7 @@ def measure(args: argparse.Namespace) -> dict:
                 "trials": counted, "new_trials": counted_again - counted, "memory": after - before,
                 "records": records, "stream": stream, "router_cpu": cpu[0], "redis_cpu": cpu[1]}
     finally:
+        os.sched_setaffinity(0, affinity)  # the caller (a test session) keeps its cores
         stop_all(processes)
         shutil.rmtree(run_dir, ignore_errors=True)
 
