@@ -81,13 +81,19 @@ class Archiver:
         self.marks: dict[str, str] = {}  # experiment → highest id archived
         self.trimmed_below: dict[str, str] = {}
         self.buffers: dict[str, _Buffer] = {}
+        self._renewed = 0.0
 
     # -- the lease ---------------------------------------------------------
 
     async def take_lease(self) -> bool:
+        self._renewed = self.clock()
         return await self.store.hold_archive_lease(self.token, self.lease_ms)
 
-    async def _renew(self) -> None:
+    async def _renew(self, *, now: bool = False) -> None:
+        """Renew the lease when a third of it has passed (``now``: whatever has), or stop."""
+        if not now and self.clock() - self._renewed < self.lease_ms / 3000:
+            return
+        self._renewed = self.clock()
         if not await self.store.hold_archive_lease(self.token, self.lease_ms):
             self.buffers.clear()  # unacknowledged: the archiver that holds the lease claims them
             raise LeaseLost("another archiver took the archive lease")
@@ -127,7 +133,6 @@ class Archiver:
             await self._take(experiment, got, report)
             if len(buffer.entries) >= self.batch:
                 await self._flush(experiment, report)
-                await self._renew()
             elif len(got) < want:
                 break
         if buffer.entries and (final or self.clock() - buffer.since >= self.flush_seconds):
@@ -170,6 +175,7 @@ class Archiver:
         buffer = self.buffers.get(experiment)
         if buffer is None or not buffer.entries:
             return
+        await self._renew(now=True)  # the files are what the lease protects
         entries = sorted(buffer.entries, key=lambda e: entry_key(e[0]))
         files = write_entries(self.root, experiment, entries)
         self.marks[experiment] = entries[-1][0]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from croupier.router.archive import Archiver, archive_status
+from croupier.router.archive import Archiver, LeaseLost, archive_status
 from croupier.router.archive_files import (archived_files, archived_mark, entry_day, entry_key, read_entries,
                                            remove_temporary, write_entries)
 from croupier.router.history_source import iter_history
@@ -153,3 +153,25 @@ def test_status_lists_each_registry_experiment(redis_url, tmp_path):
             await store.close()
 
     assert run(work()) == ["one", "two"]
+
+
+def test_an_archiver_that_lost_the_lease_writes_nothing_more(redis_url, tmp_path):
+    async def work():
+        store = Store(Settings(redis_url=redis_url, archive=True))
+        try:
+            await write_traffic(store, "delta", 500, seed=6)
+            first = Archiver(store, tmp_path, batch=100, flush_seconds=0)
+            assert await first.take_lease()
+            await store.release_archive_lease(first.token)  # as if it lapsed while the first was stalled ...
+            second = Archiver(store, tmp_path, batch=100, flush_seconds=0)
+            assert await second.take_lease()  # ... and a standby took it
+            with pytest.raises(LeaseLost):
+                await first.run_pass(final=True)
+            assert archived_files(tmp_path, "delta") == []
+            report = await second.run_pass(final=True)  # the holder archives everything
+            return report.written, len(await store.events("delta", 10_000))
+        finally:
+            await store.close()
+
+    written, total = run(work())
+    assert written == total
