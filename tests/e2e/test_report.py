@@ -36,7 +36,7 @@ def test_demo_report_opens_offline_with_every_chart(make_stack, tmp_path):
     out = tmp_path / "report.html"
 
     assert main(["--experiment", "demo", "--redis-url", stack.config.redis_url, "--out", str(out), "--quiet",
-                 "--seed", "1"]) == 0
+                 "--seed", "1", "--no-archive"]) == 0
 
     html = out.read_text()
     assert "http://" not in html and "https://" not in html  # not even a link to follow
@@ -71,7 +71,7 @@ def test_png_format_writes_each_chart(make_stack, tmp_path):
     settled_totals(stack, "trials")
     out = tmp_path / "charts"
     assert main(["--experiment", "demo", "--redis-url", stack.config.redis_url, "--format", "png",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--quiet", "--no-archive"]) == 0
     written = sorted(p.name for p in out.iterdir())
     assert {name.split("-", 1)[1].removesuffix(".png") for name in written} == CHARTS
     assert all((out / name).read_bytes().startswith(b"\x89PNG") for name in written)
