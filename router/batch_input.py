@@ -47,6 +47,10 @@ def parse_line(number: int, text: str | bytes) -> Line | LineError:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         return LineError(number, None, f"line {number}: not valid JSON")
+    return checked_line(number, doc)
+
+
+def checked_line(number: int, doc: object) -> Line | LineError:
     if not isinstance(doc, dict):
         return LineError(number, None, f"line {number}: must be a JSON object")
     unknown = sorted(set(doc) - LINE_FIELDS)
@@ -70,11 +74,22 @@ def parse_line(number: int, text: str | bytes) -> Line | LineError:
 
 def parse_lines(lines: Iterable[str | bytes], first: int = 1) -> list[Line | LineError]:
     """Each non-blank line parsed; numbers count blank lines too, from ``first``."""
-    out: list[Line | LineError] = []
-    for number, text in enumerate(lines, first):
-        if text.strip():
-            out.append(parse_line(number, text))
-    return out
+    numbered = [(number, text) for number, text in enumerate(lines, first) if text.strip()]
+    if not numbered:
+        return []
+    texts = [text for _, text in numbered]
+    docs = None
+    if all(len(t) <= MAX_LINE for t in texts):
+        # the whole chunk as one JSON array: one call into the C parser instead of one per
+        # line (a third of a chunk's time when profiled); any doubt, and each line on its own
+        joined = b"[" + b",".join(texts) + b"]" if isinstance(texts[0], bytes) else "[" + ",".join(texts) + "]"
+        try:
+            docs = json.loads(joined)
+        except (ValueError, TypeError, UnicodeDecodeError):
+            docs = None
+    if docs is None or len(docs) != len(numbered):  # a bad line, or one holding two values
+        return [parse_line(number, text) for number, text in numbered]
+    return [checked_line(number, doc) for (number, _), doc in zip(numbered, docs)]
 
 
 def chunks(body: bytes, size: int = CHUNK) -> Iterator[tuple[int, list[bytes]]]:
