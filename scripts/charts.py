@@ -264,7 +264,10 @@ def intervals(rows: Sequence[Interval], *, title: str, x_label: str, reference: 
     y = np.arange(len(rows))[::-1]
     for i, (row, at) in enumerate(zip(rows, y)):
         colour = (colour_of or {}).get(row.label, PALETTE[0])
-        ax.errorbar(row.value, at, xerr=[[max(row.value - row.low, 0.0)], [max(row.high - row.value, 0.0)]],
+        # an interval without bounds (one sample) is drawn as its point alone
+        below = row.value - row.low if math.isfinite(row.low) else 0.0
+        above = row.high - row.value if math.isfinite(row.high) else 0.0
+        ax.errorbar(row.value, at, xerr=[[max(below, 0.0)], [max(above, 0.0)]],
                     fmt="o", color=colour, ecolor=colour, elinewidth=2.2, capsize=4, markersize=6)
     if reference is not None:
         ax.axvline(reference, color=EVENT_COLOUR, linestyle="--", linewidth=1.0, label=reference_label or None)

@@ -183,3 +183,9 @@ def test_panels_in_a_grid_keep_their_legends_off_every_axes():
     for ax in axes.flat:
         legend = ax.get_legend().get_window_extent(renderer)
         assert not any(legend.overlaps(box) for box in boxes), "a legend covers a panel"
+
+
+def test_an_interval_without_bounds_draws_its_point():
+    fig = drawn(charts.gain_vs_even_split([Interval("DR", 3.0, float("-inf"), float("inf"))]))
+    low, high = fig.axes[0].get_xlim()
+    assert np.isfinite([low, high]).all() and low <= 3.0 <= high
