@@ -41,7 +41,7 @@ def simulation_charts(outcome: Outcome) -> list[Chart]:
     out.append(Chart("traffic-share", "Traffic share, average of the runs",
                      "Each variant's share of the visitors over time, averaged over the simulated runs.",
                      charts.traffic_share(starts, mean_share, sc.variants, end=float(x[-1]), colour_of=colour_of,
-                                          events=events, title=f"Traffic share per variant ({sc.policy})",
+                                          events=events, title=f"Traffic share per variant: {sc.policy}, average of {sc.runs} runs",
                                           x_label=X_LABEL)))
 
     series = []
@@ -55,12 +55,12 @@ def simulation_charts(outcome: Outcome) -> list[Chart]:
                                        colour_of=colour_of, events=events)))
 
     regret = band(outcome.regret)
-    best = sc.variants[outcome.best]
+    best = f" ({sc.variants[outcome.best]})" if sc.drift is None else " of the moment"
     out.append(Chart("regret", "Regret", f"Expected conversions lost to always showing the best variant "
                      f"(the median run, the band holds {BAND_LABEL}); the even split's for comparison.",
                      charts.line_chart([charts.Series(sc.policy, x, regret.median, regret.low, regret.high),
                                         charts.Series("even split", x, outcome.even_regret)],
-                                       title=f"Regret: conversions lost to always showing the best ({best})",
+                                       title=f"Regret: conversions lost to always showing the best{best}",
                                        x_label=X_LABEL, y_label="cumulative regret (conversions)", events=events)))
 
     gain = band(outcome.gain)

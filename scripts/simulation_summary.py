@@ -49,7 +49,8 @@ class Outcome:
     conversions: np.ndarray  # (R,) expected conversions of each run
     even_conversions: float
     best_conversions: float
-    takeover_days: np.ndarray  # (R,) days from the start (or the drift) to the takeover; nan: never
+    takeover_days: np.ndarray  # (R,) days from the start (or the drift) to the end of the first day-long
+    # window in which the best variant had takeover_share of the traffic; nan: never
     takeover_from: int  # the day (1-based) the takeover is counted from: 1, or the drift's day
     best: int  # the variant that is best at the end
 
@@ -68,14 +69,23 @@ def _rates_per_interval(scenario: Scenario, visitors: np.ndarray) -> np.ndarray:
     return np.stack([engine.rates_at(int(t)) for t in starts])
 
 
-def takeover(share: np.ndarray, best: np.ndarray, days: np.ndarray, threshold: float, start_day: float) -> np.ndarray:
-    """Per run, days from ``start_day`` to the first interval after it in which ``best`` (per
-    interval) had at least ``threshold`` of the traffic; nan where that never happened."""
-    after = days > start_day
-    best_share = np.take_along_axis(share, best[None, :, None], axis=2)[..., 0]  # (R, C)
-    hit = (best_share >= threshold) & after[None, :]
+def takeover(pulls: np.ndarray, visitors: np.ndarray, best: np.ndarray, threshold: float, start: int,
+             window: int) -> np.ndarray:
+    """Per run, visitors from ``start`` to the end of the first ``window`` of visitors (ending at a
+    checkpoint, starting at ``start`` or later) in which ``best`` (the best variant at the
+    window's end) had at least ``threshold`` of the traffic; nan where that never happened.
+
+    A window of a day, not the share between two checkpoints, so that a few lucky hours do not
+    count as a takeover."""
+    cumulative = np.concatenate([np.zeros_like(pulls[:, :1]), pulls], axis=1)  # (R, C + 1, K)
+    at = np.concatenate([[0], visitors])
+    ends = np.nonzero(visitors - window >= start)[0]
+    begins = np.searchsorted(at, visitors[ends] - window)
+    counts = cumulative[:, ends + 1] - cumulative[:, begins]  # (R, E, K)
+    share = counts[:, np.arange(len(ends)), best[ends]] / np.maximum(counts.sum(axis=2), 1.0)
+    hit = share >= threshold
     first = np.argmax(hit, axis=1)
-    return np.where(hit.any(axis=1), days[first] - start_day, np.nan)
+    return np.where(hit.any(axis=1), visitors[ends][first] - start, np.nan).astype(np.float64)
 
 
 def summarise(scenario: Scenario, trace: Trace) -> Outcome:
@@ -91,13 +101,14 @@ def summarise(scenario: Scenario, trace: Trace) -> Outcome:
     best_line = np.cumsum(sizes * rates.max(axis=1))
     even_line = np.cumsum(sizes * rates.mean(axis=1))
     best_now = np.argmax(rates, axis=1)  # (C,)
-    start = 0.0 if scenario.drift is None else float(scenario.drift.day - 1)
+    start = scenario.change_at or 0
     return Outcome(
         scenario=scenario, days=days, visitors=visitors, share=share,
         regret=best_line[None, :] - expected, gain=expected - even_line[None, :],
         even_regret=best_line - even_line, conversions=expected[:, -1],
         even_conversions=float(even_line[-1]), best_conversions=float(best_line[-1]),
-        takeover_days=takeover(share, best_now, days, scenario.takeover_share, start),
+        takeover_days=takeover(pulls, visitors, best_now, scenario.takeover_share, start,
+                               scenario.daily_visitors) / scenario.daily_visitors,
         takeover_from=1 if scenario.drift is None else scenario.drift.day,
         best=int(best_now[-1]),
     )

@@ -122,6 +122,7 @@ def headline(outcome: Outcome) -> list[dict]:
         takeover = {"value": "not in most runs", "detail": f"{reached} of {len(days)} runs within {sc.days} days, "
                                                            f"counted {since}"}
     gain, regret = outcome.final(outcome.gain), outcome.final(outcome.regret)
+    oracle = best if sc.drift is None else "the best of the moment"
     relative = gain.median / outcome.even_conversions if outcome.even_conversions else 0.0
     return [
         {"key": "best", "label": "Best variant at the end", "value": best, "detail": f"converts at {best_rate:.2%}"},
@@ -130,7 +131,7 @@ def headline(outcome: Outcome) -> list[dict]:
          "sign": "pos" if gain.median >= 0 else "neg",
          "detail": f"{relative:+.1%} of {outcome.even_conversions:,.0f}; {span}: {gain.low:+,.0f} to "
                    f"{gain.high:+,.0f}"},
-        {"key": "regret", "label": f"Regret against always showing {best}", "value": f"{regret.median:,.0f}",
+        {"key": "regret", "label": f"Regret against always showing {oracle}", "value": f"{regret.median:,.0f}",
          "detail": f"conversions; {span}: {regret.low:,.0f} to {regret.high:,.0f}; an even split's: "
                    f"{outcome.even_regret[-1]:,.0f}"},
     ]
@@ -211,14 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.format == "png":
             written = write_pngs(chart_list, out)
-            print("charts: " + ", ".join(str(p) for p in written))
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(render_html(outcome, chart_list, cards, datetime.now(timezone.utc)), encoding="utf-8")
-            print(f"report: {out}")
     except OSError as exc:
         print(f"croupier-simulate: --out {out}: {exc.strerror}", file=sys.stderr)
         return 1
+    print("charts: " + ", ".join(str(p) for p in written) if args.format == "png" else f"report: {out}")
     return 0
 
 

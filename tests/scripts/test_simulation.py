@@ -7,7 +7,7 @@ import pytest
 from croupier.router.policies import make_policy
 from croupier.scripts.scenario import parse_scenario
 from croupier.scripts.simulation import Controls, Scenario, simulate
-from croupier.scripts.simulation_summary import band, summarise
+from croupier.scripts.simulation_summary import band, summarise, takeover
 
 
 def what_if(**fields):
@@ -84,3 +84,17 @@ def test_progress_is_reported_up_to_the_horizon():
 def test_band_is_median_and_quantiles_over_runs():
     b = band(np.arange(101, dtype=float)[:, None])
     assert (b.median[0], b.low[0], b.high[0]) == (50.0, 5.0, 95.0)
+
+
+def test_takeover_needs_a_whole_day_at_the_share():
+    # two runs, checkpoints every quarter day of 100 visitors; arm 1 is best throughout
+    visitors = np.arange(25, 201, 25)
+    per_interval = {0: [[5, 20]] * 8,  # 80% from the start: a whole day at 80% by the end of day 1
+                    1: [[0, 25], [25, 0], [25, 0], [25, 0], [5, 20], [5, 20], [5, 20], [5, 20]]}
+    pulls = np.cumsum(np.array([per_interval[0], per_interval[1]], dtype=float), axis=1)
+    days = takeover(pulls, visitors, np.ones(8, dtype=int), 0.8, 0, 100)
+    # run 1: a lucky first quarter is not a takeover; the day ending at 175 has 60/100 < 80%,
+    # the day ending at 200 has 80/100
+    assert list(days) == [100.0, 200.0]
+    assert np.isnan(takeover(pulls, visitors, np.zeros(8, dtype=int), 0.8, 0, 100)[0])  # arm 0 never in run 0
+    assert list(takeover(pulls, visitors, np.ones(8, dtype=int), 0.8, 100, 100)) == [100.0, 100.0]

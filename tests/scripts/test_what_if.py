@@ -19,7 +19,7 @@ def test_html_report_opens_with_every_chart_and_nothing_from_outside(tmp_path, c
     out = tmp_path / "sim.html"
     assert main([*SMALL, "--drift", "4:a=0.08", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "conversions gained over an even split: +" in printed and "regret against always showing a" in printed
+    assert "conversions gained over an even split: +" in printed and "regret against always showing the best of the moment" in printed
     assert f"report: {out}" in printed
     html = out.read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing to fetch
