@@ -71,7 +71,7 @@ async def run(settings: Settings, root: Path, progress: Progress, *, once: bool,
                 return 0
         total = 0
         while True:
-            report = await archiver.run_pass(final=once or stop.is_set())
+            report = await archiver.run_pass(final=once)
             total += report.written
             if report.read or report.trimmed:
                 progress.note(f"pass: {report.experiments} experiments, read {report.read} "
@@ -80,11 +80,9 @@ async def run(settings: Settings, root: Path, progress: Progress, *, once: bool,
             if report.lost:
                 progress.note(f"{report.lost} pending entries were trimmed from their streams before they "
                               "were archived (the archiver was away past CROUPIER_ARCHIVE_MAXLEN)")
-            if once or stop.is_set():
+            if once or stop.is_set() or await _sleep(stop, interval):
                 break
-            if await _sleep(stop, interval):
-                await archiver.flush_all()
-                break
+        total += (await archiver.flush_all()).written  # asked to stop: what it holds is written first
         progress.step(f"archived {total} entries")
         await archiver.release()
         return 0

@@ -145,3 +145,33 @@ def test_ope_reads_what_the_stream_no_longer_holds(redis_url, tmp_path):
         assert est["ci_low"] - 0.02 <= rate <= est["ci_high"] + 0.02
     stream_only = ope("--no-archive")
     assert not stream_only or stream_only["join"]["assignments"] < 300
+
+
+def test_sigterm_writes_what_it_holds_and_gives_the_lease_up(redis_url, tmp_path):
+    root = tmp_path / "archive"
+    settings = Settings(redis_url=redis_url, archive=True)
+
+    async def call(method: str, *args):
+        store = Store(settings)
+        try:
+            if method == "traffic":
+                await write_traffic(store, "demo", 1000, seed=8)
+                return await stream_ids(store, "demo")
+            return await getattr(store, method)(*args)
+        finally:
+            await store.close()
+
+    written = asyncio.run(call("traffic"))
+    process = archiver(redis_url, root, "--flush-seconds", "3600", "--batch", "100000")  # reads all, writes none yet
+    try:
+        eventually(lambda: asyncio.run(call("archive_backlog", "demo"))[:2] == (0, len(written)), timeout=30)
+        assert archived_files(root, "demo") == []
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, output
+    assert ids_in_files(root, "demo") == written
+    assert asyncio.run(call("archive_backlog", "demo"))[:2] == (0, 0)
+    assert asyncio.run(call("hold_archive_lease", "another", 1000))  # given up, not left to lapse
