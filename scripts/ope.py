@@ -11,8 +11,9 @@ the rate the logging policy observed.
     python -m croupier.scripts.ope --experiment demo --compare
 
 Events are read from the Parquet archive (croupier-archive; ``--archive``, by default
-CROUPIER_ARCHIVE_DIR or the local stack's run/archive when it exists), then from the
-stream past it, so the horizon is not the stream's cap.
+CROUPIER_ARCHIVE_DIR, else the local stack's run/archive when reading the local stack's
+Redis; ``--no-archive`` for the stream alone), then from the stream past it, so the
+horizon is not the stream's cap.
 
 --compare: the strategy comparison (croupier.router.strategies): what Thompson sampling,
 UCB1, epsilon-greedy, every fixed variant, the even split and the conversion model's
@@ -79,6 +80,22 @@ def default_archive_dir(settings: Settings | None = None, run_dir: Path = DEFAUL
     """CROUPIER_ARCHIVE_DIR, else the local stack's archive (run/archive)."""
     configured = settings.archive_dir if settings else os.environ.get("CROUPIER_ARCHIVE_DIR", "")
     return Path(configured) if configured else run_dir / "archive"
+
+
+def archive_to_read(args: argparse.Namespace) -> Path | None:
+    """--archive; else CROUPIER_ARCHIVE_DIR; else, reading the local stack's Redis, its run/archive.
+    None when that directory does not exist (nothing archived) or with --no-archive."""
+    if args.no_archive:
+        return None
+    if args.archive:
+        if not args.archive.is_dir():
+            raise UsageError(f"--archive {args.archive}: no such directory")
+        return args.archive
+    # the local stack's archive belongs to the local stack's Redis: not to another one's experiment of that name
+    if not os.environ.get("CROUPIER_ARCHIVE_DIR") and (args.redis_url or os.environ.get("CROUPIER_REDIS_URL")):
+        return None
+    found = default_archive_dir()
+    return found if found.is_dir() else None
 
 
 async def read_stream(redis_url: str, experiment: str, progress: Progress,
@@ -262,7 +279,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--from-file", type=Path, help="read a JSONL export instead of Redis")
     parser.add_argument("--archive", type=Path, default=None,
                         help="the Parquet archive (croupier-archive) read before the stream: default "
-                             "CROUPIER_ARCHIVE_DIR, else the local stack's run/archive, when it exists")
+                             "CROUPIER_ARCHIVE_DIR, else (reading the local stack's Redis) its run/archive, "
+                             "when it exists")
     parser.add_argument("--no-archive", action="store_true", help="read the stream alone")
     parser.add_argument("--export", type=Path, help="write the entries read as JSONL")
     parser.add_argument("--policy", action="append", default=[], help="a target policy (repeat for several)")
@@ -303,11 +321,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             progress.step(f"reading {args.from_file}")
             entries, goal, reward = list(read_file(args.from_file)), "", None
         else:
-            archive = None if args.no_archive else args.archive or default_archive_dir()
-            if archive is not None and not archive.is_dir():
-                if args.archive:
-                    raise UsageError(f"--archive {archive}: no such directory")
-                archive = None
+            archive = archive_to_read(args)
             entries, goal, reward = asyncio.run(read_stream(args.redis_url or default_redis_url(), args.experiment,
                                                             progress, archive))
         reward = args.reward or reward or Reward()
