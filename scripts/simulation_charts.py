@@ -49,7 +49,7 @@ def simulation_charts(outcome: Outcome) -> list[Chart]:
         b = band(outcome.share[:, :, k])
         series.append(charts.Series(vid, x, b.median, b.low, b.high))
     out.append(Chart("traffic-share-band", "Traffic share with its spread over runs",
-                     f"The median run's share of each variant, the band holds {BAND_LABEL}.",
+                     f"Each variant's median share over the runs; the band holds {BAND_LABEL}.",
                      charts.line_chart(series, title=f"Traffic share per variant (median, band: {BAND_LABEL})",
                                        x_label=X_LABEL, y_label="share of visitors", percent=True,
                                        colour_of=colour_of, events=events)))
@@ -57,7 +57,7 @@ def simulation_charts(outcome: Outcome) -> list[Chart]:
     regret = band(outcome.regret)
     best = f" ({sc.variants[outcome.best]})" if sc.drift is None else " of the moment"
     out.append(Chart("regret", "Regret", f"Expected conversions lost to always showing the best variant "
-                     f"(the median run, the band holds {BAND_LABEL}); the even split's for comparison.",
+                     f"(median over the runs, the band holds {BAND_LABEL}); the even split's for comparison.",
                      charts.line_chart([charts.Series(sc.policy, x, regret.median, regret.low, regret.high),
                                         charts.Series("even split", x, outcome.even_regret)],
                                        title=f"Regret: conversions lost to always showing the best{best}",
@@ -74,7 +74,7 @@ def simulation_charts(outcome: Outcome) -> list[Chart]:
     final = outcome.final(outcome.gain)
     rows = [charts.Interval(f"{sc.policy}, {sc.days} days", float(final.median), float(final.low),
                             float(final.high))]
-    out.append(Chart("gain", "Gain at the end", f"Over the whole scenario: the median run and {BAND_LABEL}.",
+    out.append(Chart("gain", "Gain at the end", f"Over the whole scenario: the median over the runs and {BAND_LABEL}.",
                      charts.gain_vs_even_split(rows)))
     return out
 

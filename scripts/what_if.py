@@ -116,7 +116,7 @@ def headline(outcome: Outcome) -> list[dict]:
     since = "from the start" if outcome.takeover_from == 1 else f"from the drift on day {outcome.takeover_from}"
     if reached * 2 > len(days):
         when = _days(float(np.median(np.where(np.isfinite(days), days, np.inf))))
-        takeover = {"value": f"within {when}", "detail": f"median run, counted {since}; {reached} of {len(days)} "
+        takeover = {"value": f"within {when}", "detail": f"median over runs, counted {since}; {reached} of {len(days)} "
                                                            f"runs got there"}
     else:
         takeover = {"value": "not in most runs", "detail": f"{reached} of {len(days)} runs within {sc.days} days, "
