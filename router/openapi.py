@@ -42,6 +42,9 @@ VARIANT = {
         "prior_alpha": {"type": "number", "minimum": 0.001, "maximum": 1e6},
         "prior_beta": {"type": "number", "minimum": 0.001, "maximum": 1e6},
         "params": {"type": "object", "description": "the page's content parameters"},
+        "capacity": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000_000,
+                     "description": "at most this many assignments ever get it (web, channels and batches); "
+                                    "null: no limit"},
     },
 }
 VARIANT_PATCH = {**VARIANT, "required": []}
@@ -206,6 +209,43 @@ CHANNEL_PATHS = {
         "security": [{"apiKey": []}], "requestBody": _json_body("PredictRequest"),
         "responses": {"200": {"description": "the prediction", "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Prediction"}}}}, **_CHANNEL_ERRORS}}},
+}
+
+# The batch API (router/batch_api.py): the channels API's keys; JSON lines in and out.
+_BATCH_QUERY = [
+    {"name": "experiment", "in": "query", "required": False, "schema": _ID, "description": "or slot"},
+    {"name": "slot", "in": "query", "required": False, "schema": _ID, "description": "or experiment"},
+    {"name": "channel", "in": "query", "required": False, "schema": _string(rules.CHANNEL),
+     "description": "logged with every assignment"}]
+_LINES_SCHEMA = {"schema": {"type": "string", "description": 'one customer a line: {"customer_id": "...", '
+                                                            '"context": {...}}'}}
+# the body is read as it comes, whatever its declared type
+_CUSTOMER_LINES = {"required": True, "content": {"application/x-ndjson": _LINES_SCHEMA, "text/plain": _LINES_SCHEMA}}
+_ANSWER_LINES = {"content": {"application/x-ndjson": {"schema": {
+    "type": "string", "description": "one JSON object per input line, in order: customer_id, variant, params, "
+                                     "propensity, token, reason; or line, field, error"}}}}
+_JOB_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 60}}
+_BATCH_ERRORS = {str(c): _ERROR for c in (400, 401, 403, 404, 409, 413, 503)}
+BATCH_PATHS = {
+    "/batches/assign": {"post": {
+        "summary": "Assign a customer list (JSON lines), answered as JSON lines, streamed; idempotent per customer",
+        "security": [{"apiKey": []}], "parameters": _BATCH_QUERY, "requestBody": _CUSTOMER_LINES,
+        "responses": {"200": {"description": "one line per customer", **_ANSWER_LINES}, **_BATCH_ERRORS}}},
+    "/batches": {"post": {
+        "summary": "Upload a customer list as a job, assigned in the background",
+        "security": [{"apiKey": []}], "parameters": _BATCH_QUERY, "requestBody": _CUSTOMER_LINES,
+        "responses": {"202": {"description": "the job: id, total, progress and results URLs",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **_BATCH_ERRORS}}},
+    "/batches/{id}": {"get": {
+        "summary": "A job's progress: status, done/total, new, returning, errors, full, per-variant counts",
+        "security": [{"apiKey": []}], "parameters": [_JOB_PARAM],
+        "responses": {"200": {"description": "the progress", "content": {"application/json": {
+            "schema": {"type": "object"}}}}, **_BATCH_ERRORS}}},
+    "/batches/{id}/results": {"get": {
+        "summary": "The results of a job's chunks done so far, JSON lines in the list's order",
+        "security": [{"apiKey": []}], "parameters": [_JOB_PARAM],
+        "responses": {"200": {"description": "one line per customer", **_ANSWER_LINES}, **_BATCH_ERRORS}}},
 }
 
 # What requests may send: the server's fields (updated_at) are refused, and an id never changes.
@@ -496,6 +536,7 @@ OPENAPI = {
                                                                     **_errors(404, 422)}},
         },
         **CHANNEL_PATHS,
+        **BATCH_PATHS,
         **WEBHOOK_PATHS,
     },
 }
