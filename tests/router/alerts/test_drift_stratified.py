@@ -179,3 +179,16 @@ def test_a_real_drop_of_one_arm_on_every_device_is_rate_drift(live):
     assert details["direction"] == -1 and details["relative_change"] < -0.5
     assert details["stratified_by"] == "device"
     assert "mix" not in [a["kind"] for a in raised]  # its visitors stayed half on phones
+
+
+def test_the_settings_configure_the_drift_checks():
+    from croupier.router.monitor import default_checks
+    from croupier.router.monitor_checks import DriftCheck, MixDriftCheck
+    checks = {type(c): c for c in default_checks(None, Settings(
+        drift_window=120, drift_threshold=12.0, drift_min_count=20.0, mix_recent=30, mix_reference=600,
+        mix_threshold=0.3, mix_min_views=500))}
+    drift, mix = checks[DriftCheck], checks[MixDriftCheck]
+    assert (drift.window, drift.threshold, drift.min_count) == (120, 12.0, 20.0)
+    assert (mix.recent, mix.reference, mix.threshold, mix.min_views) == (30, 600, 0.3, 500)
+    defaults = {type(c): c for c in default_checks(None)}
+    assert defaults[DriftCheck].window == 360 and defaults[MixDriftCheck].reference == 1440
