@@ -41,7 +41,8 @@ def simulation_charts(outcome: Outcome) -> list[Chart]:
     out.append(Chart("traffic-share", "Traffic share, average of the runs",
                      "Each variant's share of the visitors over time, averaged over the simulated runs.",
                      charts.traffic_share(starts, mean_share, sc.variants, end=float(x[-1]), colour_of=colour_of,
-                                          events=events, title=f"Traffic share per variant: {sc.policy}, average of {sc.runs} runs",
+                                          events=events,
+                                          title=f"Traffic share per variant: {sc.policy}, average of {sc.runs} runs",
                                           x_label=X_LABEL)))
 
     series = []

@@ -23,7 +23,7 @@ import numpy as np
 from croupier.scripts.progress import Progress
 from croupier.scripts.scenario import Scenario, ScenarioError, drift_option, parse_scenario, parse_text, rates_option
 from croupier.scripts.simulation import simulate
-from croupier.scripts.simulation_summary import BAND, Outcome, summarise
+from croupier.scripts.simulation_summary import BAND, Outcome, band, summarise
 
 TEMPLATES = Path(__file__).with_name("templates")
 TEMPLATE = "simulation.html"
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="html: one self-contained report; png: one image per chart in the --out folder")
     p.add_argument("--out", help="the report (default simulation.html) or, with --format png, the folder "
                                  "(default simulation-charts)")
+    p.add_argument("--json", help="also write the figures (per run, and median with band over time) to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -153,6 +154,39 @@ def summary_lines(outcome: Outcome, cards: list[dict]) -> list[str]:
     return lines
 
 
+def figures(outcome: Outcome) -> dict:
+    """Every run's figures and the medians with their bands over time, for ``--json``."""
+    sc = outcome.scenario
+
+    def spread(values) -> dict:
+        b = band(values)
+        return {"median": np.round(b.median, 4).tolist(), "low": np.round(b.low, 4).tolist(),
+                "high": np.round(b.high, 4).tolist()}
+
+    last = outcome.share[:, -1]
+    return {
+        "scenario": {"name": sc.name, "variants": dict(zip(sc.variants, sc.rates)), "daily_visitors": sc.daily_visitors,
+                     "days": sc.days, "drift": None if sc.drift is None else {"day": sc.drift.day,
+                                                                              "rates": sc.drift.rates},
+                     "policy": sc.policy, "policy_params": sc.policy_params, "min_share": sc.min_share,
+                     "burn_in": sc.burn_in, "holdout": sc.holdout, "runs": sc.runs, "seed": sc.seed,
+                     "refresh_visitors": sc.refresh_visitors, "takeover_share": sc.takeover_share},
+        "band": list(BAND),
+        "best": sc.variants[outcome.best],
+        "even_split_conversions": round(outcome.even_conversions, 2),
+        "best_variant_conversions": round(outcome.best_conversions, 2),
+        "runs": [{"run": r, "regret": round(float(outcome.regret[r, -1]), 2),
+                  "gain": round(float(outcome.gain[r, -1]), 2),
+                  "takeover_days": None if np.isnan(d) else round(float(d), 3),
+                  "final_share": {vid: round(float(last[r, k]), 4) for k, vid in enumerate(sc.variants)}}
+                 for r, d in enumerate(outcome.takeover_days)],
+        "over_time": {"days": np.round(outcome.days, 4).tolist(),
+                      "share": {vid: spread(outcome.share[:, :, k]) for k, vid in enumerate(sc.variants)},
+                      "regret": spread(outcome.regret), "gain": spread(outcome.gain),
+                      "even_split_regret": np.round(outcome.even_regret, 2).tolist()},
+    }
+
+
 def render_html(outcome: Outcome, chart_list, cards: list[dict], made: datetime) -> str:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -218,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"croupier-simulate: --out {out}: {exc.strerror}", file=sys.stderr)
         return 1
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(figures(outcome), indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"croupier-simulate: --json {args.json}: {exc.strerror}", file=sys.stderr)
+            return 1
     print("charts: " + ", ".join(str(p) for p in written) if args.format == "png" else f"report: {out}")
     return 0
 

@@ -19,7 +19,8 @@ def test_html_report_opens_with_every_chart_and_nothing_from_outside(tmp_path, c
     out = tmp_path / "sim.html"
     assert main([*SMALL, "--drift", "4:a=0.08", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "conversions gained over an even split: +" in printed and "regret against always showing the best of the moment" in printed
+    assert "conversions gained over an even split: +" in printed
+    assert "regret against always showing the best of the moment" in printed
     assert f"report: {out}" in printed
     html = out.read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing to fetch
@@ -52,9 +53,21 @@ def test_png_charts_are_identical_for_a_seed_and_differ_for_another(tmp_path):
 
 
 def test_example_scenario_file_with_options_over_it(tmp_path, capsys):
-    assert main([str(EXAMPLE), "--runs", "3", "--daily-visitors", "200", "--quiet", "--out", str(tmp_path / "e.html")]) == 0
+    out = str(tmp_path / "e.html")
+    assert main([str(EXAMPLE), "--runs", "3", "--daily-visitors", "200", "--quiet", "--out", out]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert "200 visitors a day for 30 days" in first and "3 runs" in first
+
+
+def test_json_figures_per_run_and_over_time(tmp_path):
+    path = tmp_path / "figures.json"
+    assert main([*SMALL, "--out", str(tmp_path / "s.html"), "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["best"] == "b" and data["scenario"]["runs"] == 6 and len(data["runs"]) == 6
+    gains = sorted(run["gain"] for run in data["runs"])
+    assert gains[0] <= data["over_time"]["gain"]["median"][-1] <= gains[-1]
+    assert all(abs(sum(run["final_share"].values()) - 1) < 1e-3 for run in data["runs"])
+    assert len(data["over_time"]["days"]) == len(data["over_time"]["share"]["a"]["median"]) == 6 * 24
 
 
 def test_json_scenario(tmp_path, capsys):
