@@ -20,6 +20,8 @@
 -- customer already had (nothing claimed).
 
 local capacity = KEYS[1]
+-- the first bucket: a claim's bucket is KEYS[1 + its index]
+local buckets = KEYS[2]
 local ttl, now, caps, claims = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 
 local left = {}  -- capped variant → units still free, once known
