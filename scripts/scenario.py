@@ -27,7 +27,7 @@ FIELDS = {"name", "variants", "daily_visitors", "days", "drift", "policy", "poli
           "burn_in", "holdout", "runs", "seed", "refresh_visitors", "takeover_share"}
 MAX_VISITORS = 10**9  # days x daily visitors of one run
 MAX_REFRESHES = 2000  # the default cadence's bound: more refreshes add time, not accuracy
-MAX_CHOSEN_REFRESHES = 10**6  # what refresh_visitors may ask for
+MAX_CHOSEN_REFRESHES = 200_000  # what refresh_visitors may ask for (each costs milliseconds)
 BUCKET_DAY_FRACTION = 24  # history buckets of an hour of traffic (the router's are a minute)
 POINTS = 240  # checkpoints over the scenario, at most 24 a day
 DAY = 86400.0

@@ -78,6 +78,7 @@ def test_history_buckets_stand_for_an_hour():
     ({"runs": 0}, "runs: must be an integer between 1 and 1000"),
     ({"seed": -1}, "seed: must be an integer"),
     ({"refresh_visitors": 6000}, "refresh_visitors: must be an integer between 1 and 5000"),
+    ({"refresh_visitors": 1, "daily_visitors": 100_000}, "refresh_visitors: must be an integer between 15 and"),
     ({"takeover_share": 0.2}, "takeover_share: must be between 0.5 and 1.0"),
     ({"visitors": 3}, "visitors: unknown field (accepted: burn_in,"),
 ])
