@@ -45,3 +45,28 @@ def test_a_reassignment_replaces_only_the_assignment_it_read(redis_url):
     (held1, won1), (held2, won2) = run(redis_url, scenario)
     assert (won1, won2) == (True, False)
     assert held1.variant == held2.variant == "b"
+
+
+def test_a_record_in_the_older_json_key_is_read_and_replaced_at_its_next_claim(redis_url):
+    old = '{"variant":"b","visitor":"' + "w" * 22 + '","issued":1800000000,"propensity":0.5,' \
+          '"probabilities":{"a":0.5,"b":0.5},"segment":"","features":[]}'
+
+    async def scenario(store):
+        await store.redis.set("croupier:{promo}:cust:c9", old)
+        held = await store.customer_assignment("promo", "c9")
+        moved, won = await store.claim_customer_assignment("promo", "c9", drawn("a", "w" * 22), held)
+        return held, won, await store.customer_assignment("promo", "c9")
+
+    held, won, now = run(redis_url, scenario)
+    assert (held.variant, held.visitor, held.probabilities) == ("b", "w" * 22, (("a", 0.5), ("b", 0.5)))
+    assert won and (now.variant, now.visitor) == ("a", "w" * 22)
+
+
+def test_the_compact_record_keeps_what_a_returning_customer_needs():
+    mine = CustomerAssignment("cashback", "v" * 22, 1_800_000_000, 1 / 3, (("a", 0.5),), "country=fr|x", (3, 17))
+    raw = mine.encode()
+    assert raw == "cashback|" + "v" * 22 + "|1800000000|0.333333|country=fr|x|3,17"
+    back = CustomerAssignment.decode(raw)
+    assert (back.variant, back.visitor, back.issued, back.segment, back.features, back.raw) == \
+        ("cashback", "v" * 22, 1_800_000_000, "country=fr|x", (3, 17), raw)
+    assert back.propensity == 0.333333 and back.probabilities == ()
