@@ -27,7 +27,8 @@ Keys:
 - ``croupier:{exp}:devbuckets``      hash ``<bucket>:<device class>|<variant>:<counter>`` → ``trials`` and
                                      ``conv:<goal>`` per time bucket, arm and device class (a conversion's
                                      class from the beacon's User-Agent; ``unknown`` when the channels API
-                                     cannot tell): the strata of the monitor's rate-drift check
+                                     cannot tell): the strata of the monitor's rate-drift check, which
+                                     drops the buckets before its window as it reads them
 - ``croupier:{exp}:events``          capped stream of assignments and beacon events; the archiver reads
                                      it through the consumer group ``archive`` (``router/archive.py``)
 - ``croupier:{exp}:writers``         hash router id → last assignment write applied (writes apply once)
@@ -352,6 +353,16 @@ def parse_device_buckets(raw: dict[str, str]) -> dict[int, dict[str, dict[str, d
     return dict(sorted(_grouped_counters(raw, ":", int, parse_segment_counters).items()))
 
 
+def older_buckets(raw: dict[str, str], keep: int) -> list[str]:
+    """The fields of a bucketed hash (``<bucket>:...``) older than its latest ``keep`` buckets;
+    none until it holds ``keep`` and a tenth more (so a trim is a batch, not one per look)."""
+    starts = sorted({int(field.partition(":")[0]) for field in raw})
+    if len(starts) <= keep + max(10, keep // 10):
+        return []
+    first_kept = starts[-keep]
+    return [field for field in raw if int(field.partition(":")[0]) < first_kept]
+
+
 def bucket_start(ts: float, width: int) -> int:
     """The start of the time bucket (``width`` seconds) that ``ts`` falls in."""
     return int(ts // width) * width
@@ -639,8 +650,22 @@ class Store:
     @translated
     async def device_bucket_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:
         """Trials and conversions per time bucket, device class and variant (parse with
-        parse_device_buckets)."""
-        return await self._hashes(experiment_ids, "devbuckets")
+        parse_device_buckets), the latest ``CROUPIER_DRIFT_WINDOW`` buckets: older ones are
+        dropped as they are read. Only the rate-drift check reads them, that far back; kept
+        whole, the hash would grow with the experiment's age and be read whole at every look."""
+        found = await self._hashes(experiment_ids, "devbuckets")
+        keep = self.settings.drift_window
+        old = {exp_id: fields for exp_id, raw in found.items() if (fields := older_buckets(raw, keep))}
+        if old:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for exp_id, fields in old.items():
+                    pipe.hdel(_k(exp_id, "devbuckets"), *fields)
+                await pipe.execute()
+            for exp_id, fields in old.items():
+                raw = found[exp_id]
+                for field in fields:
+                    del raw[field]
+        return found
 
     @translated
     async def engagement_hashes(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, str]]:

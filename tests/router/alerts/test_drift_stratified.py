@@ -192,3 +192,24 @@ def test_the_settings_configure_the_drift_checks():
     assert (mix.recent, mix.reference, mix.threshold, mix.min_views) == (30, 600, 0.3, 500)
     defaults = {type(c): c for c in default_checks(None)}
     assert defaults[DriftCheck].window == 360 and defaults[MixDriftCheck].reference == 1440
+
+
+def test_reading_the_device_buckets_drops_those_before_the_drift_window(redis_url):
+    async def work() -> tuple:
+        store = Store(Settings(redis_url=redis_url, drift_window=100))
+        try:
+            fields = {f"{60 * t}:{d}|a:trials": 5 for t in range(105) for d in ("mobile", "desktop")}
+            await store.redis.hset("croupier:{spring}:devbuckets", mapping=fields)
+            few = await store.device_bucket_hashes(["spring"])  # within the slack: nothing dropped yet
+            fields = {f"{60 * t}:{d}|a:{c}": 5 for t in range(105, 500) for d in ("mobile", "desktop")
+                      for c in ("trials", "conv:signup")}
+            await store.redis.hset("croupier:{spring}:devbuckets", mapping=fields)
+            many = await store.device_bucket_hashes(["spring"])
+            return few, many, await store.redis.hgetall("croupier:{spring}:devbuckets")
+        finally:
+            await store.close()
+    few, many, stored = asyncio.run(work())
+    assert len(few["spring"]) == 210
+    kept = parse_device_buckets(many["spring"])
+    assert list(kept) == [60 * t for t in range(400, 500)]
+    assert stored == many["spring"] and len(stored) == 400
