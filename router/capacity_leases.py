@@ -5,8 +5,9 @@ Decisions take units from the reservation in memory (``take``); a background tas
 reports the units used and tops each reservation up to ``BLOCK`` in Redis
 (``lua/reserve_capacity.lua``), one call per capped variant per interval. A variant
 whose reservation is used up is drawn with probability 0 here until the next top-up
-(or for good, once the capacity is all used). A reservation nobody drew from for
-``IDLE`` seconds is given back, so batches and other routers can use the last units;
+(or for good, once the capacity is all used): a router holds no reservation until
+its decisions want the variant. A reservation nobody drew from for ``IDLE`` seconds
+is given back, so batches and other routers can use the last units;
 one of a router that stopped without giving it back counts as free once it expires
 (``TTL``).
 """
@@ -91,8 +92,11 @@ class CapacityLeases:
                     if v.capacity is None:
                         continue
                     key = (e.id, v.id)
-                    since = now - self.demand.setdefault(key, now)
-                    want = min(self.block, v.capacity) if v.active and since <= self.idle else 0
+                    # reserved only while decisions here want the variant: a router without such
+                    # traffic leaves every unit to the batches and the other routers
+                    last = self.demand.get(key)
+                    want = min(self.block, v.capacity) if v.active and last is not None and now - last <= self.idle \
+                        else 0
                     wanted[key] = (v.capacity, want)
         for key in set(self.budget) | set(self.used):
             if key not in wanted:

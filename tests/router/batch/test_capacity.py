@@ -138,3 +138,17 @@ def test_the_cap_holds_under_concurrent_batches_channels_and_web_and_is_reached(
         for router in routers:
             router.stop()
         redis.stop()
+
+
+def test_a_capacity_is_set_and_removed_through_the_admin_api(api):
+    from tests.router.batch.conftest import experiment
+    api.create(experiment())
+    changed = api.admin("PATCH", "/experiments/promo/variants/b", json={"capacity": 2}).json()
+    assert [v.get("capacity") for v in changed["variants"]] == [None, 2]
+    response = api.client.patch("/api/v1/experiments/promo/variants/b", json={"capacity": 0}, headers=ADMIN)
+    assert response.status_code == 422 and "capacity: must be a whole number" in response.json()["error"]
+    eventually(lambda: api.snapshot.experiments["promo"].variant("b").capacity == 2)
+    out = api.assign(customers(40))
+    assert sum(r["variant"] == "b" for r in out) == 2
+    removed = api.admin("PATCH", "/experiments/promo/variants/b", json={"capacity": None}).json()
+    assert all("capacity" not in v for v in removed["variants"])
