@@ -246,6 +246,7 @@ def figure(results: dict[str, Result]):
             series.append(charts.Series(BOUND, x, c * np.log(x)))
         charts.line_chart(series, title=name, x_label="visitors", y_label="regret (conversions)", log_x=stationary,
                           y_max=3 * c * math.log(sc.horizon) if stationary else None, ax=ax, style_of=style_of)
+        ax.set_ylim(bottom=0)  # regret is never negative; the clipped lines would pull the margin below
     return fig
 
 

@@ -65,6 +65,7 @@ def test_plot_draws_a_panel_per_scenario_with_its_legend_beside_it(tmp_path):
     fig = bench.figure(results)
     fig.canvas.draw()
     assert [ax.get_title() for ax in fig.axes] == ["two arms", "drift"]
+    assert all(ax.get_ylim()[0] == 0 for ax in fig.axes)
     for ax in fig.axes:
         lines = ax.get_lines()
         assert len({(line.get_color(), line.get_linestyle()) for line in lines}) == len(lines)  # distinct
