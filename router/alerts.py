@@ -51,6 +51,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from croupier.router.background import cancel
 from croupier.router import webhooks
 from croupier.router.metrics import Metrics
 from croupier.router.settings import Settings
@@ -453,10 +454,7 @@ class Delivery:
     async def stop(self) -> None:
         """Stop the loop, write what finished (so the next holder does not send it again) and
         give the lease up, so another router takes over at once."""
-        # cancel until done: redis-py may absorb a cancellation (see SnapshotKeeper.stop)
-        while self._task and not self._task.done():
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=0.1)
+        await cancel(self._task)
         await self._drain()
         for task in self._attempts:
             task.cancel()

@@ -87,12 +87,6 @@ def fixed_variant(experiment: Experiment, bot: bool = False) -> tuple[Variant, s
     return None
 
 
-def pick_many(arms: Arms, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``Arms.pick`` for many uniform draws at once: each draw's variant index and whether it
-    is a holdout assignment (``Arms.pick_many``, which knows the holdout's split)."""
-    return arms.pick_many(u)
-
-
 class Assigner:
     def __init__(self, settings: Settings, snapshots: SnapshotKeeper, recorder: AssignmentRecorder,
                  metrics: Metrics, rand: random.Random | None = None, capacity: CapacityLeases | None = None) -> None:
@@ -175,7 +169,7 @@ class Assigner:
     def draw_many(self, arms: Arms, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` draws from ``arms`` at once (a batch): variant indices and holdout flags.
         Capacity is the batch's to take, with its claims in Redis (``router/batch.py``)."""
-        return pick_many(arms, self.np_rand.random(n))
+        return arms.pick_many(self.np_rand.random(n))
 
     def record(self, experiment: Experiment, drawn: Drawn, visitor: str, reason: str, now: float,
                placement: Placement = NOWHERE, channel: str = "") -> None:

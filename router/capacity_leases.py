@@ -19,6 +19,7 @@ import logging
 import secrets
 import time
 
+from croupier.router.background import cancel
 from croupier.router.capacity import restrict
 from croupier.router.experiments import Experiment
 from croupier.router.snapshot import Arms
@@ -130,9 +131,7 @@ class CapacityLeases:
 
     async def stop(self) -> None:
         """Stop topping up and give every unused unit back (after the decisions stopped)."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel(self._task)
         if self.store is not None and (self.budget or self.used):
             try:
                 await self.sync(release=True)

@@ -51,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from croupier.router.background import cancel, shut
 from croupier.router.alerts import Alert, Lease, Outbox, parse_episode
 from croupier.router.experiments import Experiment
 from croupier.router.history import bucket_arrays
@@ -341,10 +342,7 @@ class Monitor:
         self._task = asyncio.create_task(self._run(), name="croupier-monitor")
 
     async def stop(self) -> None:
-        while self._task and not self._task.done():  # see SnapshotKeeper.stop
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=0.1)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        await cancel(self._task)
+        shut(self._executor)
+        self._executor = None
         self._forget(list(self._seen))

@@ -139,7 +139,12 @@ class Estimate:
     interval: str = "normal"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return finite_fields(asdict(self))
+
+
+def finite_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its undefined figures (NaN, infinite) as None: JSON has no NaN."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in doc.items()}
 
 
 def z_value(confidence: float) -> float:
@@ -381,7 +386,7 @@ class JoinReport:
     arms: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return finite_fields(asdict(self))
 
 
 def stream_context(fields: dict[str, str]) -> dict[str, Any]:

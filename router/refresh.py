@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from croupier.router.background import cancel, shut
 from croupier.router.experiments import EXPERIMENT_STATUSES, Experiment, InvalidExperiment, parse_experiment
 from croupier.router.hybrid import StoredModel, decode
 from croupier.router.model import ModelError
@@ -397,12 +398,6 @@ class SnapshotKeeper:
         self._task = asyncio.create_task(self._run(), name="croupier-snapshot")
 
     async def stop(self) -> None:
-        # Cancel until the task is done: redis-py can absorb a cancellation that lands inside a
-        # command (it catches it to drop the connection), and the loop would then refresh on
-        # while stop waited for it forever.
-        while self._task and not self._task.done():
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=0.1)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        await cancel(self._task)
+        shut(self._executor)
+        self._executor = None

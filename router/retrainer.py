@@ -26,9 +26,9 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from croupier.router.background import cancel, shut
 from croupier.router.alerts import Lease, parse_episode
 from croupier.router.metrics import Metrics
 from croupier.router.model import ModelError
@@ -90,9 +90,9 @@ class Retrainer:
         self.interval = settings.retrain_interval
         # drift alerts come at the monitor's pace; the lease is renewed well before it lapses
         self.tick = min(self.interval, settings.monitor_interval, self.lease.ttl / 3)
-        # the archiver's directory, when this router's settings name one (history_source reads it)
-        archive = getattr(settings, "archive_dir", "")
-        self.archive_dir = Path(archive) if archive else None
+        # Rounds read the stream only: they train on the latest retrain_max_events, which the
+        # stream holds, and the router's image has no Parquet reader (the archive is for the
+        # offline tools, croupier-model --archive among them).
         self.rounds: list[dict[str, Any]] = []  # the latest rounds' records (tests and logs)
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
@@ -148,7 +148,7 @@ class Retrainer:
         async def go() -> dict[str, Any]:
             store = Store(self.settings)
             try:
-                return await run_round(store, experiment_id, trigger=trigger, archive_dir=self.archive_dir,
+                return await run_round(store, experiment_id, trigger=trigger,
                                        max_events=self.settings.retrain_max_events,
                                        holdout=self.settings.retrain_holdout, since_ms=since_ms)
             finally:
@@ -189,12 +189,9 @@ class Retrainer:
             self._task = asyncio.create_task(self._run(), name="croupier-retrainer")
 
     async def stop(self) -> None:
-        while self._task and not self._task.done():
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=0.1)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        await cancel(self._task)
+        shut(self._executor)
+        self._executor = None
         try:
             await self.lease.release()
         except StoreUnavailable:

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from croupier.router.ope import (Estimate, LoggedData, OPEError, doubly_robust, fixed_target, replay,
-                                 sequential_target, uniform_target)
+from croupier.router.ope import (Estimate, LoggedData, OPEError, doubly_robust, finite_fields, fixed_target,
+                                 replay, sequential_target, uniform_target)
 from croupier.router.policies import EpsilonGreedy, Policy, ThompsonSampling, UCB1
 
 KINDS = ("adaptive", "fixed", "model")
@@ -70,7 +70,7 @@ class StrategyEstimate:
     confidence: float = 0.95
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return finite_fields(asdict(self))
 
 
 def _from_estimate(name: str, label: str, kind: str, e: Estimate, confidence: float) -> StrategyEstimate:

@@ -167,23 +167,28 @@ class Row:
         return json.dumps(doc, separators=(",", ":")) + "\n"
 
 
-def read_customers(path: Path, maps: dict[str, str]) -> tuple[list[Row], list[str]]:
-    """The list's rows, and the columns neither the id nor context (ignored)."""
+def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """A CSV file's header and its records with their line numbers (for errors that name them)."""
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it ({exc.strerror})") from None
     with handle:
         reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        if ID_COLUMN not in header:
-            raise UsageError(f"{path}: no {ID_COLUMN!r} column (its columns: {', '.join(header) or 'none'})")
-        columns = context_columns(header, maps)
-        ignored = [c for c in header if c != ID_COLUMN and c not in columns]
-        rows = [Row(reader.line_num, (record.get(ID_COLUMN) or "").strip(),
-                    {name: value.strip() for column, name in columns.items()
-                     if (value := record.get(column)) and value.strip()})
-                for record in reader]
+        return list(reader.fieldnames or []), [(reader.line_num, record) for record in reader]
+
+
+def read_customers(path: Path, maps: dict[str, str]) -> tuple[list[Row], list[str]]:
+    """The list's rows, and the columns neither the id nor context (ignored)."""
+    header, records = read_csv(path)
+    if ID_COLUMN not in header:
+        raise UsageError(f"{path}: no {ID_COLUMN!r} column (its columns: {', '.join(header) or 'none'})")
+    columns = context_columns(header, maps)
+    ignored = [c for c in header if c != ID_COLUMN and c not in columns]
+    rows = [Row(number, (record.get(ID_COLUMN) or "").strip(),
+                {name: value.strip() for column, name in columns.items()
+                 if (value := record.get(column)) and value.strip()})
+            for number, record in records]
     return rows, ignored
 
 
@@ -278,16 +283,9 @@ def assign(args: argparse.Namespace, router: Router, progress: Progress) -> Summ
 
 def convert(args: argparse.Namespace, router: Router, progress: Progress) -> Summary:
     path = args.conversions
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read it ({exc.strerror})") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        if "customer_id" not in header and "token" not in header:
-            raise UsageError(f"{path}: needs a customer_id or a token column (its columns: {', '.join(header)})")
-        rows = [(reader.line_num, record) for record in reader]
+    header, rows = read_csv(path)
+    if "customer_id" not in header and "token" not in header:
+        raise UsageError(f"{path}: needs a customer_id or a token column (its columns: {', '.join(header)})")
     summary = Summary(what="sent {} conversion(s), by variant")
     target = {"experiment": args.experiment} if args.experiment else {"slot": args.slot}
     bar = progress.bar("converting", max(len(rows), 1))

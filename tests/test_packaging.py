@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("router", "variants", "scripts", "nginx")  # installed as croupier.<folder>
 # data files each package needs at run time: (folder, glob)
 DATA = [("router", "lua/*.lua"), ("router", "templates/*"), ("router", "static/*"),
-        ("variants", "templates/*"), ("variants", "examples/**/*"), ("nginx", "*.j2")]
+        ("variants", "templates/*"), ("variants", "examples/**/*"), ("nginx", "*.j2"),
+        ("scripts", "templates/*")]
 TOP_JUNK = {".git", ".venv", "venv", "run", "build", "dist", ".pytest_cache", ".hypothesis", "node_modules"}
 
 

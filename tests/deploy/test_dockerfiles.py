@@ -17,6 +17,7 @@ IMAGES = {"router": ROOT / "router" / "Dockerfile", "variants": ROOT / "variants
 PROVIDERS = {"starlette": "starlette", "uvicorn": "uvicorn", "redis": "redis", "numpy": "numpy",
              "prometheus_client": "prometheus-client", "jinja2": "jinja2", "httpx": "httpx", "yaml": "pyyaml",
              "markupsafe": "jinja2",  # installed with it
+             "pyarrow": "pyarrow", "duckdb": "duckdb", "matplotlib": "matplotlib",
              "starlette.templating": "jinja2"}  # Jinja2Templates needs jinja2 at import
 
 
@@ -42,17 +43,34 @@ def values(path: Path, keyword: str) -> list[str]:
     return [args for kw, args in instructions(path) if kw == keyword]
 
 
-def imported_modules(paths) -> set[str]:
-    """Third-party modules imported by these files, as written (``starlette.templating``)."""
+def _names(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names}
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return {node.module}
+    return set()
+
+
+def imported_modules(paths, lazy: bool) -> set[str]:
+    """Third-party modules imported by these files, as written (``starlette.templating``):
+    those imported inside functions (``lazy``) or those imported elsewhere (not ``lazy``)."""
     names = set()
     for source in paths:
-        for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.Import):
-                names.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module)
+        tree = ast.parse(source.read_text())
+        in_functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                        for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if (id(node) in in_functions) == lazy:
+                names |= _names(node)
     return {n for n in names if n.split(".")[0] not in sys.stdlib_module_names
             and n.split(".")[0] not in ("croupier", "__future__")}
+
+
+def optional_extras() -> set[str]:
+    """The requirements of pyproject.toml's optional extras that are not the test tools'."""
+    import tomllib
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return {re.split(r"[\[<>=]", req)[0].lower() for name, reqs in extras.items() if name != "test" for req in reqs}
 
 
 def requirements(modules: set[str]) -> set[str]:
@@ -94,8 +112,12 @@ def test_every_imported_package_is_installed(image):
     sources = list((ROOT / image).rglob("*.py"))
     if image == "router":
         sources.append(ROOT / "nginx" / "seed.py")  # shipped in the router image for the seed job
-    missing = requirements(imported_modules(sources)) - installed
+    missing = requirements(imported_modules(sources, lazy=False)) - installed
     assert not missing, f"{image}'s code imports what its image does not install: {sorted(missing)}"
+    # Imported inside a function: an optional extra's package (the archive's Parquet reader,
+    # for the offline tools) may stay out of the image; anything else must be in it.
+    missing = requirements(imported_modules(sources, lazy=True)) - installed - optional_extras()
+    assert not missing, f"{image}'s code imports what neither its image nor an extra installs: {sorted(missing)}"
 
 
 def test_dockerignore_keeps_secrets_and_clutter_out_of_the_context():

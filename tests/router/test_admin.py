@@ -140,7 +140,7 @@ def test_stats_report_every_variant(api):
 def test_openapi_document_lists_every_route(api):
     doc = api.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/decide", "/conversions", "/batches/assign", "/batches", "/batches/{id}",
+    assert set(doc["paths"]) == {"/decide", "/conversions", "/predict", "/batches/assign", "/batches", "/batches/{id}",
                                  "/batches/{id}/results",
                                  "/experiments", "/experiments/{id}", "/experiments/{id}/promote",
                                  "/experiments/{id}/stats", "/experiments/{id}/timeseries", "/experiments/{id}/variants",

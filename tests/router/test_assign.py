@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from croupier.router.assign import NOWHERE, Assigner, by_device, fixed_variant, pick_many
+from croupier.router.assign import NOWHERE, Assigner, by_device, fixed_variant
 from croupier.router.context import Context
 from croupier.router.experiments import parse_experiment
 from croupier.router.metrics import Metrics
@@ -107,7 +107,7 @@ def test_many_draws_at_once_pick_what_one_draw_picks_for_the_same_uniform():
         core = core_for(experiment(holdout=holdout))
         arms = core.snapshots.current.arms["demo"]
         u = np.random.default_rng(1).random(5000)
-        index, in_holdout = pick_many(arms, u)
+        index, in_holdout = arms.pick_many(u)
         one_by_one = [arms.pick(x) for x in u]
         assert [arms.variants[i].id for i in index] == [v.id for v, _ in one_by_one]
         assert in_holdout.tolist() == [h for _, h in one_by_one]
