@@ -56,7 +56,8 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
                                settings.max_segments, metrics=metrics)
     loop_lag = LoopLagProbe(metrics.event_loop_lag.observe)
     recorder = AssignmentRecorder(store, metrics, settings.flush_interval, settings.max_pending)
-    capacity = CapacityLeases(store, snapshots, settings.refresh_interval)
+    capacity = CapacityLeases(store, snapshots, settings.refresh_interval, block=settings.capacity_block,
+                              idle=settings.capacity_idle, ttl=settings.capacity_ttl)
     core = Assigner(settings, snapshots, recorder, metrics, capacity=capacity)
     decider = Decider(settings, core)
     listener = DecideListener(decider.respond, settings.host, settings.decide_port) if settings.decide_port else None

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from croupier.router.capacity_leases import BLOCK, IDLE, TTL
 from croupier.router.drift import DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, MIN_MIX_VIEWS, PSI_SIGNIFICANT
 from croupier.router.rules import COOKIE_PREFIX, DEFAULT_COOKIE_PREFIX, DEFAULT_GEO_HEADER, GEO_HEADER, ID, PASS_KEY, UPSTREAM
 
@@ -152,6 +153,17 @@ class Settings:
         "CROUPIER_FLUSH_INTERVAL", "Seconds between pipelined writes of recorded assignments."))
     max_pending: int = field(default=100_000, metadata=_meta(
         "CROUPIER_MAX_PENDING", "Assignments kept in memory while Redis is away; older ones are dropped."))
+    # per-variant capacity (router/capacity_leases.py): what each router reserves of a capped variant
+    capacity_block: int = field(default=BLOCK, metadata=_meta(
+        "CROUPIER_CAPACITY_BLOCK", "Units of a capped variant's capacity a router reserves at a time for its web and "
+        "channels decisions. Larger: fewer refusals under heavy traffic; smaller: fewer units held back from "
+        "batches and other routers as the cap nears."))
+    capacity_idle: float = field(default=IDLE, metadata=_meta(
+        "CROUPIER_CAPACITY_IDLE", "Seconds without a decision wanting a capped variant after which a router gives "
+        "its reservation back."))
+    capacity_ttl: float = field(default=TTL, metadata=_meta(
+        "CROUPIER_CAPACITY_TTL", "Seconds a router's reservation lives in Redis unless renewed (every "
+        "CROUPIER_REFRESH_INTERVAL): the units a stopped router held are free again after it."))
     stream_maxlen: int = field(default=1_000_000, metadata=_meta(
         "CROUPIER_STREAM_MAXLEN", "Approximate length each experiment's event stream is capped at."))
     # the event archive (croupier-archive, router/archive.py): with it on, the archiver trims the
@@ -281,6 +293,10 @@ class Settings:
             ("pass_seconds", 0 <= self.pass_seconds <= 3600, "must be in [0, 3600]"),
             ("refresh_interval", 0 < self.refresh_interval <= 60, "must be in (0, 60] seconds"),
             ("flush_interval", 0 < self.flush_interval <= 60, "must be in (0, 60] seconds"),
+            ("capacity_block", 1 <= self.capacity_block <= 1_000_000, "must be in [1, 1000000] units"),
+            ("capacity_idle", 0 < self.capacity_idle <= 3600, "must be in (0, 3600] seconds"),
+            ("capacity_ttl", 1 <= self.capacity_ttl <= 3600 and self.capacity_ttl >= 3 * self.refresh_interval,
+             "must be in [1, 3600] seconds and at least 3 x CROUPIER_REFRESH_INTERVAL"),
             ("max_pending", self.max_pending >= 1, "must be at least 1"),
             ("stream_maxlen", self.stream_maxlen >= 100, "must be at least 100"),
             ("archive_maxlen", self.archive_maxlen >= self.stream_maxlen,

@@ -27,6 +27,9 @@ VALID = {
     "refresh_interval": ("0.25", 0.25),
     "flush_interval": ("0.1", 0.1),
     "max_pending": ("500", 500),
+    "capacity_block": ("50", 50),
+    "capacity_idle": ("2.5", 2.5),
+    "capacity_ttl": ("60", 60.0),
     "stream_maxlen": ("5000", 5000),
     "archive": ("on", True),
     "archive_maxlen": ("6000000", 6_000_000),
@@ -84,6 +87,9 @@ BAD = {
     "refresh_interval": ["0", "61"],
     "flush_interval": ["0", "61"],
     "max_pending": ["0"],
+    "capacity_block": ["0", "1000001", "2.5"],
+    "capacity_idle": ["0", "3601"],
+    "capacity_ttl": ["0.5", "3601", "1"],  # 1: under 3 x the default refresh interval
     "stream_maxlen": ["99"],
     "archive": ["sometimes"],
     "archive_maxlen": ["999999"],  # under the default CROUPIER_STREAM_MAXLEN
