@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 from croupier.router.admin import AdminAPI
 from croupier.router.alerts import Delivery, Lease, Outbox
 from croupier.router.alerts_api import AlertsAPI
+from croupier.router.archive_backlog import ArchiveBacklog
 from croupier.router.assign import Assigner
 from croupier.router.batch import BatchAssigner
 from croupier.router.batch_api import BatchAPI
@@ -74,7 +75,8 @@ def create_app(settings: Settings, store: Store | None = None) -> RouterApp:
     outbox = Outbox(store, metrics, settings.alert_stream_maxlen)
     delivery = Delivery(settings, store, lease, metrics, outbox)
     monitor = Monitor(settings.monitor_interval, store, snapshots, outbox, lease, metrics,
-                      default_checks(metrics, settings))
+                      default_checks(metrics, settings),
+                      archive_backlog=ArchiveBacklog(store, metrics) if settings.archive else None)
     retrainer = Retrainer(settings, store, snapshots, metrics)  # its own lease: CROUPIER_RETRAIN_INTERVAL
 
     async def livez(request: Request) -> Response:

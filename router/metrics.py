@@ -83,6 +83,14 @@ class Metrics:
         self.drift_detected = Gauge(
             "croupier_drift_detected", "1 while drift of a kind (rate, mix) is detected in an experiment.",
             ["experiment", "kind"], registry=self.registry)
+        # set by the monitor (router/archive_backlog.py) when CROUPIER_ARCHIVE is on
+        self.archive_backlog = Gauge(
+            "croupier_archive_backlog_entries", "Entries in the event streams the archiver has not archived yet "
+            "(set by the router holding the alerts lease, with CROUPIER_ARCHIVE on; 0 on the others).",
+            registry=self.registry)
+        self.archive_oldest = Gauge(
+            "croupier_archive_oldest_unarchived_seconds", "Age of the oldest stream entry not archived yet "
+            "(0: none; set like croupier_archive_backlog_entries).", registry=self.registry)
         # set by the retrainer (router/retrainer.py) on the router holding the retrain lease
         self.model_version = Gauge(
             "croupier_model_version", "The version a training round here made an experiment's current model.",

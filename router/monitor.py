@@ -53,6 +53,7 @@ from typing import Any
 
 from croupier.router.background import cancel, shut
 from croupier.router.alerts import Alert, Lease, Outbox, parse_episode
+from croupier.router.archive_backlog import ArchiveBacklog
 from croupier.router.experiments import Experiment
 from croupier.router.history import bucket_arrays
 from croupier.router.metrics import Metrics
@@ -192,7 +193,7 @@ class Finding:
 class Monitor:
     def __init__(self, monitor_interval: float, store: Store, snapshots: SnapshotKeeper, outbox: Outbox,
                  lease: Lease, metrics: Metrics, checks: Sequence[Check] | None = None,
-                 batch: int = LOOK_BATCH) -> None:
+                 batch: int = LOOK_BATCH, archive_backlog: ArchiveBacklog | None = None) -> None:
         self.interval = monitor_interval
         self.store = store
         self.snapshots = snapshots
@@ -205,6 +206,7 @@ class Monitor:
         self._seen: dict[str, tuple[Experiment, object]] = {}
         self._looked: dict[str, float] = {}  # experiment → when a look last ran its checks on it
         self.batch = batch
+        self.archive_backlog = archive_backlog  # CROUPIER_ARCHIVE on: the backlog's gauges, set at each look
         self._failing: set[tuple[str, str]] = set()  # (check, experiment) whose failure was logged
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
@@ -214,8 +216,12 @@ class Monitor:
         """One look; returns how many alerts it raised."""
         if not self.lease.held():
             self._forget(list(self._seen))
+            if self.archive_backlog is not None:
+                self.archive_backlog.forget()
             return 0
         snapshot = self.snapshots.current
+        if self.archive_backlog is not None:
+            await self.archive_backlog.look(list(snapshot.experiments))
         running = {exp_id: e for exp_id, e in snapshot.experiments.items() if e.status == "running"}
         self._forget([exp_id for exp_id in self._seen if exp_id not in running])
         changed = [e for exp_id, e in running.items() if not self._same(exp_id, e, snapshot.counters.get(exp_id))]

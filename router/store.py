@@ -973,6 +973,55 @@ class Store:
         return int(await self.redis.xlen(key)), 0, first[0][0] if first else ""
 
     @translated
+    async def archive_lags(self, experiment_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """For many experiments at once (two pipelined round trips): the entries of each stream the
+        archive has not acknowledged (unread and pending) and the oldest one's id ('' none). A
+        stream the archiver has not met yet (no group) counts whole; one with no stream, as 0.
+        Where Redis cannot say the group's lag (it was set past a gap), the stream's length is
+        counted: an upper bound."""
+        keys = [_k(exp_id, "events") for exp_id in experiment_ids]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.xinfo_groups(key)
+            infos = await pipe.execute(raise_on_error=False)
+        found: dict[str, tuple[int, str]] = {}
+        asks: list[tuple[str, int, str]] = []  # (experiment, entries, what the second trip reads)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for exp_id, key, groups in zip(experiment_ids, keys, infos):
+                if isinstance(groups, Exception):  # no stream: nothing logged
+                    found[exp_id] = (0, "")
+                    continue
+                group = next((g for g in groups if g["name"] == ARCHIVE_GROUP), None)
+                if group is None:
+                    pipe.xlen(key)
+                    pipe.xrange(key, count=1)
+                    asks.append((exp_id, -1, "whole"))
+                elif int(group["pending"]):  # read, not yet written: the oldest pending entry is the oldest
+                    unread = group.get("lag")
+                    pipe.xpending(key, ARCHIVE_GROUP)
+                    asks.append((exp_id, int(group["pending"]) + int(unread or 0), "pending"))
+                elif group.get("lag") is None or int(group["lag"]):
+                    pipe.xrange(key, min=f"({group['last-delivered-id']}", count=1)
+                    if group.get("lag") is None:
+                        pipe.xlen(key)
+                    asks.append((exp_id, -1 if group.get("lag") is None else int(group["lag"]), "unread"))
+                else:
+                    found[exp_id] = (0, "")
+            replies = iter(await pipe.execute()) if asks else iter(())
+        for exp_id, entries, what in asks:
+            if what == "whole":
+                length, first = next(replies), next(replies)
+                found[exp_id] = (int(length), first[0][0] if first else "")
+            elif what == "pending":
+                found[exp_id] = (entries, next(replies)["min"] or "")
+            else:
+                after = next(replies)
+                if entries < 0:
+                    entries = int(next(replies))
+                found[exp_id] = (entries if after else 0, after[0][0] if after else "")
+        return found
+
+    @translated
     async def prune_archive_consumers(self, experiment_id: str, keep: str) -> None:
         """Forget the archive group's consumers other than ``keep`` that hold no pending entry
         (each archiver process reads under a name of its own)."""
@@ -1137,6 +1186,27 @@ class Store:
         """Variant → units of its capacity used (routers' unused reservations not included)."""
         raw = await self.redis.hgetall(_k(experiment_id, "capacity"))
         return {field: int(value) for field, value in raw.items() if not field.startswith("lease|")}
+
+    @translated
+    async def capacity_held(self, experiment_ids: Iterable[str]) -> dict[str, dict[str, tuple[int, int]]]:
+        """Per experiment, variant → (units used, units routers reserved and have not used yet:
+        their unexpired reservations, as ``lua/reserve_capacity.lua`` keeps them), one pipelined
+        read. A router's decisions since its last report still count as reserved."""
+        now = int(time.time() * 1000)
+        held: dict[str, dict[str, tuple[int, int]]] = {}
+        for exp_id, raw in (await self._hashes(experiment_ids, "capacity")).items():
+            used: dict[str, int] = {}
+            reserved: dict[str, int] = {}
+            for name, value in raw.items():
+                if not name.startswith("lease|"):
+                    used[name] = int(value)
+                    continue
+                variant = name[len("lease|"):].rpartition("|")[0]
+                units, _, expires = value.partition("|")
+                if expires.isdigit() and int(expires) >= now:
+                    reserved[variant] = reserved.get(variant, 0) + max(int(units), 0)
+            held[exp_id] = {v: (used.get(v, 0), reserved.get(v, 0)) for v in used.keys() | reserved.keys()}
+        return held
 
     # -- batch jobs (router/batch_jobs.py) ----------------------------------
 
