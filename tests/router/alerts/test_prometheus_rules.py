@@ -53,6 +53,6 @@ def test_the_rules_name_only_metrics_the_router_exports():
     assert named and named <= exported, f"not exported by router/metrics.py: {sorted(named - exported)}"
     alerts = {rule["alert"] for rule in rules}
     assert {"CroupierSampleRatioMismatch", "CroupierGuardrailBreached", "CroupierDriftDetected",
-            "CroupierWebhookDeliveriesFailing", "CroupierSnapshotTooOld"} <= alerts
+            "CroupierWebhookDeliveriesFailing", "CroupierSnapshotTooOld", "CroupierArchiveFallingBehind"} <= alerts
     tested = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
     assert tested == alerts, f"rules without a unit test: {sorted(alerts - tested)}"
