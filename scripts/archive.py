@@ -3,6 +3,7 @@
     croupier-archive run                      keep archiving (stop with Ctrl-C or SIGTERM)
     croupier-archive run --once               archive what the streams hold now, then exit (cron, tests)
     croupier-archive status [--json]          per experiment: archived up to which id, backlog, files
+    croupier-archive alive --heartbeat FILE   exit 0 when a running archiver touched FILE lately (probes)
 
 The archive is DIR/experiment=<id>/day=<YYYY-MM-DD>/part-<first id>_<last id>.parquet
 (``--dir``, default CROUPIER_ARCHIVE_DIR, else the local stack's run/archive). Every
@@ -10,8 +11,8 @@ entry is written once, at least once: see docs/archive.md for what happens when 
 archiver is killed or away, and DuckDB queries over the files. Set CROUPIER_ARCHIVE=on
 here and on the routers so the streams are trimmed only past what was archived.
 
-Exit codes: 0 done, 1 Redis unavailable, another archiver took the lease, or pyarrow
-missing; 2 usage.
+Exit codes: 0 done, 1 Redis unavailable, another archiver took the lease, pyarrow
+missing, or (alive) the heartbeat is stale; 2 usage.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -41,8 +43,25 @@ def settings_for(redis_url: str | None) -> Settings:
     return Settings.from_env(env)
 
 
+def beat(heartbeat: Path | None) -> None:
+    """Touch the heartbeat file: this archiver is making progress (``alive`` reads its time)."""
+    if heartbeat is not None:
+        heartbeat.touch()
+
+
+def alive(heartbeat: Path, max_age: float) -> tuple[bool, str]:
+    """Did a running archiver touch ``heartbeat`` within ``max_age`` seconds? And what to say."""
+    try:
+        age = time.time() - heartbeat.stat().st_mtime
+    except OSError as exc:
+        return False, f"no heartbeat: {exc}"
+    if age > max_age:
+        return False, f"heartbeat {heartbeat} is {age:.0f} s old (more than --max-age {max_age:g} s): stuck?"
+    return True, f"heartbeat {age:.0f} s old"
+
+
 async def run(settings: Settings, root: Path, progress: Progress, *, once: bool, interval: float, batch: int,
-              flush_seconds: float, lease_seconds: float, consumer: str) -> int:
+              flush_seconds: float, lease_seconds: float, consumer: str, heartbeat: Path | None = None) -> int:
     from croupier.router.archive import Archiver, LeaseLost
     from croupier.router.store import Store
 
@@ -54,6 +73,7 @@ async def run(settings: Settings, root: Path, progress: Progress, *, once: bool,
 
     def on_file(experiment: str, entries: int, path: Path) -> None:
         progress.note(f"{experiment}: {path.relative_to(root)}")
+        beat(heartbeat)  # a long first pass over a large backlog writes files all along
 
     archiver = Archiver(store, root, batch=batch, flush_seconds=flush_seconds, lease_seconds=lease_seconds,
                         consumer=consumer, on_file=on_file)
@@ -63,7 +83,9 @@ async def run(settings: Settings, root: Path, progress: Progress, *, once: bool,
                           "whatever was archived, and this archiver trims nothing (docs/archive.md)")
         progress.step(f"archiving to {root} as consumer {archiver.consumer}")
         waited = False
+        beat(heartbeat)
         while not await archiver.take_lease():
+            beat(heartbeat)  # a standby is alive too
             if not waited:
                 progress.note("another archiver holds the lease: waiting for it to lapse")
                 waited = True
@@ -72,6 +94,7 @@ async def run(settings: Settings, root: Path, progress: Progress, *, once: bool,
         total = 0
         while True:
             report = await archiver.run_pass(final=once)
+            beat(heartbeat)
             total += report.written
             if report.read or report.trimmed:
                 progress.note(f"pass: {report.experiments} experiments, read {report.read} "
@@ -127,6 +150,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd = commands.add_parser("run", help="archive the event streams")
     status_cmd = commands.add_parser("status", help="how far the archive goes, and the backlog")
+    alive_cmd = commands.add_parser("alive", help="exit 0 when the archiver touched its heartbeat file lately")
+    alive_cmd.add_argument("--heartbeat", type=Path, required=True, help="the file run --heartbeat touches")
+    alive_cmd.add_argument("--max-age", type=float, default=300.0,
+                           help="seconds since its last touch that still count as alive (default 300)")
     for sub in (run_cmd, status_cmd):
         sub.add_argument("--dir", type=Path, default=None,
                          help="the archive's directory (default: CROUPIER_ARCHIVE_DIR, else run/archive)")
@@ -140,8 +167,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          help="the lease's length: how long a standby waits after the archiver died (default 15)")
     run_cmd.add_argument("--consumer", default="", help="consumer name in the group (default: host-pid)")
     run_cmd.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    run_cmd.add_argument("--heartbeat", type=Path, default=None,
+                         help="a file touched after every pass, file and lease attempt (for a liveness probe)")
     status_cmd.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "alive" and not args.max_age > 0:
+        parser.error(f"--max-age must be positive, got {args.max_age}")
     if args.command == "run":
         if not args.interval > 0:
             parser.error(f"--interval must be positive, got {args.interval}")
@@ -157,6 +188,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     args = parse_args(argv)
     out = out or sys.stdout
+    if args.command == "alive":
+        ok, message = alive(args.heartbeat, args.max_age)
+        print(f"croupier-archive: {message}", file=out if ok else sys.stderr)
+        return 0 if ok else 1
     try:
         settings = settings_for(args.redis_url)
         root = args.dir or default_archive_dir(settings)
@@ -167,7 +202,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             root.mkdir(parents=True, exist_ok=True)
             return asyncio.run(run(settings, root, Progress(quiet=args.quiet), once=args.once,
                                    interval=args.interval, batch=args.batch, flush_seconds=args.flush_seconds,
-                                   lease_seconds=args.lease_seconds, consumer=args.consumer))
+                                   lease_seconds=args.lease_seconds, consumer=args.consumer,
+                                   heartbeat=args.heartbeat))
         rows = asyncio.run(status(settings, root))
     except (SettingsError, OSError) as exc:
         print(f"croupier-archive: {exc}", file=sys.stderr)

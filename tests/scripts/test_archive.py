@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 
 import pytest
 
@@ -175,3 +176,19 @@ def test_an_archiver_that_lost_the_lease_writes_nothing_more(redis_url, tmp_path
 
     written, total = run(work())
     assert written == total
+
+
+def test_the_heartbeat_says_whether_the_archiver_is_alive(redis_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("CROUPIER_ARCHIVE", "on")
+    heartbeat = tmp_path / "alive"
+    probe = ["alive", "--heartbeat", str(heartbeat), "--max-age", "60"]
+    assert main(probe, out=io.StringIO()) == 1  # never touched: not alive
+    assert main(["run", "--once", "--quiet", "--dir", str(tmp_path / "archive"), "--redis-url", redis_url,
+                 "--heartbeat", str(heartbeat)]) == 0
+    out = io.StringIO()
+    assert main(probe, out=out) == 0 and "heartbeat" in out.getvalue()
+    stale = heartbeat.stat().st_mtime - 120
+    os.utime(heartbeat, (stale, stale))  # a stuck archiver stops touching it
+    assert main(probe, out=io.StringIO()) == 1
+    with pytest.raises(SystemExit):
+        main(["alive", "--heartbeat", str(heartbeat), "--max-age", "0"])
