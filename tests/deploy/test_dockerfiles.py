@@ -165,3 +165,49 @@ def test_every_imported_project_module_is_copied(image):
                for module in project_modules(source)
                if not set(module_files(module)) <= copied}
     assert not missing, f"{image}'s image lacks project files its code imports: {sorted(missing)}"
+
+
+# The archiver's image (croupier-archive run): the router's code, the tool and pyarrow.
+ARCHIVER_IMAGE = ROOT / "router" / "Dockerfile.archiver"
+HEARTBEAT = "/tmp/croupier-archiver.alive"
+
+
+def pip_installed(path: Path) -> set[str]:
+    pip_args = " ".join(values(path, "RUN")).split("pip install", 1)[1].split("&&")[0]
+    return {re.split(r"[\[<>=]", req)[0].lower() for req in re.findall(r'"([^"]+)"', pip_args)}
+
+
+def test_archiver_image_is_small_non_root_and_probes_its_heartbeat():
+    assert values(ARCHIVER_IMAGE, "FROM") == ["python:3.11-slim"]
+    (user,) = values(ARCHIVER_IMAGE, "USER")
+    assert user.isdigit() and user != "0"
+    assert values(ARCHIVER_IMAGE, "CMD") == [
+        f'["python", "-m", "croupier.scripts.archive", "run", "--heartbeat", "{HEARTBEAT}"]']
+    (health,) = values(ARCHIVER_IMAGE, "HEALTHCHECK")
+    assert "--interval=" in health and health.endswith(
+        f'CMD ["python", "-m", "croupier.scripts.archive", "alive", "--heartbeat", "{HEARTBEAT}"]')
+    assert "CROUPIER_ARCHIVE_DIR=/archive" in " ".join(values(ARCHIVER_IMAGE, "ENV"))
+    assert values(ARCHIVER_IMAGE, "VOLUME") == ["/archive"]
+
+
+def test_archiver_image_installs_what_its_code_imports():
+    installed = pip_installed(ARCHIVER_IMAGE)
+    sources = [f for f in copied_files(ARCHIVER_IMAGE) if f.suffix == ".py"]
+    missing = requirements(imported_modules(sources, lazy=False)) - installed
+    assert not missing, f"the archiver's code imports what its image does not install: {sorted(missing)}"
+    # the Parquet writer is imported inside functions: it must be in this image all the same
+    writer = [ROOT / "router" / "archive_files.py", ROOT / "router" / "archive.py", ROOT / "scripts" / "archive.py"]
+    assert "pyarrow" in requirements(imported_modules(writer, lazy=True))
+    missing = requirements(imported_modules(writer, lazy=True)) - installed
+    assert not missing, f"the archiver's image lacks what it writes the archive with: {sorted(missing)}"
+    assert "pyarrow" not in pip_installed(IMAGES["router"])  # the router's image stays without it
+
+
+def test_archiver_image_copies_every_project_module_its_code_imports():
+    copied = copied_files(ARCHIVER_IMAGE)
+    assert ROOT / "scripts" / "archive.py" in copied
+    missing = {f"{source.relative_to(ROOT)} imports {module}"
+               for source in copied if source.suffix == ".py"
+               for module in project_modules(source)
+               if not set(module_files(module)) <= copied}
+    assert not missing, f"the archiver's image lacks project files its code imports: {sorted(missing)}"
