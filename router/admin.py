@@ -28,6 +28,7 @@ from croupier.router.model_validation import accuracy_over_time
 from croupier.router import engagement
 from croupier.router.experiments import (Experiment, InvalidExperiment, merge, parse_new_experiment, parse_variant, touched,
                                 with_variant, without_variant)
+from croupier.router.capacity import capacity_figures
 from croupier.router.factorial_view import factorial_stats
 from croupier.router.listing import Totals, parse_query, select, totals
 from croupier.router.openapi import OPENAPI
@@ -247,6 +248,8 @@ class AdminAPI:
             shares = {experiment.winner: 1.0}
         elif experiment.status == "paused":
             shares = {experiment.control: 1.0}
+        # only experiments with a capped variant pay for the read
+        held = (await self.store.capacity_held([exp_id]))[exp_id] if experiment.capped else {}
         rows = []
         for i, v in enumerate(experiment.variants):
             c = counters.get(v.id, {})
@@ -267,6 +270,7 @@ class AdminAPI:
                 # the summed reward the policy optimises (croupier.router.reward), less what a
                 # detected change set aside
                 "reward": float(arms.successes[i]), "reward_trials": float(arms.trials[i]),
+                "capacity": None if v.capacity is None else capacity_figures(v.capacity, *held.get(v.id, (0, 0))),
             })
         for row in rows:
             row["engagement"] = engagement.summary(engaged_by_variant.get(row["id"], {}))

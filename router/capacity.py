@@ -40,3 +40,14 @@ def restrict(arms: Arms, full: frozenset[str]) -> Arms | None:
 def capacities(variants) -> dict[str, int]:
     """Variant id → capacity, for the variants that have one."""
     return {v.id: v.capacity for v in variants if v.capacity is not None}
+
+
+def capacity_figures(capacity: int, used: int, reserved: int) -> dict[str, int | bool]:
+    """What a capped variant's capacity holds, as the stats show it: ``used`` (batches' claims and
+    the decisions routers reported), ``reserved`` (routers hold it and have not reported it used),
+    ``remaining`` (free for anyone), ``full`` (every unit used: nobody gets the variant any more).
+    A capacity lowered below what is used reads full with nothing remaining; what routers still
+    hold shows as reserved until their first top-up under the new cap gives it back (meanwhile
+    their decisions may use it: used can end above a lowered capacity by that much)."""
+    return {"capacity": capacity, "used": used, "reserved": reserved,
+            "remaining": max(capacity - used - reserved, 0), "full": used >= capacity}

@@ -490,6 +490,36 @@
     tbody.replaceChildren.apply(tbody, rows);
   };
 
+  /* ---- capacity ------------------------------------------------------ */
+
+  /* Only a page whose experiment had a capped variant when it loaded has the card. */
+  Page.prototype.renderCapacity = function (stats) {
+    var self = this, tbody = document.querySelector('#capacity-table tbody');
+    if (!tbody) return;
+    var capped = stats.variants.filter(function (v) { return v.capacity; });
+    if (!capped.length) {
+      tbody.replaceChildren(el('tr', {}, [el('td', { colspan: 6, className: 'empty',
+        text: 'No variant has a capacity any more.' })]));
+      return;
+    }
+    tbody.replaceChildren.apply(tbody, capped.map(function (v) {
+      var c = v.capacity, swatch = el('span', { className: 'swatch' });
+      var fill = el('span', { className: 'meter-fill' });
+      swatch.style.background = self.color(v.id);
+      fill.style.width = Math.min(100, c.capacity ? 100 * c.used / c.capacity : 100) + '%';
+      return el('tr', { 'data-variant': v.id }, [
+        el('td', {}, [el('div', { className: 'variant-name' }, [swatch, el('span', { className: 'mono strong', text: v.id })])]),
+        el('td', { className: 'num' }, [el('span', { 'data-field': 'used', text: NUMBER.format(c.used) }),
+                                        el('span', { className: 'meter' }, [fill])]),
+        el('td', { className: 'num', 'data-field': 'reserved', text: NUMBER.format(c.reserved) }),
+        el('td', { className: 'num', 'data-field': 'remaining', text: NUMBER.format(c.remaining) }),
+        el('td', { className: 'num', 'data-field': 'capacity', text: NUMBER.format(c.capacity) }),
+        el('td', {}, [el('span', { 'data-field': 'state', className: 'badge ' + (c.full ? 'status-ended' : 'status-active'),
+                                   text: c.full ? 'full' : 'open' })])
+      ]);
+    }));
+  };
+
   /* ---- engagement ---------------------------------------------------- */
 
   function duration(seconds) {
@@ -1003,6 +1033,7 @@
     var stats = this.stats;
     this.renderHeader(stats);
     this.renderVariants(stats);  // first: it chooses the variants the others show
+    this.renderCapacity(stats);
     this.renderEngagement(stats);
     this.renderSrm(stats);
     this.renderLift(stats);
