@@ -38,7 +38,17 @@ def stats_table(stats: dict) -> str:
         low, high = v["ci95"]
         rows.append((label, v["status"], str(v["trials"]), str(v["conversions"]), _percent(v["rate"]),
                      _interval(low, high), f"{v['p_best']:.2f}", _percent(v["share"])))
+    if any(v.get("capacity") for v in stats["variants"]):  # a column only where some variant is capped
+        rows = [(*row, _capacity(v.get("capacity"))) for row, v in zip(rows, stats["variants"])]
+        return "\n".join([_heading(stats), *_table((*COLUMNS, "used/capacity"), rows, "<<>>>>>>>")])
     return "\n".join([_heading(stats), *_table(COLUMNS, rows, "<<>>>>>>")])
+
+
+def _capacity(figures: dict | None) -> str:
+    """``used/capacity`` of a capped variant, ``full`` once every unit is used; ``-`` uncapped."""
+    if not figures:
+        return "-"
+    return f"{figures['used']}/{figures['capacity']}" + (" full" if figures["full"] else "")
 
 
 def factor_tables(stats: dict) -> str:

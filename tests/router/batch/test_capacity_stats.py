@@ -12,6 +12,7 @@ import pytest
 
 from croupier.router.capacity import capacity_figures
 from croupier.scripts.processes import free_port, start_redis, start_router
+from croupier.scripts.variant_table import stats_table
 from tests.browser import signed_in
 from tests.conftest import BROWSER_UA, eventually
 from tests.router.batch.conftest import KEYS, customers, key
@@ -142,6 +143,8 @@ def test_batch_and_web_units_add_up_in_the_stats(router):
     settled = eventually(lambda: (f := held_now())["reserved"] == 0 and f["used"] == taken and f, timeout=10)
     assert settled == {"capacity": cap, "used": taken, "reserved": 0, "remaining": cap - taken, "full": False,
                        "trials": taken}
+    table = stats_table(router.client.get("/api/v1/experiments/tally/stats", headers=ADMIN).json())
+    assert table.splitlines()[-1].split()[-1] == f"{taken}/{cap}"  # croupier-variant list
 
 
 def test_a_capacity_lowered_below_its_use_is_full_and_raised_is_offered_again(router):
