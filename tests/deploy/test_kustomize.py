@@ -165,6 +165,33 @@ def test_overlays_differ_where_they_should():
     assert len([e for e in router["env"] if e["name"] == "CROUPIER_SECRET"]) == 1  # patches merged, not appended
 
 
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_archiver_runs_once_on_its_volume_beside_the_routers(kustomization):
+    archiver = one(kustomization, "Deployment", "archiver")
+    assert archiver["spec"]["replicas"] == 1  # the lease makes more replicas standbys, never writers
+    assert archiver["spec"]["strategy"] == {"type": "Recreate"}  # a ReadWriteOnce volume changes hands
+    c = container(archiver, "archiver")
+    assert c["command"][:4] == ["python", "-m", "croupier.scripts.archive", "run"]
+    heartbeat = c["command"][c["command"].index("--heartbeat") + 1]
+    probe = c["livenessProbe"]["exec"]["command"]
+    assert probe[:4] == ["python", "-m", "croupier.scripts.archive", "alive"]
+    assert probe[probe.index("--heartbeat") + 1] == heartbeat
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert heartbeat.startswith("/tmp/") and "/tmp" in mounts  # writable on a read-only root
+    archive_dir = c["command"][c["command"].index("--dir") + 1]
+    volume = next(v for v in pod_spec(archiver)["volumes"] if v["name"] == mounts[archive_dir])
+    claim = one(kustomization, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # the routers' Redis and CROUPIER_ARCHIVE on both: the routers cap the streams at the
+    # safety cap and leave the trimming to the archiver
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    router = container(one(kustomization, "Deployment", "router"), "router")
+    routers = {e["name"]: e.get("value") for e in router["env"]}
+    assert env["CROUPIER_REDIS_URL"] == routers["CROUPIER_REDIS_URL"]
+    assert env["CROUPIER_ARCHIVE"] == routers["CROUPIER_ARCHIVE"] == "on"
+    assert pod_spec(archiver)["terminationGracePeriodSeconds"] >= 30  # it writes what it holds first
+
+
 def test_seed_job_creates_the_committed_experiments():
     job = one("base", "Job", "seed")
     c = container(job, "seed")
@@ -228,6 +255,7 @@ def test_network_policies_fence_each_component():
     variants = [name for name in pods if name.startswith("variant-")]
     assert len(variants) == 3
     allowed_paths = {("nginx", "router", 8000), ("seed", "router", 8000), ("router", "redis", 6379),
+                     ("archiver", "redis", 6379),
                      *(("nginx", v, 8080) for v in variants)}
     for source in pods:
         for target, port in [("router", 8000), ("redis", 6379), *((v, 8080) for v in variants)]:
