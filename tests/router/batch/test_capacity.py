@@ -91,6 +91,7 @@ def test_the_cap_holds_under_concurrent_batches_channels_and_web_and_is_reached(
                     for _ in range(200):
                         client.get("/_croupier/decide", headers={"X-Original-URI": "/offer/",
                                                                  "User-Agent": BROWSER_UA}).raise_for_status()
+                        client.cookies.clear()  # each decision a new visitor's, who draws a unit
             except BaseException as exc:
                 failures.append(exc)
 
