@@ -35,7 +35,7 @@ def test_valid_against_the_compose_specification(compose):
 
 def test_services(compose):
     services = compose["services"]
-    assert set(services) == {"nginx", "redis", "seed", *ROUTERS, *VARIANTS}
+    assert set(services) == {"nginx", "redis", "seed", "archiver", *ROUTERS, *VARIANTS}
     assert services["nginx"]["image"].startswith("nginx:")  # the official image
     for name in ROUTERS:
         router = services[name]
@@ -118,3 +118,20 @@ def test_containers_are_hardened(compose):
         assert "no-new-privileges:true" in service.get("security_opt", []), name
         if name != "redis":  # its entrypoint starts as root to fix /data's owner, then drops to redis
             assert service.get("cap_drop") == ["ALL"], name
+
+
+def test_archiver_writes_to_a_volume_beside_the_routers(compose):
+    archiver = compose["services"]["archiver"]
+    assert archiver["build"] == {"context": ".", "dockerfile": "router/Dockerfile.archiver"}
+    command = archiver["command"]
+    assert command[:4] == ["python", "-m", "croupier.scripts.archive", "run"]
+    heartbeat = command[command.index("--heartbeat") + 1]
+    probe = archiver["healthcheck"]["test"]
+    assert probe[probe.index("--heartbeat") + 1] == heartbeat and "alive" in probe
+    assert heartbeat.startswith("/tmp/") and "/tmp" in archiver["tmpfs"]  # writable on a read-only root
+    volume, _, path = archiver["volumes"][0].partition(":")
+    assert path == command[command.index("--dir") + 1] and volume in compose["volumes"]
+    router_env = compose["services"]["router-1"]["environment"]
+    assert archiver["environment"]["CROUPIER_REDIS_URL"] == router_env["CROUPIER_REDIS_URL"]
+    assert archiver["environment"]["CROUPIER_ARCHIVE"] == router_env["CROUPIER_ARCHIVE"] == "on"
+    assert archiver["depends_on"] == {"redis": {"condition": "service_healthy"}}
