@@ -69,7 +69,7 @@ class Metrics:
             "delivers alerts).", registry=self.registry)
         self.alert_failures = Counter(
             "croupier_alert_failures", "Failures of the alert tasks (retried at their next round), by task "
-            "(delivery, monitor, check) and error type.", ["task", "error"], registry=self.registry)
+            "(delivery, monitor, check, act, archive) and error type.", ["task", "error"], registry=self.registry)
         # set by the monitor's checks (router/monitor.py) on the router holding the lease
         self.srm_p_value = Gauge(
             "croupier_srm_p_value", "Sample-ratio mismatch test of a running experiment: the p-value of its "

@@ -14,6 +14,9 @@ check on each of them on its own worker thread, and then, on the event loop:
   longer returned: the condition went away, and its return is a new alert;
 - clears the episodes of experiments that stopped running.
 
+With ``CROUPIER_ARCHIVE`` on, each look also sets the archive's backlog gauges
+(``router/archive_backlog.py``: a bounded batch of streams a look).
+
 Adding a check (a guardrail or drift check, say) touches neither the loop nor the
 store: subclass ``Check`` and pass it in ``checks`` (``default_checks`` lists the
 router's own)::
@@ -220,8 +223,6 @@ class Monitor:
                 self.archive_backlog.forget()
             return 0
         snapshot = self.snapshots.current
-        if self.archive_backlog is not None:
-            await self.archive_backlog.look(list(snapshot.experiments))
         running = {exp_id: e for exp_id, e in snapshot.experiments.items() if e.status == "running"}
         self._forget([exp_id for exp_id in self._seen if exp_id not in running])
         changed = [e for exp_id, e in running.items() if not self._same(exp_id, e, snapshot.counters.get(exp_id))]
@@ -247,7 +248,18 @@ class Monitor:
             self._looked[e.id] = looked
             if e.id not in failed:  # a check that failed (or could not act) runs again at the next look
                 self._seen[e.id] = (e, snapshot.counters.get(e.id))
+        if self.archive_backlog is not None:
+            await self._look_at_archive(list(snapshot.experiments))
         return raised
+
+    async def _look_at_archive(self, experiment_ids: list[str]) -> None:
+        try:
+            await self.archive_backlog.look(experiment_ids)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # its failure must not cost the checks their next looks
+            self.metrics.alert_failures.labels(task="archive", error=type(exc).__name__).inc()
+            log.exception("the archive backlog could not be read")
 
     def _same(self, exp_id: str, experiment: Experiment, counters: object) -> bool:
         held = self._seen.get(exp_id)
