@@ -171,7 +171,8 @@ class Settings:
     archive: bool = field(default=False, metadata=_meta(
         "CROUPIER_ARCHIVE", "on: an archiver (croupier-archive) writes the event streams to Parquet and trims "
         "them past what it archived; the routers then cap each stream at CROUPIER_ARCHIVE_MAXLEN instead of "
-        "CROUPIER_STREAM_MAXLEN. Set it on every router and the archiver alike."))
+        "CROUPIER_STREAM_MAXLEN, and the router holding the alerts lease exports the archive's backlog "
+        "(croupier_archive_backlog_entries). Set it on every router and the archiver alike."))
     archive_maxlen: int = field(default=5_000_000, metadata=_meta(
         "CROUPIER_ARCHIVE_MAXLEN", "With CROUPIER_ARCHIVE on: the approximate length past which the routers trim "
         "a stream even if the archiver has not archived it (the archiver down that long): entries trimmed "
