@@ -10,7 +10,9 @@ import json
 import httpx
 import pytest
 
+from croupier.router.app import create_app
 from croupier.router.capacity import capacity_figures
+from croupier.router.settings import Settings
 from croupier.scripts.processes import free_port, start_redis, start_router
 from croupier.scripts.variant_table import stats_table
 from tests.browser import signed_in
@@ -205,3 +207,10 @@ def test_the_dashboard_capacity_card_shows_the_stats(router):
         page.goto(f"{router.url}/dashboard/experiments/uncapped")
         page.wait_for_selector("#variants tbody tr")
         assert page.query_selector("#capacity") is None
+
+
+def test_the_capacity_settings_reach_the_routers_reservations():
+    settings = Settings.from_env({"CROUPIER_SECRET": "s" * 32, "CROUPIER_CAPACITY_BLOCK": "3",
+                                  "CROUPIER_CAPACITY_IDLE": "1.5", "CROUPIER_CAPACITY_TTL": "12"})
+    leases = create_app(settings).decider.core.capacity
+    assert (leases.block, leases.idle, leases.ttl) == (3, 1.5, 12.0)
