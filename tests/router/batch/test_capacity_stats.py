@@ -4,15 +4,19 @@ started with the capacity settings; and a capacity changed while the experiment 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import time
 
 import httpx
 import pytest
+import redis as redis_py
 
 from croupier.router.app import create_app
 from croupier.router.capacity import capacity_figures
 from croupier.router.settings import Settings
+from croupier.router.store import Store
 from croupier.scripts.processes import free_port, start_redis, start_router
 from croupier.scripts.variant_table import stats_table
 from tests.browser import signed_in
@@ -214,3 +218,19 @@ def test_the_capacity_settings_reach_the_routers_reservations():
                                   "CROUPIER_CAPACITY_IDLE": "1.5", "CROUPIER_CAPACITY_TTL": "12"})
     leases = create_app(settings).decider.core.capacity
     assert (leases.block, leases.idle, leases.ttl) == (3, 1.5, 12.0)
+
+
+def test_the_store_counts_live_reservations_only(redis_url):
+    now = int(time.time() * 1000)
+    redis_py.Redis.from_url(redis_url).hset("croupier:{held}:capacity", mapping={
+        "gift": 12, "lease|gift|r1": f"5|{now + 60_000}", "lease|gift|r2": f"4|{now - 1}",  # r2 stopped
+        "lease|fresh|r1": f"2|{now + 60_000}"})  # reserved before anything was used
+
+    async def held():
+        store = Store(Settings(redis_url=redis_url))
+        try:
+            return await store.capacity_held(["held", "none"])
+        finally:
+            await store.close()
+
+    assert asyncio.run(held()) == {"held": {"gift": (12, 5), "fresh": (0, 2)}, "none": {}}
