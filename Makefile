@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test bench-policies bench-load bench-scale bench-context bench-experiments bench-factorial bench-guardrails bench-batch clean
+.PHONY: demo stack test bench-policies bench-load bench-scale bench-context bench-experiments bench-factorial bench-guardrails bench-batch bench-archive-backlog clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -42,6 +42,9 @@ bench-guardrails: $(STAMP)
 
 bench-batch: $(STAMP)
 	$(PY) -m bench.batch
+
+bench-archive-backlog: $(STAMP)
+	$(PY) -m bench.archive_backlog
 
 clean:
 	rm -rf $(VENV) run .pytest_cache
