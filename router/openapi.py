@@ -360,7 +360,13 @@ OPENAPI = {
                     "id": {"type": "string"}, "trials": {"type": "integer"}, "conversions": {"type": "integer"},
                     "rate": {"type": "number"}, "ci95": {"type": "array", "items": {"type": "number"}},
                     "p_best": {"type": "number"}, "expected_loss": {"type": "number"},
-                    "share": {"type": "number"}, "engagement": {"$ref": "#/components/schemas/Engagement"}}}},
+                    "share": {"type": "number"}, "engagement": {"$ref": "#/components/schemas/Engagement"},
+                    "capacity": {"type": ["object", "null"], "description": "a capped variant's units: capacity, "
+                                 "used, reserved (held by routers, not yet used), remaining, full; null without "
+                                 "a cap (docs/campaigns.md)", "properties": {
+                                     "capacity": {"type": "integer"}, "used": {"type": "integer"},
+                                     "reserved": {"type": "integer"}, "remaining": {"type": "integer"},
+                                     "full": {"type": "boolean"}}}}}},
                 "segments": {"type": "object", "description": "experiments with segment_keys: per segment "
                              "(\"device=mobile\"), per variant: trials, conversions, rate, ci95, p_best, share",
                              "additionalProperties": {"type": "array", "items": {"type": "object"}}},
