@@ -21,6 +21,7 @@ class AdminClient:
     def __init__(self, admin_url: str, token: str, *, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.admin_url = admin_url.rstrip("/")
+        self.token = token
         self._http = httpx.Client(base_url=f"{self.admin_url}/api/v1", timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
 
@@ -34,6 +35,9 @@ class AdminClient:
         self._http.close()
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
+        if not self.token:  # an empty bearer is not even a valid header: say what is missing
+            raise AdminError("no admin token: pass --token or set CROUPIER_ADMIN_TOKEN (the local stack "
+                             "prints it and keeps it in run/stack.json)")
         try:
             response = self._http.request(method, path, json=body)
         except httpx.HTTPError as exc:
