@@ -15,9 +15,8 @@ import redis as redis_py
 from croupier.router.capacity import restrict
 from croupier.router.experiments import InvalidExperiment, parse_experiment
 from croupier.router.snapshot import Arms
-from croupier.scripts.processes import free_port, start_redis, start_router
 from tests.conftest import BROWSER_UA, eventually
-from tests.router.batch.conftest import KEYS, customers, key
+from tests.router.batch.conftest import customers, key, two_routers
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
@@ -58,16 +57,7 @@ def test_capacity_is_a_whole_number_of_assignments_or_null():
 
 def test_the_cap_holds_under_concurrent_batches_channels_and_web_and_is_reached(tmp_path):
     cap = 150
-    redis_port = free_port()
-    redis = start_redis(tmp_path, redis_port)
-    env = {"CROUPIER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROUPIER_SECRET": "s" * 32,
-           "CROUPIER_ADMIN_TOKEN": "test-admin-token", "CROUPIER_REFRESH_INTERVAL": "0.1",
-           "CROUPIER_FLUSH_INTERVAL": "0.05", "CROUPIER_API_KEYS": f"default:{KEYS['']}"}
-    routers = []
-    try:
-        ports = [free_port(), free_port()]
-        routers = [start_router(tmp_path, port, env, name=f"router-{i}") for i, port in enumerate(ports)]
-        urls = [f"http://127.0.0.1:{p}" for p in ports]
+    with two_routers(tmp_path) as (redis_port, routers, urls):
         httpx.post(f"{urls[0]}/api/v1/experiments", headers=ADMIN, json={
             "id": "offer", "path_prefix": "/offer/", "variants": [
                 {"id": "plain", "upstream": "127.0.0.1:9101"},
@@ -135,10 +125,6 @@ def test_the_cap_holds_under_concurrent_batches_channels_and_web_and_is_reached(
         assert all(json.loads(e["probs"])[e["variant"]] > 0 for e in entries)
         time.sleep(1.0)
         assert cashback_trials() == cap
-    finally:
-        for router in routers:
-            router.stop()
-        redis.stop()
 
 
 def test_a_capacity_is_set_and_removed_through_the_admin_api(api):

@@ -10,9 +10,8 @@ from collections import Counter
 import httpx
 
 from croupier.router.batch_jobs import split_job_id
-from croupier.scripts.processes import free_port, start_redis, start_router
 from tests.conftest import eventually
-from tests.router.batch.conftest import KEYS, customers, experiment, key, lines
+from tests.router.batch.conftest import customers, experiment, key, lines, two_routers
 
 
 def test_job_ids_name_their_experiment():
@@ -60,16 +59,8 @@ def test_another_tenant_cannot_see_a_job(api):
 
 
 def test_a_job_whose_router_was_killed_is_resumed_by_another(tmp_path):
-    redis_port = free_port()
-    redis = start_redis(tmp_path, redis_port)
-    env = {"CROUPIER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROUPIER_SECRET": "s" * 32,
-           "CROUPIER_ADMIN_TOKEN": "test-admin-token", "CROUPIER_REFRESH_INTERVAL": "0.1",
-           "CROUPIER_FLUSH_INTERVAL": "0.05", "CROUPIER_API_KEYS": f"default:{KEYS['']}"}
-    routers = []
-    try:
-        ports = [free_port(), free_port()]
-        routers = [start_router(tmp_path, port, env, name=f"router-{i}") for i, port in enumerate(ports)]
-        first, second = (f"http://127.0.0.1:{p}" for p in ports)
+    with two_routers(tmp_path) as (redis_port, routers, urls):
+        first, second = urls
         httpx.post(f"{first}/api/v1/experiments", json=experiment(), headers={
             "Authorization": "Bearer test-admin-token"}).raise_for_status()
         for url in (first, second):
@@ -102,7 +93,3 @@ def test_a_job_whose_router_was_killed_is_resumed_by_another(tmp_path):
         stats = httpx.get(f"{second}/api/v1/experiments/promo/stats",
                           headers={"Authorization": "Bearer test-admin-token"}).json()
         assert sum(v["trials"] for v in stats["variants"]) <= n  # never more than one trial a customer
-    finally:
-        for router in routers:
-            router.stop()
-        redis.stop()
