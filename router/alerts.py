@@ -52,6 +52,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from croupier.router.background import cancel
+from croupier.router.rounds import Rounds
 from croupier.router import webhooks
 from croupier.router.metrics import Metrics
 from croupier.router.settings import Settings
@@ -214,7 +215,7 @@ class Delivery:
         self._executor: ThreadPoolExecutor | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._last_error: str | None = None
+        self._rounds = Rounds(log, "alert delivery round", self._count_failure)
         if outbox is not None:
             outbox.listeners.append(self.wake)
 
@@ -416,17 +417,7 @@ class Delivery:
         self._wake = asyncio.Event()
         while True:
             self._wake.clear()
-            try:
-                await self.run_once()
-                self._last_error = None
-            except StoreUnavailable as exc:
-                if self._last_error is None:  # once per outage, not once per round
-                    log.warning("alert delivery: Redis is unavailable, retrying: %s", exc)
-                self._last_error = str(exc)
-                self._count_failure(exc)
-            except Exception as exc:  # a bug must not stop delivery for good
-                log.exception("alert delivery round failed")
-                self._count_failure(exc)
+            await self._rounds.run(self.run_once)
             await asyncio.sleep(MIN_ROUND_GAP)
             try:
                 await asyncio.wait_for(self._wake.wait(), self._pause())

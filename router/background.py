@@ -1,4 +1,6 @@
-"""Stopping the router's background loops (refresh, monitor, alerts, retraining, capacity)."""
+"""Stopping the router's background loops (refresh, monitor, alerts, retraining, capacity).
+
+Imports nothing of the router's own: settings.py imports capacity_leases.py, which imports this."""
 
 from __future__ import annotations
 
@@ -21,3 +23,4 @@ def shut(executor: ThreadPoolExecutor | None) -> None:
     """Stop a loop's worker thread without waiting for work it would throw away."""
     if executor is not None:
         executor.shutdown(wait=False, cancel_futures=True)
+

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from croupier.router.background import cancel, shut
+from croupier.router.rounds import Rounds
 from croupier.router.alerts import Alert, Lease, Outbox, parse_episode
 from croupier.router.archive_backlog import ArchiveBacklog
 from croupier.router.experiments import Experiment
@@ -213,7 +214,7 @@ class Monitor:
         self._failing: set[tuple[str, str]] = set()  # (check, experiment) whose failure was logged
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
-        self._last_error: str | None = None
+        self._rounds = Rounds(log, "monitor round", self._count_failure)
 
     async def run_once(self) -> int:
         """One look; returns how many alerts it raised."""
@@ -341,17 +342,7 @@ class Monitor:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-                self._last_error = None
-            except StoreUnavailable as exc:
-                if self._last_error is None:
-                    log.warning("monitor: Redis is unavailable, looking again later: %s", exc)
-                self._last_error = str(exc)
-                self._count_failure(exc)
-            except Exception as exc:  # a bug must not stop the monitor for good
-                log.exception("monitor round failed")
-                self._count_failure(exc)
+            await self._rounds.run(self.run_once)
 
     def _count_failure(self, exc: BaseException) -> None:
         self.metrics.alert_failures.labels(task="monitor", error=type(exc).__name__).inc()

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from croupier.router.background import cancel, shut
+from croupier.router.rounds import Rounds
 from croupier.router.alerts import Lease, parse_episode
 from croupier.router.metrics import Metrics
 from croupier.router.model import ModelError
@@ -96,7 +97,7 @@ class Retrainer:
         self.rounds: list[dict[str, Any]] = []  # the latest rounds' records (tests and logs)
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
-        self._last_error: str | None = None
+        self._rounds = Rounds(log, "retrain round", self._count_failure)
 
     def watched(self) -> list[str]:
         """The running experiments that use a model."""
@@ -173,16 +174,11 @@ class Retrainer:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.tick)
-            try:
-                await self.run_once()
-                self._last_error = None
-            except StoreUnavailable as exc:
-                if self._last_error is None:
-                    log.warning("retrainer: Redis is unavailable, trying again later: %s", exc)
-                self._last_error = str(exc)
-            except Exception:  # a bug must not stop retraining for good
-                log.exception("retrain round failed")
-                self.metrics.model_rounds.labels(trigger="any", outcome="failed").inc()
+            await self._rounds.run(self.run_once)
+
+    def _count_failure(self, exc: BaseException) -> None:
+        if not isinstance(exc, StoreUnavailable):  # an outage is not a failed round: none ran
+            self.metrics.model_rounds.labels(trigger="any", outcome="failed").inc()
 
     def start(self) -> None:
         if self.interval > 0:
