@@ -3,6 +3,7 @@ free loopback ports, started and stopped by process id (scripts/processes.py).""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from collections.abc import Iterator
@@ -134,6 +135,20 @@ def eventually(check, timeout: float = 5.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise error
         time.sleep(interval)
+
+
+def with_store(redis_url: str, work):
+    """``await work(store)`` with a Store of its own on ``redis_url``, closed after; its result."""
+    async def scenario():
+        from croupier.router.settings import Settings
+        from croupier.router.store import Store
+
+        store = Store(Settings(redis_url=redis_url))
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+    return asyncio.run(scenario())
 
 
 def variant_stats(stack: LocalStack, experiment: str = "demo") -> dict[str, dict]:

@@ -20,6 +20,7 @@ from croupier.router.app import create_app
 from croupier.router.settings import Settings
 from croupier.router.store import AssignmentRecord, Store
 from croupier.scripts.processes import free_port
+from tests.conftest import with_store  # noqa: F401  (the alert tests import it from here)
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -172,16 +173,6 @@ def assign(redis_url: str, exp_id: str, counts: dict[str, int], split=(("a", 0.5
         finally:
             await store.close()
     asyncio.run(work())
-
-
-def with_store(redis_url: str, work):
-    async def scenario():
-        store = Store(Settings(redis_url=redis_url))
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-    return asyncio.run(scenario())
 
 
 def raise_alert(redis_url: str, kind: str = "srm", experiment_id: str = "spring", **extra) -> str:

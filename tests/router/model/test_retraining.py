@@ -4,7 +4,6 @@ through POST /api/v1/predict."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import re
@@ -14,11 +13,10 @@ import httpx
 
 from croupier.router.alerts import Alert
 from croupier.router.experiments import parse_experiment
-from croupier.router.settings import Settings
 from croupier.router.store import Store
 from croupier.scripts.model import main as model_main
 from croupier.scripts.processes import free_port, start_router
-from tests.conftest import FAST, eventually, redis_and_router
+from tests.conftest import FAST, eventually, redis_and_router, with_store
 from tests.router.model.events import write
 
 KEY = "k" * 24
@@ -30,16 +28,6 @@ EXPERIMENT = {"id": "demo", "segment_keys": ["device"], "model_weight": 0.5,
 def env(interval: str, **more: str) -> dict[str, str]:
     return {**FAST, "CROUPIER_RETRAIN_INTERVAL": interval, "CROUPIER_MONITOR_INTERVAL": "1",
             "CROUPIER_SECRET": "s" * 32, "CROUPIER_API_KEYS": f"default:{KEY}", "CROUPIER_ADMIN_TOKEN": TOKEN, **more}
-
-
-def with_store(redis_url: str, work):
-    async def go():
-        store = Store(Settings(redis_url=redis_url))
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-    return asyncio.run(go())
 
 
 def records(redis_url: str) -> list[dict]:
